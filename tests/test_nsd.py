@@ -1,0 +1,380 @@
+"""The NSD loader on a fabricated miniature NSD tree in the real formats (see nsd_fixture.py)."""
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import pytest
+
+from probelib.data import nsd
+from probelib.data.nsd import fetch_nsd, load_nsd, nsd_files, nsd_path, nsd_shared_images, read_ctab
+
+sys.path.insert(0, str(Path(__file__).parent))
+from nsd_fixture import LABELS, MiniNSD, make_mini_nsd, reference_repeats  # noqa: E402
+
+ROIS = ("FFA", "EBA", "PPA", "VWFA", "OFA")
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory) -> MiniNSD:
+    return make_mini_nsd(tmp_path_factory.mktemp("nsd"))
+
+
+@pytest.fixture
+def mini_copy(mini, tmp_path) -> Path:
+    """A private copy of the tree for tests that damage it."""
+    return Path(shutil.copytree(mini.root, tmp_path / "nsd"))
+
+
+def _load(mini: MiniNSD, root: Path | None = None, **kw):
+    args = dict(subjects=(1, 2), sessions=mini.sessions, n_train=8, image_size=32, progress=False)
+    args.update(kw)
+    return load_nsd(root or mini.root, **args)
+
+
+@pytest.fixture(scope="module")
+def voxel_ds(mini):
+    return _load(mini, rois=ROIS, average_subjects=False, betas_format="nifti")
+
+
+# ------------------------------------------------------------------------------------ layout
+
+def test_layout_paths(mini):
+    files = nsd_files(2, sessions=2)
+    assert len(files) == 2 + 4 * 3 + 1 + 2 + 1
+    assert "nsddata_betas/ppdata/subj02/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session02.nii.gz" in files
+    assert "nsddata/ppdata/subj02/func1pt8mm/floc_wordtval.nii.gz" in files
+    assert "nsddata/freesurfer/subj02/label/floc-bodies.mgz.ctab" in files
+    assert files[-1] == "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+    assert nsd_path("betas_hdf5", subject=8, session=30).endswith("subj08/func1pt8mm/betas_fithrf_GLMdenoise_RR/"
+                                                                   "betas_session30.hdf5")
+    assert sum("betas_session" in f for f in nsd_files([4, 8])) == 30 + 30       # NSD's session counts
+    for fmt in ("nifti", "hdf5"):                                               # the fixture has the layout
+        assert all((mini.root / f).is_file() for f in nsd_files([1, 2], fmt, sessions=mini.sessions))
+    with pytest.raises(ValueError, match="1-8"):
+        nsd_files(9)
+
+
+def test_read_ctab(mini, tmp_path):
+    table = read_ctab(mini.root / "nsddata/freesurfer/subj02/label/floc-faces.mgz.ctab")
+    assert table == {"Unknown": 0, "aTL-faces": 1, "mTL-faces": 2, "FFA-2": 3, "FFA-1": 4, "OFA": 5}
+    fs = tmp_path / "fs.ctab"
+    fs.write_text("#$Id: FreeSurferColorLUT\n\n0  Unknown  0 0 0 0\n1  OFA  255 0 0 0\n2  FFA-1  0 255 0 0\n")
+    assert read_ctab(fs) == {"Unknown": 0, "OFA": 1, "FFA-1": 2}
+    fs.write_text("OFA 1\n")
+    with pytest.raises(ValueError, match="colour-table"):
+        read_ctab(fs)
+
+
+# ------------------------------------------------------------------------------------ design
+
+def test_shared_images_from_masterordering(mini):
+    g = mini.groups
+    both = nsd_shared_images(mini.root, (1, 2), sessions=mini.sessions)
+    np.testing.assert_array_equal(both, g["A"])
+    np.testing.assert_array_equal(nsd_shared_images(mini.root, 1, sessions=mini.sessions),
+                                  np.sort(np.concatenate([g["A"], g["B"]])))
+    np.testing.assert_array_equal(nsd_shared_images(mini.root, 2, sessions=mini.sessions), g["A"])
+    # a 4th session completes group C (its third showing is there); non-shared group D never enters
+    np.testing.assert_array_equal(nsd_shared_images(mini.root, 1, sessions=4),
+                                  np.sort(np.concatenate([g["A"], g["B"], g["C"]])))
+
+
+def test_image_set_follows_subjects(mini):
+    one = _load(mini, subjects=(1,), rois=("FFA",))
+    np.testing.assert_array_equal(one.image_ids, np.sort(np.concatenate([mini.groups["A"], mini.groups["B"]])))
+    restricted = _load(mini, subjects=(1,), rois=("FFA",), shared_subjects=(2,))
+    np.testing.assert_array_equal(restricted.image_ids, mini.groups["A"])
+
+
+# ------------------------------------------------------------------------------------ extraction
+
+def test_roi_threshold_voxel_selection(mini, voxel_ds):
+    for roi in ROIS:
+        cat, labels = nsd.NSD_ROIS[roi]
+        meta = voxel_ds.voxels[roi]
+        for s in (1, 2):
+            got = {tuple(v) for v in meta["ijk"][meta["subject"] == s]}
+            assert got == mini.expected_voxels(s, cat, labels), (roi, s)
+            ijk = meta["ijk"][meta["subject"] == s]
+            np.testing.assert_allclose(meta["t"][meta["subject"] == s], mini.tval[(s, cat)][tuple(ijk.T)])
+            assert set(meta["label"][meta["subject"] == s]) <= set(labels)
+        assert (meta["t"] > 7).all()
+    assert set(nsd.NSD_ROIS["FFA"][1]) == {"FFA-1", "FFA-2"} and LABELS["faces"][0] == "OFA"
+
+
+def test_zscored_repeat_averaged_responses(mini, voxel_ds):
+    ds = voxel_ds
+    np.testing.assert_array_equal(ds.image_ids, mini.groups["A"])
+    for roi in ROIS:
+        meta, rep = ds.voxels[roi], ds.repeats[roi]
+        assert rep.shape == (12, 3, len(meta["subject"])) and rep.dtype == np.float32
+        for s in (1, 2):
+            cols = meta["subject"] == s
+            expected = reference_repeats(mini, s, ds.image_ids, meta["ijk"][cols])
+            np.testing.assert_allclose(rep[:, :, cols], expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ds.responses[roi], rep.mean(axis=1), rtol=1e-6, atol=1e-6)
+        snr = np.concatenate([mini.ncsnr[s][tuple(meta["ijk"][meta["subject"] == s].T)] for s in (1, 2)])
+        np.testing.assert_allclose(ds.noise_ceiling[roi], np.sqrt(snr**2 / (snr**2 + 1 / 3)), rtol=1e-5)
+
+
+def test_betas_divided_by_300_without_zscore(mini):
+    ds = _load(mini, subjects=(1,), rois=("PPA",), average_subjects=False, zscore=False)
+    ijk = ds.voxels["PPA"]["ijk"]
+    expected = reference_repeats(mini, 1, ds.image_ids, ijk, zscore=False)
+    np.testing.assert_allclose(ds.repeats["PPA"], expected, rtol=1e-6, atol=1e-6)
+    trial = np.flatnonzero(mini.trial_ids[1] == ds.image_ids[0])[0]           # first showing of image 0
+    raw = mini.betas[(1, trial // 750 + 1)][(*ijk[0], trial % 750)]           # int16 = PSC x 300
+    assert ds.repeats["PPA"][0, 0, 0] == np.float32(raw / 300.0)
+
+
+def test_hdf5_and_auto_match_nifti(mini, voxel_ds):
+    for fmt in ("hdf5", "auto"):
+        ds = _load(mini, rois=ROIS, average_subjects=False, betas_format=fmt)
+        for roi in ROIS:
+            np.testing.assert_array_equal(ds.repeats[roi], voxel_ds.repeats[roi])
+            np.testing.assert_array_equal(ds.voxels[roi]["ijk"], voxel_ds.voxels[roi]["ijk"])
+
+
+def test_average_over_subjects(mini, voxel_ds):
+    ds = _load(mini, rois=ROIS, average_subjects=True)
+    for roi in ROIS:
+        meta = voxel_ds.voxels[roi]
+        per_subject = [reference_repeats(mini, s, ds.image_ids, meta["ijk"][meta["subject"] == s]).mean(axis=2)
+                       for s in (1, 2)]
+        expected = np.mean(per_subject, axis=0)                                # (N, 3) ROI mean, subject mean
+        assert ds.responses[roi].shape == (12, 1) and ds.repeats[roi].shape == (12, 3, 1)
+        np.testing.assert_allclose(ds.repeats[roi][:, :, 0], expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ds.responses[roi][:, 0], expected.mean(axis=1), rtol=1e-5, atol=1e-5)
+        assert ds.noise_ceiling[roi].shape == (1,) and 0 < ds.noise_ceiling[roi][0] <= 1
+        np.testing.assert_array_equal(ds.voxels[roi]["ijk"], meta["ijk"])     # contributing voxels
+
+
+def test_stimuli_and_split(mini, voxel_ds):
+    ds = voxel_ds
+    assert ds.stimuli.shape == (12, 3, 32, 32) and ds.stimuli.dtype == np.float32
+    assert 0 <= ds.stimuli.min() and ds.stimuli.max() <= 1
+    red = np.rint(ds.stimuli[:, 0].mean(axis=(1, 2)) * 255).astype(int)
+    green = np.rint(ds.stimuli[:, 1].mean(axis=(1, 2)) * 255).astype(int)
+    np.testing.assert_array_equal(red, ds.image_ids % 256)                    # row n is image_ids[n]
+    np.testing.assert_array_equal(green, (ds.image_ids // 256) % 256)
+    assert len(ds.split["train"]) == 8 and len(ds.split["test"]) == 4
+    assert sorted(np.concatenate([ds.split["train"], ds.split["test"]])) == list(range(12))
+    full = _load(mini, subjects=(2,), rois=("OFA",), image_size=None)
+    assert full.stimuli.shape == (12, 3, 425, 425)
+
+
+def test_small_image_set_uses_proportional_split(mini):
+    with pytest.warns(UserWarning, match="400/515"):
+        ds = _load(mini, rois=("FFA",), n_train=400)
+    assert len(ds.split["train"]) == round(12 * 400 / 515) and len(ds.split["test"]) == 12 - 9
+
+
+def test_bad_arguments(mini):
+    with pytest.raises(ValueError, match="unknown NSD ROI"):
+        _load(mini, rois=("FFA", "V1"))
+    with pytest.raises(ValueError, match="no voxels with t > 100"):
+        _load(mini, rois=("FFA",), t_threshold=100)
+    with pytest.raises(ValueError, match="betas_format"):
+        _load(mini, betas_format="mat")
+
+
+# ------------------------------------------------------------------------------------ errors
+
+def test_missing_files_name_path_and_fetch(mini_copy):
+    ctab = "nsddata/freesurfer/subj02/label/floc-faces.mgz.ctab"
+    (mini_copy / ctab).unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        load_nsd(mini_copy, subjects=(1, 2), sessions={1: 3, 2: 2}, progress=False, n_train=8)
+    msg = str(err.value)
+    assert ctab in msg and "fetch_nsd" in msg and f"aws s3 cp s3://natural-scenes-dataset/{ctab}" in msg
+
+    betas = "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR/betas_session02"
+    (mini_copy / (betas + ".hdf5")).unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(betas + ".hdf5")):
+        load_nsd(mini_copy, subjects=1, rois=("PPA",), sessions=3, betas_format="hdf5", progress=False, n_train=8)
+    (mini_copy / (betas + ".nii.gz")).unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(betas + ".nii.gz")):
+        load_nsd(mini_copy, subjects=1, rois=("PPA",), sessions=3, progress=False, n_train=8)
+
+
+@pytest.mark.parametrize("fmt", ["nifti", "hdf5"])
+def test_truncated_betas(mini_copy, fmt):
+    rel = nsd_path(f"betas_{fmt}", subject=2, session=2)
+    path = mini_copy / rel
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=re.escape(rel) + ".*truncated or corrupt.*fetch_nsd"):
+        load_nsd(mini_copy, subjects=(1, 2), rois=("PPA",), sessions={1: 3, 2: 2}, betas_format=fmt,
+                 progress=False, n_train=8)
+
+
+def test_truncated_design_and_stimuli(mini_copy):
+    kw = dict(subjects=1, rois=("PPA",), sessions=3, progress=False, n_train=8)
+    for rel in (nsd_path("expdesign"), nsd_path("stimuli")):
+        path = mini_copy / rel
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+        with pytest.raises(ValueError, match=re.escape(rel)):
+            load_nsd(mini_copy, **kw)
+        path.write_bytes(data)
+
+
+# ------------------------------------------------------------------------------------ cache
+
+def test_cache_hit_corrupt_entry_and_no_partial_entry(mini, mini_copy, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
+    entries = list(cache.glob("*.npz"))
+    assert len(entries) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("recomputed despite a valid cache entry")
+
+    with monkeypatch.context() as m:
+        m.setattr(nsd, "_build", boom)
+        hit = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
+    np.testing.assert_array_equal(hit.stimuli, first.stimuli)
+    np.testing.assert_array_equal(hit.image_ids, first.image_ids)
+    for roi in ("FFA", "EBA"):
+        np.testing.assert_array_equal(hit.responses[roi], first.responses[roi])
+        np.testing.assert_array_equal(hit.repeats[roi], first.repeats[roi])
+        np.testing.assert_array_equal(hit.voxels[roi]["label"], first.voxels[roi]["label"])
+    np.testing.assert_array_equal(hit.split["test"], first.split["test"])
+    assert hit.name == first.name and hit.rois == first.rois
+
+    _load(mini, rois=("FFA", "EBA"), cache_dir=cache, seed=1)                 # other inputs, other entry
+    assert len(list(cache.glob("*.npz"))) == 2
+
+    entries[0].write_bytes(entries[0].read_bytes()[:1000])                    # corrupt: recomputed
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        again = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
+    np.testing.assert_array_equal(again.responses["FFA"], first.responses["FFA"])
+    with monkeypatch.context() as m:
+        m.setattr(nsd, "_build", boom)
+        _load(mini, rois=("FFA", "EBA"), cache_dir=cache)                      # rewritten and valid
+
+    (mini_copy / nsd_path("betas_nifti", subject=2, session=1)).unlink()      # an error caches nothing
+    (mini_copy / nsd_path("betas_hdf5", subject=2, session=1)).unlink()
+    bad_cache = tmp_path / "bad"
+    with pytest.raises(FileNotFoundError):
+        _load(mini, root=mini_copy, rois=("FFA",), cache_dir=bad_cache)
+    assert not bad_cache.exists() or not any(bad_cache.iterdir())
+
+
+# ------------------------------------------------------------------------------------ fetch
+
+class _RangeHandler(BaseHTTPRequestHandler):
+    """Serves a directory with HEAD, GET and single-range ``Range: bytes=a-[b]`` requests.
+
+    ``server.cut[relpath] = n`` makes the next GET of that file stop after n body bytes and close
+    the connection (an interrupted download). Every request is logged in ``server.log``.
+    """
+
+    def do_HEAD(self) -> None:
+        self._serve(body=False)
+
+    def do_GET(self) -> None:
+        self._serve(body=True)
+
+    def _serve(self, body: bool) -> None:
+        rel = unquote(urlparse(self.path).path).lstrip("/")
+        self.server.log.append((self.command, rel, self.headers.get("Range")))
+        path = self.server.root / rel
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start, end = 0, len(data) - 1
+        requested = self.headers.get("Range")
+        if requested:
+            m = re.fullmatch(r"bytes=(\d+)-(\d*)", requested)
+            start, end = int(m[1]), int(m[2]) if m[2] else len(data) - 1
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            end = min(end, len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if body:
+            payload = data[start:end + 1]
+            cut = self.server.cut.pop(rel, None) if self.command == "GET" else None
+            self.wfile.write(payload if cut is None else payload[:cut])
+            self.wfile.flush()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server(mini):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.root, httpd.log, httpd.cut = mini.root, [], {}
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_fetch_downloads_skips_and_resumes(mini, server, tmp_path):
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    dest = tmp_path / "dl"
+    rels = nsd_files([1, 2], "nifti", sessions=mini.sessions)
+    paths = fetch_nsd(dest, [1, 2], base_url=url, sessions=mini.sessions, progress=False)
+    assert paths == [dest / r for r in rels]
+    assert all(p.read_bytes() == (mini.root / r).read_bytes() for p, r in zip(paths, rels))
+    assert not list(dest.rglob("*.part"))
+
+    server.log.clear()                                                        # complete files: HEAD only
+    fetch_nsd(dest, [1, 2], base_url=url, sessions=mini.sessions, progress=False)
+    assert {m for m, _, _ in server.log} == {"HEAD"} and len(server.log) == len(rels)
+
+    rel = nsd_path("betas_nifti", subject=1, session=2)                       # resume a .part file
+    original = (mini.root / rel).read_bytes()
+    (dest / rel).unlink()
+    (dest / (rel + ".part")).write_bytes(original[:1000])
+    server.log.clear()
+    fetch_nsd(dest, [1, 2], base_url=url, sessions=mini.sessions, progress=False)
+    assert ("GET", rel, "bytes=1000-") in server.log
+    assert (dest / rel).read_bytes() == original and not (dest / (rel + ".part")).exists()
+
+    rel = nsd_path("stimuli")                                                 # interrupted, then resumed
+    original = (mini.root / rel).read_bytes()
+    (dest / rel).unlink()
+    server.cut[rel] = 5000
+    with pytest.raises(OSError, match=re.escape(f"{rel} from {url}/{rel}")):
+        fetch_nsd(dest, [1, 2], base_url=url, sessions=mini.sessions, progress=False)
+    assert (dest / (rel + ".part")).stat().st_size == 5000
+    server.log.clear()
+    fetch_nsd(dest, [1, 2], base_url=url, sessions=mini.sessions, progress=False)
+    assert ("GET", rel, "bytes=5000-") in server.log
+    assert (dest / rel).read_bytes() == original
+
+    rel = nsd_path("expdesign")                                               # a truncated copy is replaced
+    (dest / rel).write_bytes(b"junk")
+    fetch_nsd(dest, [1, 2], base_url=url, sessions=mini.sessions, progress=False)
+    assert (dest / rel).read_bytes() == (mini.root / rel).read_bytes()
+
+    ds = load_nsd(dest, subjects=(1, 2), rois=("FFA",), sessions=mini.sessions, progress=False, n_train=8,
+                  image_size=32, betas_format="nifti")
+    np.testing.assert_array_equal(ds.image_ids, mini.groups["A"])
+
+
+def test_fetch_missing_remote_file(server, tmp_path):
+    url = f"http://127.0.0.1:{server.server_address[1]}/nowhere"
+    rel = nsd_path("expdesign")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"{rel} from {url}/{rel}") + ".*404"):
+        fetch_nsd(tmp_path, [1], base_url=url, sessions=1, progress=False)
