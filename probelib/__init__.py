@@ -2,6 +2,9 @@
 
 Data flows one way: data -> encoders -> readouts (EncodingModel) -> attacks / geometry -> metrics.
 """
+from .attacks import (FixedEffectResult, OptimizationResult, ProbeResult, TransferMatrix, fgsm,
+                      fixed_effect, maximize, minimize, pgd, random_control, shuffled_control,
+                      transfer, transfer_matrix)
 from .encoders import available_encoders, imagenet_labels, load_encoder, smooth
 from .geometry import (Subspace, jacobian, perturbation_subspace, principal_angles,
                        similarity_matrix, subspace_similarity)
