@@ -1,0 +1,145 @@
+"""Panel-level steps shared by the chapters: fit a panel of encoding models, probe it, cache it.
+
+A *panel* is a list of model specs (see :mod:`probelib.zoo`) crossed with ROIs of a
+:class:`~probelib.data.Dataset`. Features are cached by :func:`probelib.model.extract_features`;
+probe sweeps, the expensive part, are cached on disk by :func:`cached_probe` keyed by the dataset
+content, the model spec, the readout and every attack argument, so a re-run of a chapter (nbval,
+or a reader changing a plotting parameter) costs seconds.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import attacks
+from .cache import memory
+from .data.dataset import Dataset
+from .metrics import pearson_r
+from .model import EncodingModel, fit_encoding_model
+from .zoo import build_encoder
+
+
+def dataset_digest(ds: Dataset) -> str:
+    """Short content hash of a dataset's stimuli, responses and split (for cache keys)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(ds.stimuli).tobytes())
+    for roi in sorted(ds.responses):
+        h.update(roi.encode())
+        h.update(np.ascontiguousarray(ds.responses[roi]).tobytes())
+    for k in ("train", "test"):
+        h.update(np.asarray(ds.split[k]).tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class PanelFit:
+    """Fitted encoding models of a panel: ``models[(spec, roi)]`` and their held-out accuracy."""
+
+    dataset: Dataset
+    digest: str
+    kind: str
+    options: dict
+    models: dict[tuple[str, str], EncodingModel] = field(default_factory=dict)
+    predictivity: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    predictions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def specs(self) -> list[str]:
+        return list(dict.fromkeys(s for s, _ in self.models))
+
+    @property
+    def rois(self) -> list[str]:
+        return list(dict.fromkeys(r for _, r in self.models))
+
+    def table(self) -> pd.DataFrame:
+        """One row per (model, ROI, unit): held-out Pearson r and the unit's noise ceiling."""
+        rows = []
+        for (spec, roi), r in self.predictivity.items():
+            nc = self.dataset.noise_ceiling.get(roi)
+            for v, rv in enumerate(r):
+                rows.append({"model": spec, "roi": roi, "unit": v, "r": float(rv),
+                             "ceiling": float(nc[v]) if nc is not None else np.nan})
+        return pd.DataFrame(rows)
+
+
+def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = None, kind: str = "ridge",
+              device="cpu", seed: int = 0, n_samples: int = 8, progress: bool = True,
+              **readout_options) -> PanelFit:
+    """Fit one ``kind`` readout per (model spec, ROI) on the training split; score on the test split.
+
+    ``n_samples``: noise draws of smoothed specs (``+smooth<sigma>``). Returns a :class:`PanelFit`.
+    """
+    rois = list(rois) if rois is not None else ds.rois
+    missing = [r for r in rois if r not in ds.responses]
+    if missing:
+        raise ValueError(f"unknown ROI(s) {missing}; this dataset has {ds.rois}")
+    train, test = ds.split["train"], ds.split["test"]
+    fit = PanelFit(ds, dataset_digest(ds), kind, dict(readout_options))
+    for spec in tqdm(list(specs), desc="fitting models", disable=not progress):
+        enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed,
+                            spatial=(kind == "cnn"))
+        for roi in rois:
+            model = fit_encoding_model(enc, ds.stimuli[train], ds.responses[roi][train], kind=kind,
+                                       seed=seed, device=device, name=f"{spec}/{roi}",
+                                       **readout_options)
+            pred = model.predict(ds.stimuli[test], device=device, progress=False)
+            fit.models[(spec, roi)] = model
+            fit.predictions[(spec, roi)] = pred
+            fit.predictivity[(spec, roi)] = pearson_r(pred, ds.responses[roi][test])
+    return fit
+
+
+def _probe_impl(key: dict, model: EncodingModel, images: np.ndarray, attack: str, kwargs: dict):
+    fn = getattr(attacks, attack)
+    return fn(model, torch.from_numpy(images), **kwargs)
+
+
+def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image_index=None,
+                 **kwargs):
+    """Run ``probelib.attacks.<attack>`` (``"fgsm"``, ``"pgd"``, ``"fixed_effect"``) on the model
+    ``(spec, roi)`` of ``fit`` for the test images (or ``image_index``), cached on disk.
+
+    ``kwargs`` go to the attack (``eps``, ``units``, ``norm``, ``steps`` ...). Perturbations are not
+    stored unless ``store_perturbations=True`` is passed (they can be large).
+    """
+    if attack not in ("fgsm", "pgd", "fixed_effect"):
+        raise ValueError(f"unknown attack {attack!r}; valid: 'fgsm', 'pgd', 'fixed_effect'")
+    index = np.asarray(fit.dataset.split["test"] if image_index is None else image_index)
+    images = np.ascontiguousarray(fit.dataset.stimuli[index])
+    kwargs.setdefault("store_perturbations", False)
+    kwargs.setdefault("progress", False)
+    key = {"dataset": fit.digest, "spec": spec, "roi": roi, "readout": fit.kind,
+           "readout_options": fit.options, "images": index.tolist(), "attack": attack,
+           "kwargs": {k: v for k, v in kwargs.items() if k not in ("device", "progress")}}
+    fn = memory().cache(_probe_impl, ignore=["model", "images"])
+    return fn(key, fit.models[(spec, roi)], images, attack, kwargs)
+
+
+def probe_panel(fit: PanelFit, attack: str = "fgsm", image_index=None, progress: bool = True,
+                **kwargs) -> dict[tuple[str, str], object]:
+    """:func:`cached_probe` for every (model, ROI) of the panel; returns a dict of results."""
+    out = {}
+    for key in tqdm(list(fit.models), desc=f"{attack} probes", disable=not progress):
+        out[key] = cached_probe(fit, *key, attack=attack, image_index=image_index, **kwargs)
+    return out
+
+
+def sensitivity_table(results: dict, eps_labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Long table (model, roi, eps, image, unit, sensitivity) of a :func:`probe_panel` result."""
+    rows = []
+    for (spec, roi), res in results.items():
+        s = res.sensitivity  # (n_eps, N, n_units)
+        for e in range(s.shape[0]):
+            label = eps_labels[e] if eps_labels is not None else float(res.eps[e])
+            n, u = s.shape[1:]
+            rows.append(pd.DataFrame({"model": spec, "roi": roi, "eps": label,
+                                      "image": np.repeat(np.arange(n), u),
+                                      "unit": np.tile(np.asarray(res.units), n),
+                                      "sensitivity": s[e].ravel()}))
+    return pd.concat(rows, ignore_index=True)
