@@ -37,6 +37,8 @@ def execute(path: Path, out_dir: Path, parameters: dict) -> Path:
     nb = jupytext.read(path)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     out = out_dir / f"{path.stem}.ipynb"
+    # the kernel must draw figures into the notebook (inline), whatever backend the caller uses
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"{path.stem}.ipynb"
         nbformat.write(nb, src)
@@ -62,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     params = {k: _value(v) for k, v in args.p}
     if args.quick:
         params.setdefault("quick", True)
-    os.environ.setdefault("MPLBACKEND", "Agg")
     total = time.time()
     for path in chapters(args.chapters):
         t = time.time()

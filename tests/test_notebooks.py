@@ -1,4 +1,11 @@
-"""Execute every chapter with small parameters (quick=True): a broken chapter fails the tests."""
+"""Execute every chapter with small parameters (quick=True), then render them as a book.
+
+A broken chapter, a chapter that saves no figure, or a book that does not render fails the tests.
+The chapters share one cache directory (as in a real build) that starts empty.
+"""
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -8,10 +15,45 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from execute_notebooks import chapters, execute  # noqa: E402
 
+CHAPTERS = chapters()
 
-@pytest.mark.parametrize("path", chapters(), ids=lambda p: p.stem)
-def test_chapter_runs(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("PROBELIB_FIGURES", str(tmp_path / "figures"))
-    out = execute(path, tmp_path, {"quick": True})
+
+@pytest.fixture(scope="session")
+def quick_book(tmp_path_factory):
+    book = tmp_path_factory.mktemp("quickbook")
+    (book / "generated").mkdir()
+    return book
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("nbcache")
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_runs(path, quick_book, shared_cache, monkeypatch):
+    figures = quick_book / "figures" / path.stem
+    monkeypatch.setenv("PROBELIB_FIGURES", str(figures))
+    monkeypatch.setenv("PROBELIB_CACHE", str(shared_cache))
+    out = execute(path, quick_book / "generated", {"quick": True})
     assert out.exists()
-    assert list((tmp_path / "figures").glob("*.png")), "the chapter saved no figure"
+    assert list(figures.glob("*.png")), "the chapter saved no figure"
+
+
+def test_book_renders_every_chapter(quick_book):
+    """jupyter-book renders the executed chapters; each chapter page shows its figures."""
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = re.findall(r"file:\s*generated/(\S+)", toc)
+    assert sorted(listed) == sorted(p.stem for p in CHAPTERS), "the _toc.yml and notebooks/ disagree"
+    if not all((quick_book / "generated" / f"{name}.ipynb").exists() for name in listed):
+        pytest.skip("some chapters failed to execute (reported above)")
+    shutil.copy(ROOT / "_config.yml", quick_book / "_config.yml")
+    shutil.copy(ROOT / "_toc.yml", quick_book / "_toc.yml")
+    shutil.copy(ROOT / "book" / "intro.md", quick_book / "intro.md")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(quick_book)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    html = quick_book / "_build" / "html"
+    for name in listed:
+        page = (html / "generated" / f"{name}.html").read_text()
+        assert "<img" in page, f"{name}.html shows no figure"
