@@ -21,7 +21,8 @@ from . import attacks
 from .cache import memory
 from .data.dataset import Dataset
 from .metrics import pearson_r
-from .model import EncodingModel, fit_encoding_model
+from .model import EncodingModel, extract_features
+from .readouts import fit_readout
 from .zoo import build_encoder
 
 
@@ -84,12 +85,14 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
     for spec in tqdm(list(specs), desc="fitting models", disable=not progress):
         enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed,
                             spatial=(kind == "cnn"))
+        # every image passes the encoder once per model (features cached on disk); ROIs share them
+        f_train = extract_features(enc, ds.stimuli[train], device=device, progress=False)
+        f_test = torch.from_numpy(extract_features(enc, ds.stimuli[test], device=device, progress=False))
         for roi in rois:
-            model = fit_encoding_model(enc, ds.stimuli[train], ds.responses[roi][train], kind=kind,
-                                       seed=seed, device=device, name=f"{spec}/{roi}",
-                                       **readout_options)
-            pred = model.predict(ds.stimuli[test], device=device, progress=False)
-            fit.models[(spec, roi)] = model
+            readout = fit_readout(kind, f_train, ds.responses[roi][train], seed=seed, **readout_options)
+            with torch.no_grad():
+                pred = readout(f_test).float().numpy()
+            fit.models[(spec, roi)] = EncodingModel(enc, readout, name=f"{spec}/{roi}").to(device)
             fit.predictions[(spec, roi)] = pred
             fit.predictivity[(spec, roi)] = pearson_r(pred, ds.responses[roi][test])
     return fit

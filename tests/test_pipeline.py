@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from probelib.data.dataset import Dataset, make_split
+from probelib.metrics import pearson_r
+from probelib.pipeline import cached_probe, fit_panel, sensitivity_table
+
+
+@pytest.fixture
+def toy():
+    rng = np.random.default_rng(0)
+    n = 14
+    return Dataset(stimuli=rng.random((n, 3, 64, 64)).astype(np.float32),
+                   responses={"A": rng.normal(size=(n, 2)).astype(np.float32),
+                              "B": rng.normal(size=(n, 1)).astype(np.float32)},
+                   image_ids=np.arange(n), split=make_split(n, 9, 0))
+
+
+@pytest.mark.parametrize("kind", ["ols", "cnn"])
+def test_fit_panel_predictions_are_the_models_predictions(toy, kind):
+    opts = {"weight_decays": [1e-2], "epochs": 20} if kind == "cnn" else {}
+    fit = fit_panel(toy, ["alexnet:untrained"], kind=kind, progress=False, **opts)
+    assert set(fit.models) == {("alexnet:untrained", "A"), ("alexnet:untrained", "B")}
+    test = toy.split["test"]
+    for key, model in fit.models.items():
+        pred = model.predict(toy.stimuli[test])
+        np.testing.assert_allclose(fit.predictions[key], pred, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(fit.predictivity[key], pearson_r(pred, toy.responses[key[1]][test]),
+                                   atol=1e-5)
+    assert len(fit.table()) == 3
+    with pytest.raises(ValueError, match="unknown ROI"):
+        fit_panel(toy, ["alexnet:untrained"], rois=["C"], progress=False)
+
+
+def test_cached_probe_is_cached(toy, monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    fit = fit_panel(toy, ["alexnet:untrained"], kind="ols", progress=False)
+    a = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
+    import probelib.attacks as attacks
+    monkeypatch.setattr(attacks, "fgsm", lambda *a, **k: pytest.fail("not served from the cache"))
+    b = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
+    np.testing.assert_array_equal(a.sensitivity, b.sensitivity)
+    table = sensitivity_table({("alexnet:untrained", "A"): a})
+    assert len(table) == 2 * len(toy.split["test"]) * 2
+    with pytest.raises(ValueError, match="unknown attack"):
+        cached_probe(fit, "alexnet:untrained", "A", "deepfool")
