@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import attacks
-from .cache import memory
+from .cache import encoder_key, memory
 from .data.dataset import Dataset
 from .metrics import pearson_r
 from .model import EncodingModel, extract_features
@@ -118,6 +118,7 @@ def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image
     kwargs.setdefault("store_perturbations", False)
     kwargs.setdefault("progress", False)
     key = {"dataset": fit.digest, "spec": spec, "roi": roi, "readout": fit.kind,
+           "encoder": encoder_key(fit.models[(spec, roi)].encoder),
            "readout_options": fit.options, "images": index.tolist(), "attack": attack,
            "kwargs": {k: v for k, v in kwargs.items() if k not in ("device", "progress")}}
     fn = memory().cache(_probe_impl, ignore=["model", "images"])

@@ -39,6 +39,7 @@ def execute(path: Path, out_dir: Path, parameters: dict) -> Path:
     out = out_dir / f"{path.stem}.ipynb"
     # the kernel must draw figures into the notebook (inline), whatever backend the caller uses
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars inside the rendered book
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / f"{path.stem}.ipynb"
         nbformat.write(nb, src)
