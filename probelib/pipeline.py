@@ -118,7 +118,7 @@ def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image
     kwargs.setdefault("store_perturbations", False)
     kwargs.setdefault("progress", False)
     key = {"dataset": fit.digest, "spec": spec, "roi": roi, "readout": fit.kind,
-           "encoder": encoder_key(fit.models[(spec, roi)].encoder),
+           "encoder": encoder_key(getattr(fit.models[(spec, roi)], "encoder", None)),
            "readout_options": fit.options, "images": index.tolist(), "attack": attack,
            "kwargs": {k: v for k, v in kwargs.items() if k not in ("device", "progress")}}
     fn = memory().cache(_probe_impl, ignore=["model", "images"])
