@@ -1,0 +1,312 @@
+"""Tests of probelib.recovery on tiny models (no weights, no demo data)."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from probelib import recovery
+from probelib.attacks import pgd
+from probelib.encoders import load_encoder, smooth
+from probelib.model import EncodingModel
+from probelib.readouts import fit_readout
+
+SHAPE = (3, 8, 8)
+D = 3 * 8 * 8
+
+
+class Linear(nn.Module):
+    """r = W vec(x): the gradient of unit u is W[u] everywhere."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight.T
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.4 + 0.2 * torch.rand((n, *SHAPE), generator=g)  # away from the box edges
+
+
+# ------------------------------------------------------------------------------- choosing models
+
+def test_robustness_level():
+    assert recovery.robustness_level("mobilenet_v2") == 0.0
+    assert recovery.robustness_level("mobilenet_v2+smooth0.25") == 0.25
+    assert recovery.robustness_level("alexnet:untrained+smooth0.1") == 0.1
+    assert recovery.robustness_level("resnet50_l2_eps3") == 3.0
+    assert recovery.robustness_level("resnet50_linf_eps4") == 4.0
+    assert recovery.robustness_level("resnet50_l2_eps0") == 0.0
+
+
+def test_select_robust_prefers_most_robust_that_predicts():
+    r = {"m": 0.80, "m+smooth0.1": 0.86, "m+smooth0.25": 0.85, "m+smooth0.5": 0.70}
+    assert recovery.select_robust(r, 0.95) == "m+smooth0.25"   # 0.5 falls below 0.95 * 0.86
+    assert recovery.select_robust(r, 0.80) == "m+smooth0.5"
+    # untrained models never count as robust candidates
+    r2 = {"m": 0.8, "a:untrained+smooth0.5": 0.9, "m+smooth0.1": 0.5}
+    assert recovery.select_robust(r2, 0.95) == "m+smooth0.1"   # fallback: best robust predictor
+    with pytest.raises(ValueError, match="no robust"):
+        recovery.select_robust({"m": 0.8})
+    with pytest.raises(ValueError, match="min_relative"):
+        recovery.select_robust(r, 1.5)
+
+
+@pytest.fixture(scope="module")
+def smoothed_model():
+    enc = smooth(load_encoder("mobilenet_v2", weights=None, layer="features.4"), sigma=0.1,
+                 n_samples=2, seed=3)
+    x = _images(6, seed=1)
+    with torch.no_grad():
+        feats = enc(x).numpy()
+    y = feats[:, :2] + 0.01 * np.random.default_rng(0).standard_normal((6, 2))
+    return EncodingModel(enc, fit_readout("ols", feats, y)), x
+
+
+def test_with_noise_samples(smoothed_model):
+    model, x = smoothed_model
+    same = recovery.with_noise_samples(model, 2)
+    more = recovery.with_noise_samples(model, 5, seed=7)
+    assert same.readout is model.readout and more.readout is model.readout
+    assert more.encoder.n_samples == 5 and more.encoder.sigma == model.encoder.sigma
+    assert more.encoder.seed == 7 and same.encoder.seed == model.encoder.seed
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), model(x))      # same draws -> same function
+        assert not torch.allclose(more(x), model(x))       # other draws -> another estimate
+    plain = EncodingModel(model.encoder.encoder, model.readout)
+    with pytest.raises(ValueError, match="smoothed"):
+        recovery.with_noise_samples(plain, 4)
+
+
+# ------------------------------------------------------------------------------- stacking
+
+def test_stack_rois_matches_the_separate_models():
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(D, 5))
+    ra, rb = nn.Linear(5, 1), nn.Linear(5, 2)
+    fit = SimpleNamespace(models={("m", "A"): EncodingModel(enc, ra), ("m", "B"): EncodingModel(enc, rb)})
+    stacked = recovery.stack_rois(fit, "m", ["B", "A"])
+    x = _images(4)
+    with torch.no_grad():
+        out = stacked(x)
+        expected = torch.cat([fit.models[("m", "B")](x), fit.models[("m", "A")](x)], dim=1)
+    assert out.shape == (4, 3)
+    torch.testing.assert_close(out, expected)
+    assert stacked.columns == [slice(0, 2), slice(2, 3)] and stacked.names == ["B", "A"]
+    other = nn.Sequential(nn.Flatten(), nn.Linear(D, 5))
+    fit.models[("m", "C")] = EncodingModel(other, ra)
+    with pytest.raises(ValueError, match="share an encoder"):
+        recovery.stack_rois(fit, "m", ["A", "C"])
+
+
+def test_observer_for_rois_combines_roi_readouts(monkeypatch):
+    """The observer's per-ROI readouts are placed block-diagonally over the ROIs' columns."""
+    calls = {}
+
+    class FakeObserver:
+        def for_roi(self, dataset, roi):
+            k = len(dataset.voxels[roi]["observer_index"])
+            return SimpleNamespace(readout=torch.full((k, 1), 1.0 / k))
+
+        def restrict(self, columns, weights):
+            calls["columns"], calls["weights"] = columns, weights
+            return nn.Identity()
+
+    import probelib.data.demo as demo
+    monkeypatch.setattr(demo, "demo_observer", lambda **kw: FakeObserver())
+    ds = SimpleNamespace(voxels={"FFA": {"observer_index": np.array([4, 9])},
+                                 "PPA": {"observer_index": np.array([1, 2, 3, 7])}})
+    recovery.observer_for_rois(ds, ["FFA", "PPA"])
+    np.testing.assert_array_equal(calls["columns"], [4, 9, 1, 2, 3, 7])
+    expected = np.zeros((6, 2))
+    expected[:2, 0] = 0.5
+    expected[2:, 1] = 0.25
+    np.testing.assert_allclose(calls["weights"], expected)
+    with pytest.raises(ValueError, match="demo"):
+        recovery.observer_for_rois(SimpleNamespace(voxels={}), ["FFA"])
+
+
+# ------------------------------------------------------------------------------- perturbations
+
+def test_high_frequency_fraction():
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((20, 3, 64, 64))
+    frac = recovery.high_frequency_fraction(noise)
+    assert frac.shape == (20,)
+    assert abs(frac.mean() - (1 - math.pi * 0.25**2)) < 0.02
+    yy, xx = np.mgrid[:64, :64]
+    blob = np.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / (2 * 8.0**2))
+    assert recovery.high_frequency_fraction(np.stack([blob] * 3)) < 0.01
+    checker = ((yy + xx) % 2).astype(float)
+    assert recovery.high_frequency_fraction(torch.tensor(np.stack([checker] * 3))) > 0.99
+    assert np.isnan(recovery.high_frequency_fraction(np.zeros((3, 8, 8))))
+    with pytest.raises(ValueError):
+        recovery.high_frequency_fraction(np.zeros((8, 8)))
+
+
+def test_input_gradients_and_agreement(tmp_path, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, D, generator=g, dtype=torch.float64).float()
+    x = _images(3)
+    grads = recovery.input_gradients(Linear(w), x)
+    assert grads.shape == (3, 2, D)
+    np.testing.assert_allclose(grads, np.broadcast_to(w.numpy(), (3, 2, D)), rtol=1e-5, atol=1e-6)
+    cached = recovery.input_gradients(Linear(w), x, key={"model": "w"})
+    again = recovery.input_gradients(Linear(-w), x, key={"model": "w"})  # same key: cache hit
+    np.testing.assert_array_equal(cached, again)
+    one = recovery.input_gradients(Linear(w), x, units=[1])
+    assert one.shape == (3, 1, D)
+
+    same = recovery.gradient_agreement(grads, grads)
+    np.testing.assert_allclose(same.cosine, 1.0, atol=1e-6)
+    np.testing.assert_allclose(same.subspace, 1.0, atol=1e-6)
+    assert same.chance == pytest.approx(2 / D)
+    flipped = recovery.gradient_agreement(-grads, grads)
+    np.testing.assert_allclose(flipped.cosine, -1.0, atol=1e-6)
+    np.testing.assert_allclose(flipped.subspace, 1.0, atol=1e-6)   # a subspace has no sign
+    # directions orthogonal to both gradients
+    q, _ = np.linalg.qr(np.concatenate([w.numpy().T, rng_matrix(D, 2)], axis=1))
+    ortho = np.broadcast_to(q[:, 2:].T, (3, 2, D))
+    none = recovery.gradient_agreement(ortho, grads)
+    np.testing.assert_allclose(none.cosine, 0.0, atol=1e-5)
+    np.testing.assert_allclose(none.subspace, 0.0, atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        recovery.gradient_agreement(grads, grads[:, :1])
+
+
+def rng_matrix(n, k):
+    return np.random.default_rng(1).standard_normal((n, k))
+
+
+# ------------------------------------------------------------------------------- sensitivities
+
+def test_sensitivity_agreement():
+    rng = np.random.default_rng(0)
+    ref = np.exp(rng.standard_normal((12, 3)))
+    double = recovery.sensitivity_agreement(2 * ref, ref)
+    assert double["level_ratio"] == pytest.approx(2.0)
+    assert double["log_level_error"] == pytest.approx(math.log(2))
+    assert double["profile_r"] == pytest.approx(1.0)
+    half = recovery.sensitivity_agreement(ref / 2, ref)
+    assert half["log_level_error"] == pytest.approx(math.log(2))   # symmetric
+    other = recovery.sensitivity_agreement(np.exp(rng.standard_normal((12, 3))), ref)
+    assert abs(other["profile_r"]) < 0.8
+    assert recovery.sensitivity_agreement(ref[:, 0], ref[:, 0])["profile_r"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="> 0"):
+        recovery.sensitivity_agreement(ref - 10, ref)
+    with pytest.raises(ValueError, match="shape"):
+        recovery.sensitivity_agreement(ref[:, :2], ref)
+
+
+def test_rank_candidates_and_winners():
+    table = pd.DataFrame({"model": ["a", "b", "c"], "r": [0.8, 0.9, np.nan],
+                          "error": [0.1, 0.5, 0.05]})
+    criteria = {"r": True, "error": False}
+    ranked = recovery.rank_candidates(table, criteria)
+    assert ranked["rank_r"].tolist() == [2, 1, 3]          # NaN ranks last
+    assert ranked["rank_error"].tolist() == [2, 3, 1]
+    assert recovery.winners(table, criteria) == {"r": "b", "error": "c"}
+    with pytest.raises(ValueError, match="no column"):
+        recovery.rank_candidates(table, {"missing": True})
+
+
+def test_transfer_table_separates_aligned_and_orthogonal_targets():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, D, generator=g)
+    w_orth = torch.randn(1, D, generator=g)
+    w_orth = w_orth - (w_orth @ w.T) / (w @ w.T) * w          # orthogonal to the source gradient
+    source, aligned, orth = Linear(w), Linear(2 * w), Linear(w_orth)
+    x = _images(5)
+    probe = pgd(source, x, eps=0.5, norm="l2", steps=3, direction="abs", store_perturbations=True,
+                progress=False)
+    table = recovery.transfer_table({"pgd": probe}, x, {"self": source, "aligned": aligned,
+                                                       "orth": orth}, scale=2.0)
+    by = table.set_index("target")
+    white_box = float(np.mean(probe.sensitivity)) / 2.0
+    assert by.loc["self", "change"] == pytest.approx(white_box, rel=1e-4)
+    assert by.loc["aligned", "change"] == pytest.approx(2 * white_box, rel=1e-4)
+    assert by.loc["orth", "change"] < 1e-3 * white_box
+    assert by.loc["self", "gain"] > 5            # the worst case beats a random direction
+    assert by.loc["orth", "gain"] < 0.1
+    assert set(table.columns) == {"attack", "target", "change", "control", "gain"}
+
+
+# ------------------------------------------------------------------------------- caching
+
+def test_cached_optimize_and_responses():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, D, generator=g)
+    x = _images(2)
+    up = recovery.cached_optimize(Linear(w), x[0], 1, "maximize", key={"m": "w"}, steps=3)
+    assert up.objective[-1] > up.objective[0] and up.images.shape == (4, *SHAPE)
+    hit = recovery.cached_optimize(Linear(-w), x[0], 1, "maximize", key={"m": "w"}, steps=3)
+    np.testing.assert_array_equal(hit.images, up.images)          # same key and settings: cached
+    down = recovery.cached_optimize(Linear(w), x[0], 1, "minimize", key={"m": "w"}, steps=3)
+    assert down.objective[-1] < down.objective[0]
+    other = recovery.cached_optimize(Linear(w), x[0], 1, "maximize", key={"m": "w"}, steps=2)
+    assert len(other.steps) == 3                                  # settings are part of the key
+    with pytest.raises(ValueError, match="mode"):
+        recovery.cached_optimize(Linear(w), x[0], 1, "up")
+    r = recovery.cached_responses(Linear(w), x, key={"m": "w"})
+    np.testing.assert_allclose(r, (x.flatten(1) @ w.T).numpy(), rtol=1e-5)
+    np.testing.assert_array_equal(recovery.cached_responses(Linear(-w), x, key={"m": "w"}), r)
+
+
+def test_tv_weight_balances_gradients():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, D, generator=g)
+    x = _images(1)[0]
+    x_req = x[None].clone().requires_grad_(True)
+    (g_tv,) = torch.autograd.grad(recovery.total_variation(x_req).sum(), x_req)
+    weight = recovery.tv_weight(Linear(w), x, 0, relative=0.5)
+    assert weight * float(g_tv.norm()) == pytest.approx(0.5 * float(w.norm()), rel=1e-4)
+    # a model 10 x steeper gets a 10 x larger weight: the same relative regularisation
+    assert recovery.tv_weight(Linear(10 * w), x, 0, 0.5) == pytest.approx(10 * weight, rel=1e-4)
+    assert recovery.tv_weight(Linear(w), x, 0, 0.0) == 0.0
+    with pytest.raises(ValueError, match="constant"):
+        recovery.tv_weight(Linear(w), torch.full(SHAPE, 0.5), 0, 0.5)
+    # the same penalty as the one maximize() subtracts
+    from probelib.attacks import _total_variation
+    torch.testing.assert_close(recovery.total_variation(_images(3)), _total_variation(_images(3)))
+
+
+def test_select_units_and_cached_attack():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, D, generator=g)
+    x = _images(2)
+    sel = recovery.SelectUnits(Linear(w), [2, 0])
+    with torch.no_grad():
+        torch.testing.assert_close(sel(x), Linear(w)(x)[:, [2, 0]])
+    a = recovery.cached_attack(sel, x, "pgd", key={"m": "sel"}, eps=0.3, norm="l2", steps=2,
+                               direction="abs", units=[1])
+    assert a.sensitivity.shape == (1, 2, 1) and np.all(a.sensitivity > 0)
+    b = recovery.cached_attack(recovery.SelectUnits(Linear(-5 * w), [2, 0]), x, "pgd", key={"m": "sel"},
+                               eps=0.3, norm="l2", steps=2, direction="abs", units=[1])
+    np.testing.assert_array_equal(a.sensitivity, b.sensitivity)    # cached
+    f = recovery.cached_attack(sel, x, "fgsm", eps=[0.01], direction="abs")
+    # a linear unit's FGSM change is eps * ||w||_1 exactly (no clamping away from the box edges)
+    np.testing.assert_allclose(f.sensitivity[0, :, 0], 0.01 * w[2].abs().sum().item(), rtol=1e-4)
+    with pytest.raises(ValueError, match="attack"):
+        recovery.cached_attack(sel, x, "cw")
+
+
+def test_transfer_table_cache_is_keyed_by_probe_content():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1, D, generator=g)
+    x = _images(3)
+    probe = pgd(Linear(w), x, eps=0.5, norm="l2", steps=2, direction="abs", store_perturbations=True,
+                progress=False)
+    t1 = recovery.transfer_table({"p": probe}, x, {"t": Linear(w)}, key={"t": "w"})
+    t2 = recovery.transfer_table({"p": probe}, x, {"t": Linear(3 * w)}, key={"t": "w"})
+    pd.testing.assert_frame_equal(t1, t2)                          # same key and probes: cached
+    other = pgd(Linear(-w), x, eps=0.25, norm="l2", steps=2, direction="abs", store_perturbations=True,
+                progress=False)
+    t3 = recovery.transfer_table({"p": other}, x, {"t": Linear(w)}, key={"t": "w"})
+    assert t3.loc[0, "change"] < 0.75 * t1.loc[0, "change"]      # other probes: recomputed
