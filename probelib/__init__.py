@@ -1,18 +1,47 @@
 """probelib: adversarial probing of ANN-based brain encoding models.
 
 Data flows one way: data -> encoders -> readouts (EncodingModel) -> attacks / geometry -> metrics.
+
+The names below are imported on first use (PEP 562), so ``import probelib`` is cheap and a
+script that needs only ``probelib.metrics`` does not pay for torchvision and timm.
 """
-from .attacks import (FixedEffectResult, OptimizationResult, ProbeResult, TransferMatrix, fgsm,
-                      fixed_effect, maximize, minimize, pgd, random_control, shuffled_control,
-                      transfer, transfer_matrix)
-from .encoders import available_encoders, imagenet_labels, load_encoder, smooth
-from .geometry import (Subspace, jacobian, perturbation_subspace, principal_angles,
-                       similarity_matrix, subspace_similarity)
-from .metrics import (correlation_ceiling, discriminability, ncsnr_ceiling, normalized_variance,
-                      paired_test, pearson_r, sem, sensitivity_summary, sparseness,
-                      spearman_brown, split_half_ceiling)
-from .model import EncodingModel, extract_features, fit_encoding_model
-from .readouts import fit_readout
-from .zoo import build_encoder, demo_ladder, model_panel
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "attacks": ["FixedEffectResult", "OptimizationResult", "ProbeResult", "TransferMatrix", "fgsm",
+                "fixed_effect", "maximize", "minimize", "pgd", "random_control", "shuffled_control",
+                "transfer", "transfer_matrix"],
+    "encoders": ["available_encoders", "imagenet_labels", "load_encoder", "smooth"],
+    "geometry": ["Subspace", "jacobian", "perturbation_subspace", "principal_angles",
+                 "similarity_matrix", "subspace_similarity"],
+    "metrics": ["correlation_ceiling", "discriminability", "ncsnr_ceiling", "normalized_variance",
+                "paired_test", "pearson_r", "sem", "sensitivity_summary", "sparseness",
+                "spearman_brown", "split_half_ceiling"],
+    "model": ["EncodingModel", "extract_features", "fit_encoding_model"],
+    "readouts": ["fit_readout"],
+    "zoo": ["build_encoder", "demo_ladder", "model_panel"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_SUBMODULES = {"attacks", "cache", "data", "encoders", "geometry", "metrics", "model", "pipeline",
+               "plotting", "readout_study", "readouts", "recovery", "sensitivity", "transfer_study",
+               "zoo"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'probelib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

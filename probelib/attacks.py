@@ -633,37 +633,51 @@ def _step(x0: Tensor, delta: Tensor, grad: Tensor, eps: Tensor, step_size: Tenso
     return _project_box(x0, delta)
 
 
+def _zero_step(model: nn.Module, x0: Tensor, cols: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """Responses ``r[k, cols[k]]`` (R,) to the unperturbed rows and, if ``with_grad``, their input
+    gradient (R, 3, H, W): the first PGD step, shared by every budget and both directions."""
+    xa = x0.detach().requires_grad_(with_grad)
+    with torch.set_grad_enabled(with_grad):
+        resp = _forward(model, xa).gather(1, cols[:, None])[:, 0]
+    check_finite_responses(resp, "clean responses")
+    grad = _input_grad(resp.sum(), xa) if with_grad else None
+    return resp.detach(), grad
+
+
 def _pgd_rows(model: nn.Module, x0: Tensor, cols: Tensor, eps: Tensor, step_size: Tensor, sign: int,
               norm: str, steps: int, random_start: bool, restarts: int,
-              gen: torch.Generator) -> tuple[Tensor, Tensor]:
+              gen: torch.Generator, start: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor]:
     """PGD on rows: push ``sign * r[k, cols[k]]`` up within ``||delta_k|| <= eps[k]``.
 
-    x0 (R, 3, H, W); cols, eps, step_size (R,). Keeps the best iterate of every row over all
-    steps and restarts (including the start, so the probe never does worse than no change).
-    Returns the best perturbation (R, 3, H, W) and the unit's response to it (R,).
+    x0 (R, 3, H, W); cols, eps, step_size (R,); ``start`` = :func:`_zero_step` of these rows (its
+    gradient serves the first step of a run that starts at the image). Keeps the best iterate of
+    every row over all steps and restarts (including the start, so the probe never does worse
+    than no change). Returns the best perturbation (R, 3, H, W) and the unit's response to it (R,).
     """
-    best_obj = torch.full((x0.shape[0],), -math.inf, device=x0.device, dtype=x0.dtype)
-    best_resp = torch.zeros_like(best_obj)
+    resp0, grad0 = start
+    best_obj = sign * resp0
+    best_resp = resp0.clone()
     best_delta = torch.zeros_like(x0)
     for restart in range(restarts):
-        if random_start or restart > 0:
-            delta = _random_start(x0, eps, norm, gen)
-        else:
-            delta = torch.zeros_like(x0)
+        from_image = not (random_start or restart > 0)
+        delta = torch.zeros_like(x0) if from_image else _random_start(x0, eps, norm, gen)
         for t in range(steps + 1):
             last = t == steps
-            xa = (x0 + delta).requires_grad_(not last)
-            with torch.set_grad_enabled(not last):
-                resp = _forward(model, xa).gather(1, cols[:, None])[:, 0]
-            check_finite_responses(resp, "responses to PGD iterates")
-            obj = sign * resp.detach()
-            better = obj > best_obj
-            best_obj = torch.where(better, obj, best_obj)
-            best_resp = torch.where(better, resp.detach(), best_resp)
-            best_delta[better] = delta[better]
-            if last:
-                break
-            grad = _input_grad(resp.sum(), xa)
+            if t == 0 and from_image and grad0 is not None:
+                grad = grad0  # the response at delta = 0 is resp0, already counted in best_*
+            else:
+                xa = (x0 + delta).requires_grad_(not last)
+                with torch.set_grad_enabled(not last):
+                    resp = _forward(model, xa).gather(1, cols[:, None])[:, 0]
+                check_finite_responses(resp, "responses to PGD iterates")
+                obj = sign * resp.detach()
+                better = obj > best_obj
+                best_obj = torch.where(better, obj, best_obj)
+                best_resp = torch.where(better, resp.detach(), best_resp)
+                best_delta[better] = delta[better]
+                if last:
+                    break
+                grad = _input_grad(resp.sum(), xa)
             delta = _step(x0, delta, sign * grad, eps, step_size, norm)
     return best_delta, best_resp
 
@@ -685,17 +699,18 @@ def _row_step_sizes(eps: Tensor, step_size: float | None, steps: int) -> Tensor:
     return 2.5 * eps / steps if step_size is None else torch.full_like(eps, step_size)
 
 
-def _pgd_both(model: nn.Module, x0: Tensor, cols: Tensor, base: Tensor, eps: Tensor,
-              step_size: Tensor, direction: str, norm: str, steps: int, random_start: bool,
-              restarts: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+def _pgd_both(model: nn.Module, x0: Tensor, cols: Tensor, start: tuple[Tensor, Tensor | None],
+              eps: Tensor, step_size: Tensor, direction: str, norm: str, steps: int,
+              random_start: bool, restarts: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """PGD in the direction(s) of ``direction``; for ``"abs"`` keep the larger |change| per row.
 
     Returns delta (R, 3, H, W), perturbed response (R,), direction taken (R,) in {-1, +1}.
     """
+    base = start[0]
     out: tuple[Tensor, Tensor, Tensor] | None = None
     for s in _directions(direction):
         delta, resp = _pgd_rows(model, x0, cols, eps, step_size, s, norm, steps, random_start,
-                                restarts, gen)
+                                restarts, gen, start)
         taken = torch.full_like(resp, float(s))
         if out is None:
             out = (delta, resp, taken)
@@ -743,12 +758,12 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
     dev = _resolve_device(model, images, device)
     with _prepared(model, dev):
         x_all = _images_on(images, model, dev)
-        clean_all = _clean_responses(model, x_all, batch_size)
-        units = check_units(units, clean_all.shape[1])
+        units = check_units(units, _n_outputs(model, x_all))
         n, n_units, n_eps = x_all.shape[0], len(units), len(eps_grid)
         store = _want_store(n_eps * n_units * x_all[0].numel() * n * x_all.element_size(),
                             store_perturbations, "PGD perturbations")
         deltas = np.empty((n_eps, n_units, *x_all.shape), dtype=_np_dtype(x_all)) if store else None
+        clean = np.empty((n, n_units))
         perturbed = np.empty((n_eps, n, n_units))
         taken = np.empty((n_eps, n, n_units), dtype=np.int8)
         delta_norm = np.empty((n_eps, n, n_units))
@@ -758,16 +773,19 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
         units_t = torch.as_tensor(units, device=dev)
         n_dirs = len(_directions(direction))
         work = n_eps * len(img_idx) * n_dirs * restarts * (steps + 1)
-        desc = f"pgd-{norm} (eps x image x unit)"
+        desc = f"pgd-{norm} (image x unit x eps)"
         with _bar(n_eps * len(img_idx), work, x_all, progress, desc) as bar:
-            for e, eps_e in enumerate(eps_grid):
-                for c0 in range(0, len(img_idx), batch_size):
-                    ni, ji = img_idx[c0:c0 + batch_size], unit_pos[c0:c0 + batch_size]
-                    ni_t = torch.as_tensor(ni, device=dev)
-                    x0, cols = x_all[ni_t], units_t[torch.as_tensor(ji, device=dev)]
-                    base = clean_all[ni_t, cols]
+            for c0 in range(0, len(img_idx), batch_size):
+                ni, ji = img_idx[c0:c0 + batch_size], unit_pos[c0:c0 + batch_size]
+                ni_t = torch.as_tensor(ni, device=dev)
+                x0, cols = x_all[ni_t], units_t[torch.as_tensor(ji, device=dev)]
+                # one forward (+ backward) at the image: the clean responses and the first step of
+                # every budget and direction
+                start = _zero_step(model, x0, cols, with_grad=not random_start)
+                clean[ni, ji] = start[0].cpu().numpy()
+                for e, eps_e in enumerate(eps_grid):
                     eps_rows = torch.full((len(ni),), float(eps_e), device=dev, dtype=x0.dtype)
-                    delta, resp, sgn = _pgd_both(model, x0, cols, base, eps_rows,
+                    delta, resp, sgn = _pgd_both(model, x0, cols, start, eps_rows,
                                                  _row_step_sizes(eps_rows, step_size, steps), direction,
                                                  norm, steps, random_start, restarts, gen)
                     perturbed[e, ni, ji] = resp.cpu().numpy()
@@ -776,7 +794,6 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
                     if deltas is not None:
                         deltas[e, ji, ni] = delta.cpu().numpy()
                     bar.update(len(ni))
-    clean = clean_all[:, units_t].cpu().numpy().astype(np.float64)
     return ProbeResult(
         sensitivity=_sensitivity(clean, perturbed, direction), eps=eps_grid, units=units,
         clean=clean, perturbed=perturbed, direction_taken=taken, delta_norm=delta_norm,
@@ -953,8 +970,8 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
                 r_t = torch.as_tensor(r, device=dev)
                 x0 = x_all[torch.as_tensor(img_idx[r], device=dev)]
                 eps_t = torch.as_tensor(eps_rows[c0:c0 + batch_size], device=dev, dtype=x0.dtype)
-                base = row_base[r_t]
-                delta, resp, _ = _pgd_both(model, x0, row_cols[r_t], base, eps_t,
+                start = _zero_step(model, x0, row_cols[r_t], with_grad=not random_start)
+                delta, resp, _ = _pgd_both(model, x0, row_cols[r_t], start, eps_t,
                                            _row_step_sizes(eps_t, step_size, steps), direction,
                                            norm, steps, random_start, restarts, gen)
                 resp_np = resp.cpu().numpy().astype(np.float64)

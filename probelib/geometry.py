@@ -310,7 +310,7 @@ def _subspace_iteration(op: _JacobianOperator, q: torch.Tensor, n_iter: int,
 
 
 def perturbation_subspace(model: nn.Module, image: torch.Tensor, k: int, method: str = "exact", units: Units = None,
-                          n_iter: int | None = None, oversample: int = 8, tol: float = 1e-6, seed: int = 0,
+                          n_iter: int | None = None, oversample: int = 8, tol: float = 1e-3, seed: int = 0,
                           device: str | torch.device | None = None, chunk_size: int | None = 32) -> Subspace:
     """Top-k right singular vectors of the Jacobian J (U, D) at one image.
 
