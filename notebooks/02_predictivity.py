@@ -39,7 +39,6 @@ image_size = 64         # pixels per side of the stimuli fed to the models
 n_samples = 4           # noise draws of the randomized-smoothing models
 device = "cpu"          # cuda on a GPU machine
 seed = 0
-threads = 1             # CPU threads of torch and BLAS (1: fastest on a busy machine; None: defaults)
 quick = False           # small parameters for the test suite
 
 # %%
@@ -48,7 +47,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from probelib.data import load_dataset
 from probelib.metrics import sem, split_half_ceiling
@@ -56,9 +54,6 @@ from probelib.plotting import savefig
 from probelib.pipeline import fit_panel
 from probelib.zoo import model_panel
 
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 models = list(models) if models is not None else list(model_panel(dataset, paper=1))
 if quick:

@@ -46,7 +46,6 @@ n_images = 12           # held-out images probed (stratified by category); None 
 n_samples = 4           # noise draws of the randomized-smoothing models
 device = "cpu"          # cuda on a GPU machine
 seed = 0
-threads = 1             # CPU threads of torch and BLAS (1: fastest on a busy machine; None: defaults)
 quick = False           # small parameters for the test suite
 
 # %%
@@ -55,7 +54,6 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.lines import Line2D
-from threadpoolctl import threadpool_limits
 
 from probelib.data import load_dataset
 from probelib.metrics import sem
@@ -67,9 +65,6 @@ from probelib.sensitivity import (cached_control, compare_discriminability,
                                   sensitivity_frame, sweep_panel)
 from probelib.zoo import model_panel
 
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 models = list(models) if models is not None else list(model_panel(dataset, paper=1))
 if quick:

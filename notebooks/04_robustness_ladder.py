@@ -58,7 +58,6 @@ image_size = 64         # pixels per side of the stimuli fed to the encoding mod
 n_images = 6            # held-out images probed (stratified by category)
 device = "cpu"          # cuda on a GPU machine
 seed = 0
-threads = 1             # CPU threads for torch and BLAS (1 is fastest on a busy shared machine; None: defaults)
 quick = False           # small parameters for the test suite
 
 # %%
@@ -70,7 +69,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from threadpoolctl import threadpool_limits
 
 from probelib import readout_study as rs
 from probelib.cache import cache_dir
@@ -80,9 +78,6 @@ from probelib.plotting import savefig
 from probelib.zoo import PAPER1_LADDER, demo_ladder
 
 t_start = time.time()
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 if quick:
     image_size = 64

@@ -52,7 +52,6 @@ n_images_panel = 6      # held-out images probed for Fig 5B
 n_samples = 4           # noise draws of the randomized-smoothing models
 device = "cpu"          # cuda on a GPU machine
 seed = 0
-threads = 1             # CPU threads for torch and BLAS (1 is fastest on a busy shared machine; None: defaults)
 quick = False           # small parameters for the test suite
 
 # %%
@@ -62,7 +61,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 from probelib import readout_study as rs
 from probelib.cache import cache_dir
@@ -73,9 +71,6 @@ from probelib.plotting import savefig
 from probelib.zoo import build_encoder, model_panel
 
 t_start = time.time()
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 models = list(models) if models is not None else list(model_panel(dataset, paper=1))
 if quick:

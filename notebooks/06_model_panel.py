@@ -53,7 +53,6 @@ n_samples = 4           # noise draws of each smoothed model
 curve_models = None     # models of the sensitivity-vs-eps curve; None = the trained models
 voxel_models = ["mobilenet_v2", "efficientnet_lite0"]  # models of the voxel-wise comparison
 n_voxels = 16           # voxels of the first ROI in the voxel-wise comparison
-threads = 1             # CPU threads for torch and BLAS, 1 is fastest on a busy shared machine; None = defaults
 quick = False           # small parameters for the test suite
 
 # %%
@@ -63,7 +62,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 import probelib as pl
 from probelib.attacks import random_control
@@ -74,9 +72,6 @@ from probelib.transfer_study import (l2_probe_settings, model_groups, probe_imag
                                      scale_eps)
 from probelib.zoo import model_panel
 
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 models = list(models) if models is not None else list(model_panel(dataset, paper=2))
 if quick:

@@ -50,7 +50,6 @@ fe_models = None        # sources of fixed-effect probes; None = the trained mod
 n_images_fe = 6         # images probed for the fixed effect, the first of the fixed-budget images
 fe_steps = 3            # PGD steps per bisection trial of the fixed-effect search
 fe_tol = 0.2            # relative precision of the fixed-effect budget
-threads = 1             # CPU threads for torch and BLAS, 1 is fastest on a busy shared machine; None = defaults
 quick = False           # small parameters for the test suite
 
 # %%
@@ -58,7 +57,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 from probelib.data import load_dataset
 from probelib.pipeline import cached_probe, fit_panel
@@ -68,9 +66,6 @@ from probelib.transfer_study import (fixed_effect_budget, group_means, l2_probe_
                                      scale_eps, transfer_study)
 from probelib.zoo import model_panel
 
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 models = list(models) if models is not None else list(model_panel(dataset, paper=2))
 if quick:

@@ -55,7 +55,6 @@ image_size = 64         # pixels per side of the stimuli fed to the models
 n_images = 6            # test images at which the Jacobians are taken
 n_samples = 4           # noise draws of each smoothed model
 n_show = 3              # singular vectors shown as images per model
-threads = 1             # CPU threads for torch and BLAS, 1 is fastest on a busy shared machine; None = defaults
 quick = False           # small parameters for the test suite
 
 # %%
@@ -63,7 +62,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 from probelib.data import load_dataset
 from probelib.pipeline import fit_panel
@@ -72,9 +70,6 @@ from probelib.transfer_study import (group_means, high_frequency_fraction, model
                                      panel_subspaces, probe_images, response_sd, scale_eps)
 from probelib.zoo import model_panel
 
-if threads:
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
 torch.manual_seed(seed)
 models = list(models) if models is not None else list(model_panel(dataset, paper=2))
 if quick:
