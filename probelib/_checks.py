@@ -69,3 +69,9 @@ def check_finite_responses(r: np.ndarray | torch.Tensor, name: str = "responses"
         cols = np.unique(np.nonzero(bad)[-1]) if arr.ndim > 1 else np.array([])
         raise ValueError(f"{name} contain {int(bad.sum())} NaN/inf values"
                          + (f" in columns {cols[:20].tolist()}" if cols.size else ""))
+
+
+def as_float32_array(x) -> np.ndarray:
+    """A C-contiguous float32 numpy copy (or view) of an array or tensor (e.g. images (N, 3, H, W))."""
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return np.ascontiguousarray(arr, dtype=np.float32)

@@ -6,11 +6,14 @@ cannot be read (corrupt or truncated) is recomputed by joblib rather than truste
 """
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 import joblib
+import numpy as np
 
 
 def cache_dir() -> Path:
@@ -40,3 +43,20 @@ def encoder_key(encoder) -> dict:
         if hasattr(encoder, k):
             key[k] = getattr(encoder, k)
     return key
+
+
+def array_digest(a: np.ndarray) -> str:
+    """Short content hash (16 hex digits) of an array's bytes, for cache keys."""
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def cached_call(impl: Callable, key, *args, ignore: Sequence[str] = ()):
+    """``impl(key, *args)``, memoised on disk by ``key`` and the arguments of ``impl`` not named in
+    ``ignore`` (joblib hashes those); computed without the cache when ``key`` is None.
+
+    ``key`` must describe everything that changes the result and is not hashed as an argument
+    (models, images passed by reference ...).
+    """
+    if key is None:
+        return impl(None, *args)
+    return memory().cache(impl, ignore=list(ignore))(key, *args)

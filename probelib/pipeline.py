@@ -4,12 +4,13 @@ A *panel* is a list of model specs (see :mod:`probelib.zoo`) crossed with ROIs o
 :class:`~probelib.data.Dataset`. Features are cached by :func:`probelib.model.extract_features`;
 probe sweeps, the expensive part, are cached on disk by :func:`cached_probe` keyed by the dataset
 content, the model spec, the readout and every attack argument, so a re-run of a chapter (nbval,
-or a reader changing a plotting parameter) costs seconds.
+or a reader changing a plotting parameter) costs seconds; :func:`cached_attack` does the same for
+any model, keyed by a description of it and the image content.
 """
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import attacks
-from .cache import encoder_key, memory
+from ._checks import as_float32_array, check_choice
+from .cache import array_digest, cached_call, encoder_key
 from .data.dataset import Dataset
-from .metrics import pearson_r
 from .model import EncodingModel, extract_features
 from .readouts import fit_readout
 from .zoo import build_encoder
@@ -76,6 +77,8 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
 
     ``n_samples``: noise draws of smoothed specs (``+smooth<sigma>``). Returns a :class:`PanelFit`.
     """
+    from .metrics import pearson_r  # here, not at the top: metrics imports scipy
+
     rois = list(rois) if rois is not None else ds.rois
     missing = [r for r in rois if r not in ds.responses]
     if missing:
@@ -98,9 +101,41 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
     return fit
 
 
+ATTACKS = ("fgsm", "pgd", "fixed_effect")
+
+
 def _probe_impl(key: dict, model: EncodingModel, images: np.ndarray, attack: str, kwargs: dict):
     fn = getattr(attacks, attack)
     return fn(model, torch.from_numpy(images), **kwargs)
+
+
+def _run_attack(key: dict | None, model, images: np.ndarray, attack: str, kwargs: dict):
+    """``probelib.attacks.<attack>(model, images, **kwargs)``, cached on disk unless ``key`` is None.
+
+    ``key`` must identify the model and the images (N, 3, H, W) float32; the attack and its
+    keyword arguments (all but ``device`` and ``progress``) are added to it.
+    """
+    check_choice(attack, ATTACKS, "attack")
+    kwargs.setdefault("progress", False)
+    if key is not None:
+        key = dict(key, attack=attack,
+                   kwargs={k: v for k, v in kwargs.items() if k not in ("device", "progress")})
+    return cached_call(_probe_impl, key, model, images, attack, kwargs, ignore=("model", "images"))
+
+
+def cached_attack(model: torch.nn.Module, images, attack: str = "pgd", key: Mapping | None = None,
+                  **kwargs):
+    """``probelib.attacks.<attack>`` (``"fgsm"``, ``"pgd"``, ``"fixed_effect"``) on any model (e.g.
+    the demo's observer) at ``images`` (N, 3, H, W) in [0, 1], cached on disk.
+
+    ``key``, a JSON-able description of the model, keys the cache together with the image content
+    and every keyword argument of the attack (``eps``, ``norm``, ``steps``, ``units``,
+    ``direction`` ...); without ``key`` nothing is cached. :func:`cached_probe` does the same for
+    the models of a :class:`PanelFit`, keyed by the fit.
+    """
+    x = as_float32_array(images)
+    full = None if key is None else {"key": dict(key), "images": [list(x.shape), array_digest(x)]}
+    return _run_attack(full, model, x, attack, kwargs)
 
 
 def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image_index=None,
@@ -109,20 +144,18 @@ def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image
     ``(spec, roi)`` of ``fit`` for the test images (or ``image_index``), cached on disk.
 
     ``kwargs`` go to the attack (``eps``, ``units``, ``norm``, ``steps`` ...). Perturbations are not
-    stored unless ``store_perturbations=True`` is passed (they can be large).
+    stored unless ``store_perturbations=True`` is passed (they can be large). The cache key holds
+    the dataset content, the model (spec, ROI, encoder, readout and its options), the image
+    indices, the attack and its arguments.
     """
-    if attack not in ("fgsm", "pgd", "fixed_effect"):
-        raise ValueError(f"unknown attack {attack!r}; valid: 'fgsm', 'pgd', 'fixed_effect'")
     index = np.asarray(fit.dataset.split["test"] if image_index is None else image_index)
     images = np.ascontiguousarray(fit.dataset.stimuli[index])
     kwargs.setdefault("store_perturbations", False)
-    kwargs.setdefault("progress", False)
+    model = fit.models[(spec, roi)]
     key = {"dataset": fit.digest, "spec": spec, "roi": roi, "readout": fit.kind,
-           "encoder": encoder_key(getattr(fit.models[(spec, roi)], "encoder", None)),
-           "readout_options": fit.options, "images": index.tolist(), "attack": attack,
-           "kwargs": {k: v for k, v in kwargs.items() if k not in ("device", "progress")}}
-    fn = memory().cache(_probe_impl, ignore=["model", "images"])
-    return fn(key, fit.models[(spec, roi)], images, attack, kwargs)
+           "encoder": encoder_key(getattr(model, "encoder", None)),
+           "readout_options": fit.options, "images": index.tolist()}
+    return _run_attack(key, model, images, attack, kwargs)
 
 
 def probe_panel(fit: PanelFit, attack: str = "fgsm", image_index=None, progress: bool = True,

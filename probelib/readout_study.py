@@ -22,11 +22,13 @@ CNN; Table 1 and Fig. 5). This module holds the steps those comparisons need bey
   then used for every subject. The paper's absolute grid is :data:`PAPER_LASSO_ALPHAS`; because
   feature scales differ by orders of magnitude across networks (trained vs untrained), the default
   grid :data:`RELATIVE_LASSO_ALPHAS` is in fractions of each unit's :func:`lasso_alpha_max`.
-  Fixed-penalty fits use the exact LARS path (:func:`lasso_readout`, the same solution as
-  scikit-learn's coordinate descent, much faster with tens of thousands of features).
+  Fixed-penalty fits (:func:`lasso_readout`) and the CV both use the exact LARS path of
+  :mod:`probelib.readouts` (the same solution as scikit-learn's coordinate descent, much faster
+  with thousands of features).
 - **Ladders and probe subsets.** :func:`ladder_position` places a spec on a robustness ladder
   (smoothing sigma, or the adversarial-training budget of the paper's ResNet-50s);
-  :func:`probe_index` picks held-out images stratified by category.
+  :func:`probe_index` (:func:`probelib.data.probe_images`) picks held-out images stratified by
+  category.
 - **A classical robustness check.** :func:`classification_robustness`: FGSM on the ImageNet
   classifier of an encoder (plain or smoothed): does the top-1 label survive?
 
@@ -36,7 +38,6 @@ dataset (the demo and NSD betas are z-scored per voxel, ROI means average those)
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from collections.abc import Sequence
@@ -48,12 +49,13 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
-from .cache import encoder_key, memory
-from .data.dataset import Dataset
+from .cache import array_digest, cached_call, encoder_key
+from .data.dataset import Dataset, probe_images  # probe_images: see probe_index below
 from .metrics import pearson_r
 from .model import EncodingModel, extract_features
-from .pipeline import dataset_digest
-from .readouts import fit_readout
+from .pipeline import cached_attack, dataset_digest
+from .readouts import LinearReadout, fit_readout, lasso_cv_predictions, lasso_lars
+from .readouts import lasso_alpha_max  # re-exported: the chapters call readout_study.lasso_alpha_max
 from .zoo import build_encoder, parse_model
 
 __all__ = [
@@ -80,10 +82,6 @@ __all__ = [
 PAPER_LASSO_ALPHAS: tuple[float, ...] = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1)
 #: Scale-free candidates: fractions of each unit's ``alpha_max`` (see :func:`lasso_alpha_max`).
 RELATIVE_LASSO_ALPHAS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
-
-
-def _hash_array(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,50 +177,17 @@ def response_sd(units: Units, index) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Lasso by LARS (exact path; fast when features >> images) and scale-free penalties
+# Fixed lasso penalties, absolute or scale-free (solver: probelib.readouts, exact LARS path)
 # ----------------------------------------------------------------------------------------------
-def lasso_alpha_max(features, responses) -> np.ndarray:
-    """(U,) smallest lasso penalty that sets every weight to zero, per unit:
-    ``max_j |x_j^T y| / N`` on centred features (N, D) and responses (N, U) (scikit-learn's
-    scaling of ``alpha``). Penalties relative to it are comparable across networks whose features
-    differ in scale by orders of magnitude (e.g. untrained vs trained networks)."""
-    X = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    Y = np.asarray(responses, dtype=np.float64)
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
-    return np.abs(Xc.T @ Yc).max(0) / X.shape[0]
-
-
-def _lars_coefs(Xc: np.ndarray, yc: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Lasso coefficients (D, A) of centred data at the penalties ``alphas`` (any order), from the
-    exact LARS-lasso path (piecewise linear in alpha, so interpolation between kinks is exact)."""
-    from sklearn.linear_model import lars_path
-
-    alphas = np.asarray(alphas, dtype=np.float64)
-    a_path, _, coefs = lars_path(Xc, yc, method="lasso", alpha_min=float(alphas.min()))
-    out = np.zeros((Xc.shape[1], len(alphas)))
-    for j, a in enumerate(alphas):
-        if a >= a_path[0]:
-            continue  # above alpha_max: all weights zero
-        k = int(np.searchsorted(-a_path, -a))  # first kink with a_path[k] < a
-        if k >= len(a_path):  # the path stopped early (e.g. N active features): its end point
-            out[:, j] = coefs[:, -1]
-            continue
-        t = (a_path[k - 1] - a) / (a_path[k - 1] - a_path[k])
-        out[:, j] = coefs[:, k - 1] + t * (coefs[:, k] - coefs[:, k - 1])
-    return out
-
-
-def lasso_readout(features, responses, alpha, relative: bool = True):
+def lasso_readout(features, responses, alpha, relative: bool = True) -> LinearReadout:
     """Fit a lasso readout (features (N, D) -> responses (N, U)) with a fixed penalty, by LARS.
 
     ``alpha``: a float or (U,) penalties in scikit-learn's scaling
     (``1/(2N) ||y - Xw - b||^2 + alpha ||w||_1``); ``relative=True`` multiplies it by each unit's
-    :func:`lasso_alpha_max`. Returns a :class:`probelib.readouts.LinearReadout` (kind ``"lasso"``),
-    the same solution as ``sklearn.linear_model.Lasso`` (the intercept is not penalised).
+    :func:`~probelib.readouts.lasso_alpha_max`. Returns a :class:`probelib.readouts.LinearReadout`
+    (kind ``"lasso"``), the same solution as ``sklearn.linear_model.Lasso`` (intercept unpenalised),
+    computed by :func:`probelib.readouts.lasso_lars`.
     """
-    from .readouts import LinearReadout
-
     X = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     Y = np.asarray(responses, dtype=np.float64)
     Y = Y[:, None] if Y.ndim == 1 else Y
@@ -233,10 +198,7 @@ def lasso_readout(features, responses, alpha, relative: bool = True):
         raise ValueError(f"lasso penalties must be > 0; got {alpha}")
     if relative:
         a = a * lasso_alpha_max(X, Y)
-    x_mean, y_mean = X.mean(0), Y.mean(0)
-    Xc, Yc = X - x_mean, Y - y_mean
-    weight = np.stack([_lars_coefs(Xc, Yc[:, u], a[u:u + 1])[:, 0] for u in range(Y.shape[1])])
-    bias = y_mean - weight @ x_mean
+    weight, bias = lasso_lars(X, Y, a)
     hp = {"kind": "lasso", "n_train": int(X.shape[0]), "n_features": int(X.shape[1]), "alpha": a,
           "relative_alpha": float(np.asarray(alpha).ravel()[0]) if relative else None,
           "solver": "lars", "nonzero_fraction": float((weight != 0).mean()),
@@ -332,23 +294,17 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
     train, test = np.asarray(ds.split["train"]), np.asarray(ds.split["test"])
     f_train = extract_features(encoder, ds.stimuli[train], device=device, progress=False)
     f_test = extract_features(encoder, ds.stimuli[test], device=device, progress=False)
-    key = {"dataset": dataset_digest(ds), "units": _hash_array(units.responses),
+    key = {"dataset": dataset_digest(ds), "units": array_digest(units.responses),
            "unit_labels": units.labels, "encoder": encoder_key(encoder), "kind": kind,
            "options": {k: _jsonable(v) for k, v in sorted(options.items())}, "seed": int(seed)}
-    fn = (memory().cache(_fit_impl, ignore=["features_train", "responses_train", "test_features"])
-          if cache else _fit_impl)
-    readout, pred = fn(key, f_train, units.responses[train], f_test, kind, int(seed), dict(options))
+    readout, pred = cached_call(_fit_impl, key if cache else None, f_train, units.responses[train], f_test,
+                                kind, int(seed), dict(options),
+                                ignore=("features_train", "responses_train", "test_features"))
     model = EncodingModel(encoder, readout, name=f"{spec}/{kind}").to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant prediction (empty lasso) -> NaN
         r = np.atleast_1d(np.asarray(pearson_r(pred, units.responses[test]), dtype=np.float64))
     return UnitFit(spec, kind, units, model, r, pred, test, ds, key)
-
-
-def _probe_impl(key: dict, model, images, eps, direction, batch_size):
-    del key  # part of the cache key only
-    return attacks.fgsm(model, torch.from_numpy(images), eps=eps, direction=direction,
-                        batch_size=batch_size, store_perturbations=False, progress=False)
 
 
 def probe_units(fit: UnitFit, image_index, eps, direction: str = "decrease", batch_size: int = 16,
@@ -362,10 +318,9 @@ def probe_units(fit: UnitFit, image_index, eps, direction: str = "decrease", bat
     """
     index = np.asarray(image_index, dtype=int).reshape(-1)
     eps_list = [float(e) for e in np.atleast_1d(np.asarray(eps, dtype=np.float64))]
-    key = dict(fit.key, images=index.tolist(), eps=eps_list, direction=direction)
-    images = np.ascontiguousarray(fit.dataset.stimuli[index])
-    fn = memory().cache(_probe_impl, ignore=["model", "images", "batch_size"]) if cache else _probe_impl
-    return fn(key, fit.model, images, eps_list, direction, int(batch_size))
+    key = dict(fit.key, images=index.tolist()) if cache else None
+    return cached_attack(fit.model, fit.dataset.stimuli[index], "fgsm", key=key, eps=eps_list,
+                         direction=direction, batch_size=int(batch_size), store_perturbations=False)
 
 
 def sensitivity_frame(fit: UnitFit, result: attacks.ProbeResult, image_index,
@@ -420,29 +375,19 @@ class AlphaSelection:
 
 
 def _cv_lasso_scores(key, X, Y, alphas, relative, cv, seed):
+    """(A, U) cross-validated Pearson r per penalty and unit, and (A,) mean non-zero weights."""
     del key  # part of the cache key only
     from sklearn.model_selection import KFold
 
-    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
-    Y = np.asarray(Y, dtype=np.float64)
-    pred = np.zeros((len(alphas), *Y.shape))
-    nonzero = np.zeros(len(alphas))
-    folds = list(KFold(cv, shuffle=True, random_state=seed).split(X))
-    for tr, va in folds:
-        xm, ym = X[tr].mean(0), Y[tr].mean(0)
-        Xtr, Xva = X[tr] - xm, X[va] - xm
-        scale = lasso_alpha_max(X[tr], Y[tr]) if relative else np.ones(Y.shape[1])
-        for u in range(Y.shape[1]):
-            coefs = _lars_coefs(Xtr, Y[tr, u] - ym[u], np.asarray(alphas) * scale[u])  # (D, A)
-            pred[:, va, u] = (Xva @ coefs + ym[u]).T
-            nonzero += (coefs != 0).sum(0) / (len(folds) * Y.shape[1])
+    folds = KFold(cv, shuffle=True, random_state=seed).split(np.asarray(X))
+    pred, nonzero = lasso_cv_predictions(X, Y, alphas, folds, relative=relative)
     scores = np.zeros((len(alphas), Y.shape[1]))
     for a in range(len(alphas)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             r = np.atleast_1d(np.asarray(pearson_r(pred[a], Y), dtype=np.float64))
         scores[a] = np.nan_to_num(r, nan=0.0)
-    return scores, nonzero
+    return scores, nonzero.mean(1)
 
 
 def select_lasso_alpha(features, responses, alphas: Sequence[float] | None = None, relative: bool = True,
@@ -472,10 +417,10 @@ def select_lasso_alpha(features, responses, alphas: Sequence[float] | None = Non
         raise ValueError(f"features (N, ...) and responses (N, U) must share N; got {X.shape}, {Y.shape}")
     if not 2 <= cv <= X.shape[0]:
         raise ValueError(f"cv must be in [2, N={X.shape[0]}]; got {cv}")
-    key = {"X": _hash_array(np.asarray(X, dtype=np.float32)), "Y": _hash_array(Y), "alphas": alphas.tolist(),
+    key = {"X": array_digest(np.asarray(X, dtype=np.float32)), "Y": array_digest(Y), "alphas": alphas.tolist(),
            "relative": bool(relative), "cv": int(cv), "seed": int(seed)}
-    fn = memory().cache(_cv_lasso_scores, ignore=["X", "Y"]) if cache else _cv_lasso_scores
-    per_unit, nonzero = fn(key, X, Y, alphas, bool(relative), int(cv), int(seed))
+    per_unit, nonzero = cached_call(_cv_lasso_scores, key if cache else None, X, Y, alphas, bool(relative),
+                                    int(cv), int(seed), ignore=("X", "Y"))
     scores = per_unit.mean(1)
     best = int(np.argmax(scores))
     at_edge = len(alphas) > 1 and alphas[best] in (alphas.min(), alphas.max())
@@ -483,41 +428,9 @@ def select_lasso_alpha(features, responses, alphas: Sequence[float] | None = Non
 
 
 # ----------------------------------------------------------------------------------------------
-# Which images to probe; where a model sits on a robustness ladder
+# Which images to probe (probelib.data.probe_images); where a model sits on a robustness ladder
 # ----------------------------------------------------------------------------------------------
-def probe_index(ds: Dataset, n_images: int | None = None, seed: int = 0) -> np.ndarray:
-    """Sorted indices (into ``ds.stimuli``) of ``n_images`` held-out (test split) images to probe.
-
-    Stratified by category when ``ds.categories`` is known (each category keeps about its share of
-    the test split, at least one image while ``n_images`` allows), else a seeded random subset;
-    ``None`` (or more than the split holds) returns the whole test split.
-    """
-    pool = np.sort(np.asarray(ds.split["test"]))
-    if n_images is None or n_images >= len(pool):
-        return pool
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1; got {n_images}")
-    rng = np.random.default_rng(seed)
-    if ds.categories is None:
-        return np.sort(rng.choice(pool, n_images, replace=False))
-    cats = np.asarray(ds.categories)[pool]
-    labels = np.unique(cats)
-    groups = [rng.permutation(pool[cats == c]) for c in labels]
-    # round-robin over categories in proportion to their size: largest shares first
-    quota = np.array([len(g) for g in groups], dtype=float) / len(pool) * n_images
-    take = np.minimum(np.maximum(np.floor(quota), 1 if n_images >= len(labels) else 0),
-                      [len(g) for g in groups]).astype(int)
-    for k in np.argsort(-(quota - np.floor(quota))):
-        if take.sum() >= n_images:
-            break
-        if take[k] < len(groups[k]):
-            take[k] += 1
-    while take.sum() > n_images:
-        take[int(np.argmax(take))] -= 1
-    while take.sum() < n_images:
-        k = int(np.argmax([len(g) - t for g, t in zip(groups, take)]))
-        take[k] += 1
-    return np.sort(np.concatenate([g[:t] for g, t in zip(groups, take)]))
+probe_index = probe_images  # the chapters' name for probelib.data.probe_images
 
 
 _ROBUST = re.compile(r"^resnet50_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
@@ -621,8 +534,7 @@ def classification_robustness(encoder, images, eps, labels=None, batch_size: int
     if any(e < 0 for e in eps_list):
         raise ValueError(f"eps must be >= 0; got {eps_list}")
     lab = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
-    key = {"encoder": encoder_key(encoder), "images": _hash_array(x), "eps": eps_list,
+    key = {"encoder": encoder_key(encoder), "images": array_digest(x), "eps": eps_list,
            "labels": None if lab is None else lab.tolist()}
-    fn = (memory().cache(_classification_impl, ignore=["encoder", "images", "batch_size"])
-          if cache else _classification_impl)
-    return fn(key, encoder, x, eps_list, lab, int(batch_size))
+    return cached_call(_classification_impl, key if cache else None, encoder, x, eps_list, lab,
+                       int(batch_size), ignore=("encoder", "images", "batch_size"))

@@ -21,8 +21,9 @@ family that really generated the responses?* This module holds the analysis piec
   :func:`transfer_table` (what probes made on one model do to other models, next to a
   random-direction control of the same size);
 - caching: :func:`cached_optimize` (response maximisation / minimisation trajectories),
-  :func:`cached_responses` (batched predictions) and :func:`cached_attack` (FGSM / PGD on any
-  model, e.g. the observer), keyed on disk like the probe sweeps of :mod:`probelib.pipeline`.
+  :func:`cached_responses` (batched predictions), keyed on disk like the probe sweeps of
+  :mod:`probelib.pipeline`, and :func:`probelib.pipeline.cached_attack` (FGSM / PGD on any model,
+  e.g. the observer; re-exported here).
 
 Conventions as in the rest of probelib: images (N, 3, H, W) with pixels in [0, 1]; responses
 (N, V); perturbations in pixel units; sensitivities in the response units of the model.
@@ -40,9 +41,11 @@ import torch
 from torch import nn
 
 from . import attacks
-from .cache import encoder_key, memory
+from ._checks import as_float32_array
+from .cache import cached_call, encoder_key
 from .geometry import jacobian, subspace_similarity
 from .model import EncodingModel
+from .pipeline import cached_attack  # re-exported: the chapters call recovery.cached_attack
 
 __all__ = [
     "robustness_level",
@@ -310,6 +313,14 @@ def tv_weight(model: nn.Module, image: torch.Tensor, unit: int, relative: float)
     return float(relative) * float(g_obj.norm()) / n_tv
 
 
+def _images(images) -> np.ndarray:
+    """Images (N, 3, H, W) as a C-contiguous float32 numpy array (from numpy or torch)."""
+    x = as_float32_array(images)
+    if x.ndim != 4:
+        raise ValueError(f"images must have shape (N, 3, H, W); got {x.shape}")
+    return x
+
+
 def _gradients_impl(key: dict, model: nn.Module, images: np.ndarray, units, device) -> np.ndarray:
     del key  # cache key only
     out = []
@@ -328,15 +339,10 @@ def input_gradients(model: nn.Module, images, units=None, key: Mapping | None = 
     the dataset digest and the model spec) the result is cached on disk keyed by ``key``, the
     units and the image content.
     """
-    x = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"images must have shape (N, 3, H, W); got {x.shape}")
+    x = _images(images)
     u = None if units is None else [int(i) for i in np.atleast_1d(units)]
-    if key is None:
-        return _gradients_impl({}, model, x, u, device)
-    fn = memory().cache(_gradients_impl, ignore=["model", "device"])
-    return fn(dict(key), model, x, u, None if device is None else str(device))
+    return cached_call(_gradients_impl, None if key is None else dict(key), model, x, u, device,
+                       ignore=("model", "device"))
 
 
 @dataclass
@@ -486,13 +492,11 @@ def transfer_table(probes: Mapping[str, attacks.ProbeResult], images: torch.Tens
         raise ValueError("need at least one probe and one target")
     if not scale > 0:
         raise ValueError(f"scale must be > 0; got {scale!r}")
-    x = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    args = (dict(probes), x, dict(targets), float(scale), int(eps_index), int(control_seed), device)
-    if key is None:
-        return pd.DataFrame(_transfer_rows({}, *args))
-    fn = memory().cache(_transfer_rows, ignore=["targets", "device"])
-    return pd.DataFrame(fn({"key": dict(key), "targets": list(targets)}, *args))
+    x = as_float32_array(images)
+    full = None if key is None else {"key": dict(key), "targets": list(targets)}
+    return pd.DataFrame(cached_call(_transfer_rows, full, dict(probes), x, dict(targets), float(scale),
+                                    int(eps_index), int(control_seed), device,
+                                    ignore=("targets", "device")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,14 +522,11 @@ def cached_optimize(model: nn.Module, image, unit, mode: str = "maximize", key: 
     """
     if mode not in ("maximize", "minimize"):
         raise ValueError(f"mode must be 'maximize' or 'minimize'; got {mode!r}")
-    x = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = as_float32_array(image)
     kwargs.setdefault("progress", False)
-    if key is None:
-        return _optimize_impl({}, model, x, unit, mode, kwargs)
-    fn = memory().cache(_optimize_impl, ignore=["model"])
-    cache_kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "progress")}
-    return fn({"key": dict(key), "settings": cache_kwargs}, model, x, unit, mode, kwargs)
+    settings = {k: v for k, v in kwargs.items() if k not in ("device", "progress")}
+    full = None if key is None else {"key": dict(key), "settings": settings}
+    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("model",))
 
 
 def _responses_impl(key: dict, model: nn.Module, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -538,35 +539,6 @@ def cached_responses(model: nn.Module, images, key: Mapping | None = None,
                      batch_size: int = 16) -> np.ndarray:
     """Responses (N, V) float32 of ``model`` to ``images`` (N, 3, H, W), without gradients;
     cached on disk by ``key`` (a JSON-able description of the model) and the image content."""
-    x = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"images must have shape (N, 3, H, W); got {x.shape}")
-    if key is None:
-        return _responses_impl({}, model, x, batch_size)
-    fn = memory().cache(_responses_impl, ignore=["model", "batch_size"])
-    return fn(dict(key), model, x, batch_size)
-
-
-def _attack_impl(key: dict, model: nn.Module, images: np.ndarray, attack: str,
-                 kwargs: dict) -> attacks.ProbeResult:
-    del key
-    return getattr(attacks, attack)(model, torch.from_numpy(images), **kwargs)
-
-
-def cached_attack(model: nn.Module, images, attack: str = "pgd", key: Mapping | None = None,
-                  **kwargs) -> attacks.ProbeResult:
-    """:func:`probelib.attacks.fgsm` or :func:`~probelib.attacks.pgd` on any model (e.g. the
-    observer), cached on disk by ``key`` (a JSON-able description of the model), the image content
-    and every keyword argument (``eps``, ``norm``, ``steps``, ``units``, ``direction`` ...).
-    :func:`probelib.pipeline.cached_probe` does the same for the models of a panel fit."""
-    if attack not in ("fgsm", "pgd"):
-        raise ValueError(f"attack must be 'fgsm' or 'pgd'; got {attack!r}")
-    x = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    kwargs.setdefault("progress", False)
-    if key is None:
-        return _attack_impl({}, model, x, attack, kwargs)
-    fn = memory().cache(_attack_impl, ignore=["model"])
-    settings = {k: v for k, v in kwargs.items() if k not in ("device", "progress")}
-    return fn({"key": dict(key), "settings": settings}, model, x, attack, kwargs)
+    x = _images(images)
+    return cached_call(_responses_impl, None if key is None else dict(key), model, x, batch_size,
+                       ignore=("model", "batch_size"))

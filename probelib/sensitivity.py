@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from . import attacks
 from .attacks import ProbeResult
 from .cache import memory
-from .data.dataset import Dataset
+from .data.dataset import Dataset, probe_images  # probe_images: re-exported for the chapters
 from .metrics import discriminability, paired_test
 from .pipeline import PanelFit, cached_probe
 
@@ -49,47 +49,6 @@ __all__ = [
 ]
 
 CONTROLS = ("shuffled", "random")
-
-
-# ----------------------------------------------------------------------------------------------
-# Which images to probe
-# ----------------------------------------------------------------------------------------------
-
-def probe_images(ds: Dataset, n_images: int | None = None, seed: int = 0,
-                 split: str = "test") -> np.ndarray:
-    """Indices (into ``ds.stimuli``) of ``n_images`` images of ``ds.split[split]`` to probe.
-
-    When ``ds.categories`` is known the subset is stratified by category (every category keeps
-    about its share of the split, at least one image each while ``n_images`` allows), so that
-    every ROI's preferred category is probed; otherwise a seeded random subset. ``None`` or a
-    number >= the split size returns the whole split. Returns a sorted int array (n,).
-    """
-    pool = np.sort(np.asarray(ds.split[split]))
-    if n_images is None or n_images >= len(pool):
-        return pool
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1; got {n_images}")
-    rng = np.random.default_rng(seed)
-    if ds.categories is None:
-        return np.sort(rng.choice(pool, n_images, replace=False))
-    cats = np.asarray(ds.categories)[pool]
-    labels, counts = np.unique(cats, return_counts=True)
-    # largest-remainder allocation of n_images to categories, at least one each when possible
-    share = counts / counts.sum() * n_images
-    take = np.floor(share).astype(int)
-    if n_images >= len(labels):
-        take = np.maximum(take, 1)
-    take = np.minimum(take, counts)
-    order = np.argsort(-(share - np.floor(share)))
-    while take.sum() < n_images:
-        for k in order:
-            if take.sum() < n_images and take[k] < counts[k]:
-                take[k] += 1
-    while take.sum() > n_images:
-        k = int(np.argmax(take))
-        take[k] -= 1
-    picked = [rng.choice(pool[cats == lab], t, replace=False) for lab, t in zip(labels, take) if t]
-    return np.sort(np.concatenate(picked))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 models (fixed budget and fixed effect) and perturbation subspaces compared across models.
 
 The chapters of Part II (model panel, transfer, subspaces) probe the same models at the same
-images with the same settings; :func:`l2_probe_settings` and :func:`probe_images` define those
-settings once, so that :func:`probelib.pipeline.cached_probe` finds the sweeps of one chapter in
-the cache of another.
+images with the same settings; :func:`l2_probe_settings` and :func:`probelib.data.probe_images`
+(re-exported here) define those settings once, so that :func:`probelib.pipeline.cached_probe` finds
+the sweeps of one chapter in the cache of another.
 
 Shapes: ``N`` probed images, ``U`` probed output units (ROI means or voxels), ``M`` models,
 ``S`` source models, ``T`` target models, ``D = 3 * H * W`` pixels, ``k`` subspace dimension.
@@ -25,7 +25,7 @@ from torch import nn
 
 from .attacks import FixedEffectResult, ProbeResult
 from .cache import encoder_key, memory
-from .data.dataset import Dataset
+from .data.dataset import Dataset, probe_images  # probe_images: re-exported for the chapters
 from .geometry import perturbation_subspace, similarity_matrix
 from .pipeline import PanelFit
 
@@ -72,21 +72,6 @@ def scale_eps(eps, image_size: int, norm: str = "l2", reference_size: int = REFE
     if np.ndim(eps) == 0:
         return float(eps) * factor
     return [float(e) * factor for e in eps]
-
-
-def probe_images(ds: Dataset, n_images: int | None, seed: int = 0) -> np.ndarray:
-    """Sorted indices (into ``ds.stimuli``) of ``n_images`` test images drawn with ``seed``.
-
-    ``None`` or a number >= the size of the test split gives the whole test split. The same
-    ``(ds, n_images, seed)`` always gives the same images, so chapters share cached probes.
-    """
-    test = np.asarray(ds.split["test"])
-    if n_images is None or int(n_images) >= len(test):
-        return np.sort(test)
-    if int(n_images) < 1:
-        raise ValueError(f"n_images must be >= 1; got {n_images}")
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(test, int(n_images), replace=False))
 
 
 def l2_probe_settings(image_size: int, eps: float = 5.0, steps: int = 5, direction: str = "abs",

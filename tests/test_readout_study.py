@@ -9,7 +9,8 @@ import torch.nn as nn
 
 from probelib import attacks
 from probelib import readout_study as rs
-from probelib.data.dataset import Dataset, make_split
+from probelib.data.dataset import Dataset, make_split, probe_images
+from probelib.readouts import lasso_alpha_max
 
 
 def _voxel_dataset(n=30, size=64, seed=0):
@@ -67,7 +68,7 @@ def test_lasso_readout_matches_sklearn(alpha):
 
 def test_relative_penalty_and_alpha_max():
     X, Y = _sparse_problem()
-    amax = rs.lasso_alpha_max(X, Y)
+    amax = lasso_alpha_max(X, Y)
     assert amax.shape == (2,)
     assert np.all(rs.lasso_readout(X, Y, 1.0, relative=True).weight.numpy() == 0)  # at alpha_max: empty
     assert np.all((rs.lasso_readout(X, Y, 0.9, relative=True).weight.numpy() != 0).sum(1) >= 1)
@@ -176,7 +177,7 @@ def test_classification_robustness_on_a_linear_classifier():
         rs.classification_robustness(nn.Identity(), x.numpy(), 0.01)
 
 
-def test_ladder_position_and_probe_index():
+def test_ladder_position_and_probe_images():
     assert rs.ladder_position("mobilenet_v2") == ("mobilenet_v2", 0.0, "smoothing sigma")
     assert rs.ladder_position("efficientnet_lite0+smooth0.5")[:2] == ("efficientnet_lite0", 0.5)
     assert rs.ladder_position("resnet50_l2_eps3")[:2] == ("resnet50_l2", 3.0)
@@ -185,10 +186,10 @@ def test_ladder_position_and_probe_index():
     ds = _voxel_dataset(n=60)
     test = set(ds.split["test"].tolist())
     for n in (3, 7, 40):
-        idx = rs.probe_index(ds, n)
+        idx = probe_images(ds, n)
         assert len(idx) == min(n, len(test)) and set(idx.tolist()) <= test
         assert np.all(np.diff(idx) > 0)
     cats = np.asarray(ds.categories)
-    idx = rs.probe_index(ds, 6)
+    idx = probe_images(ds, 6)
     present = set(cats[ds.split["test"]])
     assert set(cats[idx]) == present  # every category of the test split is probed

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.linear_model import Lasso, LinearRegression, Ridge, RidgeCV
+from sklearn.linear_model import Lasso, LassoCV, LinearRegression, Ridge, RidgeCV
+from sklearn.model_selection import KFold
 
-from probelib.readouts import fit_readout
+from probelib.readouts import fit_readout, lasso_alpha_max, lasso_lars
 
 
 @pytest.fixture
@@ -50,11 +51,49 @@ def test_ols_matches_sklearn(data):
 def test_lasso_matches_sklearn_and_is_sparse(data):
     X, Y, Xt = data
     r = fit_readout("lasso", X, Y[:, :2], alphas=[0.1])
-    sk = Lasso(alpha=0.1, max_iter=2000).fit(X, Y[:, :2])
-    assert _rel(_pred(r, Xt), sk.predict(Xt)) < 1e-4
+    sk = Lasso(alpha=0.1, max_iter=100_000, tol=1e-10).fit(X, Y[:, :2])  # converged reference
+    assert _rel(_pred(r, Xt), sk.predict(Xt)) < 1e-5
     assert r.hparams["nonzero_fraction"] < 0.5
     cv = fit_readout("lasso", X, Y[:, :2], alphas=[0.01, 0.1, 1.0])
     assert len(cv.hparams["alpha"]) == 2
+
+
+def _lasso_problem(n=40, d=120, v=3, seed=1):
+    """Correlated features (D > N), sparse true weights, a non-zero intercept."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8)) @ rng.normal(size=(8, d)) + 0.5 * rng.normal(size=(n, d))
+    Y = X[:, :5] @ rng.normal(size=(5, v)) + rng.normal(size=(n, v)) + 2.0
+    return X, Y
+
+
+@pytest.mark.parametrize("rel_alpha", [0.02, 0.1, 0.5])
+def test_lasso_lars_equals_sklearn_lasso_coefficients(rel_alpha):
+    X, Y = _lasso_problem()
+    alpha = rel_alpha * lasso_alpha_max(X, Y)  # (V,) one penalty per voxel
+    w, b = lasso_lars(X, Y, alpha)
+    for v in range(Y.shape[1]):
+        sk = Lasso(alpha=alpha[v], max_iter=1_000_000, tol=1e-14).fit(X, Y[:, v])
+        np.testing.assert_allclose(w[v], sk.coef_, rtol=0, atol=1e-6)
+        assert abs(b[v] - sk.intercept_) < 1e-6
+    r = fit_readout("lasso", X, Y, alphas=[float(alpha[0])])  # float32 weights of the same fit
+    np.testing.assert_allclose(r.weight.numpy()[0], lasso_lars(X, Y[:, 0], alpha[0])[0][0], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="> 0"):
+        lasso_lars(X, Y, 0.0)
+
+
+def test_lasso_cv_picks_the_alpha_of_sklearn_lassocv():
+    X, Y = _lasso_problem(n=50, v=4, seed=2)
+    alphas = np.median(lasso_alpha_max(X, Y)) * np.logspace(-2, -0.1, 7)
+    r = fit_readout("lasso", X, Y, alphas=alphas, cv=5, seed=3)
+    assert r.hparams["solver"] == "lars" and r.hparams["cv_mse"].shape == (7, 4)
+    for v in range(Y.shape[1]):
+        sk = LassoCV(alphas=alphas, cv=KFold(5, shuffle=True, random_state=3), max_iter=1_000_000,
+                     tol=1e-12).fit(X, Y[:, v])
+        assert r.hparams["alpha"][v] == sk.alpha_
+        order = np.argsort(-alphas)  # LassoCV's mse_path_ runs from the largest alpha down
+        np.testing.assert_allclose(r.hparams["cv_mse"][order, v], sk.mse_path_.mean(1), rtol=1e-6)
+        np.testing.assert_allclose(r.weight.numpy()[v], sk.coef_, rtol=0, atol=1e-5)
+    assert np.any(r.hparams["alpha"] > alphas.min())  # not every voxel at the edge of the grid
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from probelib import attacks
-from probelib.data.dataset import Dataset, make_split
+from probelib.data.dataset import Dataset, make_split, probe_images
 from probelib.metrics import normalized_variance, sparseness
 from probelib.pipeline import PanelFit, dataset_digest
 from probelib.sensitivity import (cached_control, compare_discriminability, percentile_of,
-                                  preferred_example, probe_images, response_sd,
+                                  preferred_example, response_sd,
                                   sensitivity_frame, subset_eps, sweep_panel)
 
 SIDE = 6
@@ -69,6 +69,13 @@ def test_probe_images_stratified_subset_of_split():
     np.testing.assert_array_equal(probe_images(ds, 1000), np.sort(ds.split["test"]))
     with pytest.raises(ValueError):
         probe_images(ds, 0)
+
+
+def test_probe_images_is_one_function_under_the_chapters_names():
+    from probelib import readout_study, sensitivity, transfer_study
+    assert sensitivity.probe_images is probe_images
+    assert transfer_study.probe_images is probe_images
+    assert readout_study.probe_index is probe_images
 
 
 def test_probe_images_without_categories():

@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from probelib.attacks import fixed_effect, pgd
-from probelib.data.dataset import Dataset
+from probelib.data.dataset import Dataset, probe_images
 from probelib.model import EncodingModel
 from probelib.pipeline import PanelFit, cached_probe, dataset_digest
 from probelib.transfer_study import (evaluate_transfer, fixed_effect_budget, group_means,
                                      l2_probe_settings, model_groups, panel_subspaces,
-                                     probe_deltas, probe_images, response_sd, scale_eps,
+                                     probe_deltas, response_sd, scale_eps,
                                      transfer_study)
 
 SHAPE = (3, 8, 8)

@@ -1,7 +1,7 @@
 """Data sources: the embedded demo (default) and the real Natural Scenes Dataset, one container."""
 from __future__ import annotations
 
-from .dataset import Dataset, make_split
+from .dataset import Dataset, make_split, probe_images
 
 
 def load_dataset(dataset: str = "demo", nsd_root=None, **kwargs) -> Dataset:
@@ -22,4 +22,4 @@ def load_dataset(dataset: str = "demo", nsd_root=None, **kwargs) -> Dataset:
     raise ValueError(f"unknown dataset {dataset!r}; valid: 'demo', 'nsd'")
 
 
-__all__ = ["Dataset", "make_split", "load_dataset"]
+__all__ = ["Dataset", "make_split", "probe_images", "load_dataset"]

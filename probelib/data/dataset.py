@@ -59,6 +59,52 @@ class Dataset:
         return self.stimuli[index], {roi: r[index] for roi, r in self.responses.items()}
 
 
+def probe_images(ds: Dataset, n_images: int | None = None, seed: int = 0,
+                 split: str = "test") -> np.ndarray:
+    """Sorted indices (n,) into ``ds.stimuli`` of ``n_images`` images of ``ds.split[split]`` to probe.
+
+    When ``ds.categories`` is known the subset is stratified by category (every category keeps
+    about its share of the split, at least one image each while ``n_images`` allows), so that
+    every ROI's preferred category is probed; otherwise a seeded random subset. ``None`` or a
+    number >= the split size returns the whole split. The same ``(ds, n_images, seed, split)``
+    always gives the same images, so chapters that probe the same subset share cached probes.
+    """
+    if split not in ds.split:
+        raise ValueError(f"unknown split {split!r}; this dataset has {sorted(ds.split)}")
+    pool = np.sort(np.asarray(ds.split[split]))
+    if n_images is None or int(n_images) >= len(pool):
+        return pool
+    n_images = int(n_images)
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1; got {n_images}")
+    rng = np.random.default_rng(seed)
+    if ds.categories is None:
+        return np.sort(rng.choice(pool, n_images, replace=False))
+    cats = np.asarray(ds.categories)[pool]
+    labels, counts = np.unique(cats, return_counts=True)
+    take = _stratified_counts(counts, n_images)
+    picked = [rng.choice(pool[cats == lab], t, replace=False) for lab, t in zip(labels, take) if t]
+    return np.sort(np.concatenate(picked))
+
+
+def _stratified_counts(counts: np.ndarray, n: int) -> np.ndarray:
+    """Largest-remainder allocation of ``n`` draws to groups of sizes ``counts`` (at least one
+    per group when ``n`` allows, never more than a group holds); sums to ``n <= counts.sum()``."""
+    share = counts / counts.sum() * n
+    take = np.floor(share).astype(int)
+    if n >= len(counts):
+        take = np.maximum(take, 1)
+    take = np.minimum(take, counts)
+    order = np.argsort(-(share - np.floor(share)))
+    while take.sum() < n:
+        for k in order:
+            if take.sum() < n and take[k] < counts[k]:
+                take[k] += 1
+    while take.sum() > n:
+        take[int(np.argmax(take))] -= 1
+    return take
+
+
 def make_split(n: int, n_train: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random train/test split of ``n`` images (papers: 400 train / 115 test of 515)."""
     if not 0 < n_train < n:
