@@ -53,15 +53,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from matplotlib.lines import Line2D
 
-from probelib.data import load_dataset
+from probelib.data import load_dataset, probe_images
 from probelib.metrics import sem
 from probelib.plotting import amplify, savefig, show_image
 from probelib.model import extract_features
 from probelib.pipeline import fit_panel
 from probelib.sensitivity import (cached_control, compare_discriminability,
-                                  percentile_of, preferred_example, probe_images, response_sd,
+                                  percentile_of, preferred_example, response_sd,
                                   sensitivity_frame, sweep_panel)
 from probelib.zoo import model_panel
 
@@ -178,7 +179,7 @@ for row, roi in enumerate(example_rois):
     else:
         ax.hist(obs, bins=bins, color="0.75", label="observed, all images")
     ax.hist(all_pred[roi], bins=bins, histtype="step", color="k", lw=1.2,
-            label=f"predicted, all images")
+            label="predicted, all images")
     ax.axvline(ex["clean"], color="tab:blue", lw=2, label="prediction: clean")
     ax.axvline(ex["targeted"], color="tab:purple", lw=2, ls="--", label="prediction: + targeted noise")
     ax.axvline(ex["shuffled"], color="tab:green", lw=1.5, ls=":", label="prediction: + shuffled noise")

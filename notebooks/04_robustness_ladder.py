@@ -68,11 +68,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from IPython.display import display
 from scipy import stats
 
 from probelib import readout_study as rs
 from probelib.cache import cache_dir
-from probelib.data import load_dataset
+from probelib.data import load_dataset, probe_images
 from probelib.metrics import sem
 from probelib.plotting import savefig
 from probelib.zoo import PAPER1_LADDER, demo_ladder
@@ -130,7 +131,7 @@ print(ladder.to_string(index=False))
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
 units = rs.response_units(ds, rois)
-index = rs.probe_index(ds, n_images, seed=seed)
+index = probe_images(ds, n_images, seed=seed)
 print(ds.name)
 print(f"{len(models)} models x {units.n_units} regions, {readout} readouts; probing {len(index)} held-out images "
       f"at {image_size} px, eps = {eps:g}/255; smoothed networks use {n_samples} noise draws")

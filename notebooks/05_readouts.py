@@ -61,13 +61,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 
 from probelib import readout_study as rs
 from probelib.cache import cache_dir
-from probelib.data import load_dataset
+from probelib.data import load_dataset, probe_images
 from probelib.metrics import paired_test, sem
 from probelib.model import extract_features
 from probelib.plotting import savefig
+from probelib.readouts import lasso_alpha_max
 from probelib.zoo import build_encoder, model_panel
 
 t_start = time.time()
@@ -107,8 +109,8 @@ ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, 
 units_roi = rs.response_units(ds, rois)                      # Table 1: one unit per region
 units_subj = rs.response_units(ds, rois, by_subject=True)    # Fig 5B: one unit per (subject, region)
 train, test = ds.split["train"], ds.split["test"]
-index = rs.probe_index(ds, n_images, seed=seed)
-index_panel = rs.probe_index(ds, n_images_panel, seed=seed)
+index = probe_images(ds, n_images, seed=seed)
+index_panel = probe_images(ds, n_images_panel, seed=seed)
 print(ds.name)
 print(f"{ds.n_images} images ({len(train)} training, {len(test)} held out) at {image_size} px")
 print(units_subj.table().pivot(index="subject", columns="roi", values="n_voxels")[rois]
@@ -322,7 +324,7 @@ panel_rows, panel_frames, panel_fits = [], [], {}
 for spec in models:
     enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed)
     feats = extract_features(enc, ds.stimuli[train], device=device, progress=False)
-    amax = rs.lasso_alpha_max(feats, units_subj.responses[train][:, sel_units])
+    amax = lasso_alpha_max(feats, units_subj.responses[train][:, sel_units])
     opts, sel = lasso_options(feats, units_subj.responses[train][:, sel_units])
     fits = {"ols": rs.fit_units(ds, spec, units_subj, kind="ols", encoder=enc, seed=seed, device=device),
             "lasso": rs.fit_units(ds, spec, units_subj, kind="lasso", encoder=enc, seed=seed, device=device, **opts)}
@@ -385,7 +387,7 @@ for lab, spec in zip(ax.get_xticklabels(), models):
         lab.set_fontweight("bold")
 ax.set_ylabel(f"relative sensitivity at eps = {eps:g}/255\n(÷ s.d. of observed responses)")
 ax.set_xlabel("network (bold: L1 lowers sensitivity, p < 0.001)")
-ax.set_title(f"OLS vs L1 readouts: dots = (subject, region) units, lines pair them; * paired t-test p < 0.001",
+ax.set_title("OLS vs L1 readouts: dots = (subject, region) units, lines pair them; * paired t-test p < 0.001",
              fontsize=10)
 ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
 ax.legend(fontsize=8, loc="upper left")

@@ -65,11 +65,10 @@ import torch
 
 import probelib as pl
 from probelib.attacks import random_control
-from probelib.data import load_dataset
+from probelib.data import load_dataset, probe_images
 from probelib.pipeline import cached_probe, fit_panel
 from probelib.plotting import savefig
-from probelib.transfer_study import (l2_probe_settings, model_groups, probe_images, response_sd,
-                                     scale_eps)
+from probelib.transfer_study import l2_probe_settings, model_groups, response_sd, scale_eps
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)
@@ -349,7 +348,7 @@ ax.set_title(f"{roi0}: {len(vox)} voxels, pooled R = {r_pooled:.2f}")
 ax.legend(fontsize=7)
 savefig(fig, "06_linf_vs_l2")
 plt.show()
-print(f"Voxel-wise correlation of L-inf and L2 sensitivities: "
+print("Voxel-wise correlation of L-inf and L2 sensitivities: "
       + ", ".join(f"{m} R = {r:.3f}" for m, r in r_within.items())
       + f"; pooled over models R = {r_pooled:.3f} (n = {len(pairs)} voxel-model pairs). "
       + "Per single probe (voxel x image, not averaged over images): "

@@ -58,12 +58,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probelib.data import load_dataset
+from probelib.data import load_dataset, probe_images
 from probelib.pipeline import cached_probe, fit_panel
 from probelib.plotting import amplify, savefig, show_image
 from probelib.transfer_study import (fixed_effect_budget, group_means, l2_probe_settings,
-                                     model_groups, probe_deltas, probe_images, response_sd,
-                                     scale_eps, transfer_study)
+                                     model_groups, probe_deltas, response_sd, scale_eps,
+                                     transfer_study)
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)

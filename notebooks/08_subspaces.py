@@ -63,11 +63,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from probelib.data import load_dataset
+from probelib.data import load_dataset, probe_images
 from probelib.pipeline import fit_panel
 from probelib.plotting import amplify, savefig, show_image
 from probelib.transfer_study import (group_means, high_frequency_fraction, model_groups,
-                                     panel_subspaces, probe_images, response_sd, scale_eps)
+                                     panel_subspaces, response_sd, scale_eps)
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)

@@ -76,7 +76,7 @@ from scipy import stats
 
 from probelib import recovery
 from probelib.data import load_dataset
-from probelib.pipeline import cached_probe, dataset_digest, fit_panel, probe_panel, sensitivity_table
+from probelib.pipeline import cached_attack, cached_probe, dataset_digest, fit_panel, probe_panel, sensitivity_table
 from probelib.plotting import savefig
 from probelib.zoo import parse_model
 
@@ -148,7 +148,7 @@ observer = None
 if dataset == "demo":
     observer = recovery.observer_for_rois(ds, rois, seed=seed, device=device)
     obs_key = {"observer": "demo", "dataset": digest, "rois": list(rois)}
-    obs_probe = recovery.cached_attack(observer, images, "pgd", key=obs_key, eps=eps_px, norm="l2",
+    obs_probe = cached_attack(observer, images, "pgd", key=obs_key, eps=eps_px, norm="l2",
                                        steps=steps, direction="abs", store_perturbations=False,
                                        device=device)
     obs_rel = obs_probe.sensitivity[0] / np.array([sd[r] for r in rois])  # (N, R)

@@ -25,10 +25,9 @@ CNN; Table 1 and Fig. 5). This module holds the steps those comparisons need bey
   Fixed-penalty fits (:func:`lasso_readout`) and the CV both use the exact LARS path of
   :mod:`probelib.readouts` (the same solution as scikit-learn's coordinate descent, much faster
   with thousands of features).
-- **Ladders and probe subsets.** :func:`ladder_position` places a spec on a robustness ladder
-  (smoothing sigma, or the adversarial-training budget of the paper's ResNet-50s);
-  :func:`probe_index` (:func:`probelib.data.probe_images`) picks held-out images stratified by
-  category.
+- **Ladders.** :func:`ladder_position` places a spec on a robustness ladder (smoothing sigma, or
+  the adversarial-training budget of the paper's ResNet-50s); :func:`probelib.data.probe_images`
+  picks the held-out images to probe, stratified by category.
 - **A classical robustness check.** :func:`classification_robustness`: FGSM on the ImageNet
   classifier of an encoder (plain or smoothed): does the top-1 label survive?
 
@@ -50,18 +49,17 @@ import torch.nn.functional as F
 
 from . import attacks
 from .cache import array_digest, cached_call, encoder_key
-from .data.dataset import Dataset, probe_images  # probe_images: see probe_index below
+from .data.dataset import Dataset
 from .metrics import pearson_r
 from .model import EncodingModel, extract_features
 from .pipeline import cached_attack, dataset_digest
 from .readouts import LinearReadout, fit_readout, lasso_cv_predictions, lasso_lars
-from .readouts import lasso_alpha_max  # re-exported: the chapters call readout_study.lasso_alpha_max
+from .readouts import lasso_alpha_max
 from .zoo import build_encoder, parse_model
 
 __all__ = [
     "PAPER_LASSO_ALPHAS",
     "RELATIVE_LASSO_ALPHAS",
-    "lasso_alpha_max",
     "lasso_readout",
     "Units",
     "response_units",
@@ -74,7 +72,6 @@ __all__ = [
     "select_lasso_alpha",
     "ClassificationRobustness",
     "classification_robustness",
-    "probe_index",
     "ladder_position",
 ]
 
@@ -428,9 +425,8 @@ def select_lasso_alpha(features, responses, alphas: Sequence[float] | None = Non
 
 
 # ----------------------------------------------------------------------------------------------
-# Which images to probe (probelib.data.probe_images); where a model sits on a robustness ladder
+# Where a model sits on a robustness ladder
 # ----------------------------------------------------------------------------------------------
-probe_index = probe_images  # the chapters' name for probelib.data.probe_images
 
 
 _ROBUST = re.compile(r"^resnet50_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")

@@ -45,7 +45,6 @@ from ._checks import as_float32_array
 from .cache import cached_call, encoder_key
 from .geometry import jacobian, subspace_similarity
 from .model import EncodingModel
-from .pipeline import cached_attack  # re-exported: the chapters call recovery.cached_attack
 
 __all__ = [
     "robustness_level",
@@ -67,7 +66,6 @@ __all__ = [
     "tv_weight",
     "cached_optimize",
     "cached_responses",
-    "cached_attack",
 ]
 
 _ROBUST_EPS = re.compile(r"_(l2|linf)_eps(?P<eps>[0-9.]+)")

@@ -30,13 +30,12 @@ from tqdm.auto import tqdm
 from . import attacks
 from .attacks import ProbeResult
 from .cache import memory
-from .data.dataset import Dataset, probe_images  # probe_images: re-exported for the chapters
+from .data.dataset import Dataset
 from .metrics import discriminability, paired_test
 from .pipeline import PanelFit, cached_probe
 
 __all__ = [
     "CONTROLS",
-    "probe_images",
     "subset_eps",
     "cached_control",
     "sweep_panel",

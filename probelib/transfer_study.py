@@ -25,14 +25,13 @@ from torch import nn
 
 from .attacks import FixedEffectResult, ProbeResult
 from .cache import encoder_key, memory
-from .data.dataset import Dataset, probe_images  # probe_images: re-exported for the chapters
+from .data.dataset import Dataset
 from .geometry import perturbation_subspace, similarity_matrix
 from .pipeline import PanelFit
 
 __all__ = [
     "REFERENCE_SIZE",
     "scale_eps",
-    "probe_images",
     "l2_probe_settings",
     "response_sd",
     "model_groups",

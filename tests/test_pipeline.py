@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from probelib.data.dataset import Dataset, make_split
 from probelib.metrics import pearson_r

@@ -14,6 +14,7 @@ from probelib import recovery
 from probelib.attacks import pgd
 from probelib.encoders import load_encoder, smooth
 from probelib.model import EncodingModel
+from probelib.pipeline import cached_attack
 from probelib.readouts import fit_readout
 
 SHAPE = (3, 8, 8)
@@ -284,17 +285,17 @@ def test_select_units_and_cached_attack():
     sel = recovery.SelectUnits(Linear(w), [2, 0])
     with torch.no_grad():
         torch.testing.assert_close(sel(x), Linear(w)(x)[:, [2, 0]])
-    a = recovery.cached_attack(sel, x, "pgd", key={"m": "sel"}, eps=0.3, norm="l2", steps=2,
+    a = cached_attack(sel, x, "pgd", key={"m": "sel"}, eps=0.3, norm="l2", steps=2,
                                direction="abs", units=[1])
     assert a.sensitivity.shape == (1, 2, 1) and np.all(a.sensitivity > 0)
-    b = recovery.cached_attack(recovery.SelectUnits(Linear(-5 * w), [2, 0]), x, "pgd", key={"m": "sel"},
+    b = cached_attack(recovery.SelectUnits(Linear(-5 * w), [2, 0]), x, "pgd", key={"m": "sel"},
                                eps=0.3, norm="l2", steps=2, direction="abs", units=[1])
     np.testing.assert_array_equal(a.sensitivity, b.sensitivity)    # cached
-    f = recovery.cached_attack(sel, x, "fgsm", eps=[0.01], direction="abs")
+    f = cached_attack(sel, x, "fgsm", eps=[0.01], direction="abs")
     # a linear unit's FGSM change is eps * ||w||_1 exactly (no clamping away from the box edges)
     np.testing.assert_allclose(f.sensitivity[0, :, 0], 0.01 * w[2].abs().sum().item(), rtol=1e-4)
     with pytest.raises(ValueError, match="attack"):
-        recovery.cached_attack(sel, x, "cw")
+        cached_attack(sel, x, "cw")
 
 
 def test_transfer_table_cache_is_keyed_by_probe_content():

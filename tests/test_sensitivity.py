@@ -71,13 +71,6 @@ def test_probe_images_stratified_subset_of_split():
         probe_images(ds, 0)
 
 
-def test_probe_images_is_one_function_under_the_chapters_names():
-    from probelib import readout_study, sensitivity, transfer_study
-    assert sensitivity.probe_images is probe_images
-    assert transfer_study.probe_images is probe_images
-    assert readout_study.probe_index is probe_images
-
-
 def test_probe_images_without_categories():
     ds = tiny_dataset(40)
     ds.categories = None
