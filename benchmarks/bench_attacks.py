@@ -194,8 +194,8 @@ def run_pgd(sizes: dict[str, Any], repeats: int) -> list[Row]:
              Side(f"{long} x bare fwd+bwd", lambda: bare_steps(model, images, unit, long))]
     m = measure("pgd_l2", sides, repeats, [(0, 1, check_bare), (0, 2, check_ta), (3, 4, check_bare)],
                 aligned=True)
-    fixed = ("Amortised: probelib also runs a clean forward and a forward of the last iterate "
-             "(2 forwards on top of the steps) and keeps the best iterate.")
+    fixed = ("Amortised: on top of the steps probelib forwards the last iterate (to report its effect) "
+             "and one image (to count the outputs); the step-0 pass gives the clean responses.")
     rows = [m.row("pgd_l2", 0, 1, overhead, fixed, params),
             m.row("pgd_l2", 0, 2, Target(1.0, ">= 1.0x"),
                   "torchattacks on logits [r_i, 0], class 0 (ascent on softplus(-r_i) = same normalised "

@@ -49,7 +49,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 image_size = 64         # pixels per side of the stimuli fed to the models
 n_images = 6            # test images probed
-n_samples = 4           # noise draws of each smoothed model
+n_samples = 16          # noise draws of each smoothed model (cost grows in proportion)
 curve_models = None     # models of the sensitivity-vs-eps curve; None = the trained models
 voxel_models = ["mobilenet_v2", "efficientnet_lite0"]  # models of the voxel-wise comparison
 n_voxels = 16           # voxels of the first ROI in the voxel-wise comparison
@@ -362,8 +362,8 @@ print("Voxel-wise correlation of L-inf and L2 sensitivities: "
 #   need much larger perturbations. The summaries printed above give the demo's numbers: targeted
 #   probes against random directions of the same norm, and the standard (real-weight) models against
 #   their randomized-smoothing counterparts. Randomized smoothing is a weaker and different kind of
-#   robustness than adversarial training. With a few *fixed* noise draws (`n_samples`), a smoothed
-#   model is a deterministic average of a few noisy copies of the same network, and a white-box
+#   robustness than adversarial training. With a fixed set of noise draws (`n_samples`), a smoothed
+#   model is a deterministic average of noisy copies of the same network, and a white-box
 #   probe that knows the draws can still exploit it: smoothing makes the models far less sensitive
 #   to *random* perturbations (the control), but the reduction of the *targeted* sensitivity is
 #   small unless many draws are averaged (the robustness of randomized smoothing is a property of

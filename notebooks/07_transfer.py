@@ -44,7 +44,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 image_size = 64         # pixels per side of the stimuli fed to the models
 n_images = 6            # test images probed at the fixed budget; as in chapter 6 to share its probes
-n_samples = 4           # noise draws of each smoothed model
+n_samples = 16          # noise draws of each smoothed model (cost grows in proportion)
 target_change = 0.5     # fixed effect: response change to reach, in s.d. of the observed responses
 fe_models = None        # sources of fixed-effect probes; None = the trained models, standard and robust
 n_images_fe = 6         # images probed for the fixed effect, the first of the fixed-budget images
@@ -339,7 +339,7 @@ for roi in rois:
 #   *same two networks* as the standard ones under randomized smoothing, so transfer from a smoothed
 #   model to its own unsmoothed network is partly shared architecture and weights (compare it with
 #   transfer to the other network); and larger probes transfer more for a trivial reason too, which
-#   is why the noise rows use the same norms. Smoothing with a few fixed noise draws averages a few
+#   is why the noise rows use the same norms. Smoothing with a fixed set of noise draws averages
 #   noisy copies of a standard network, so its probes still carry much of that network's own
 #   idiosyncratic directions; adversarial training changes the features themselves, which is what
 #   the paper credits for transferable, semantically meaningful probes. Where the printed verdicts

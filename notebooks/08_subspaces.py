@@ -53,7 +53,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 image_size = 64         # pixels per side of the stimuli fed to the models
 n_images = 6            # test images at which the Jacobians are taken
-n_samples = 4           # noise draws of each smoothed model
+n_samples = 16          # noise draws of each smoothed model (cost grows in proportion)
 n_show = 3              # singular vectors shown as images per model
 quick = False           # small parameters for the test suite
 
@@ -295,8 +295,8 @@ if {"standard", "robust"} <= set(g.index):
 #   in absolute terms: the subspaces are a handful of directions in a space of $D$ pixel dimensions,
 #   so even a large multiple of chance is a small fraction of the subspace.
 # - Why the demo may not reproduce the robust models' shared directions: its robust stand-ins are
-#   the *same two networks* under randomized smoothing with a few fixed noise draws. Such a model is
-#   the average of a few noisy copies of a standard network, so its Jacobian is an average of a few
+#   the *same two networks* under randomized smoothing with a fixed set of noise draws (16). Such a
+#   model is the average of noisy copies of a standard network, so its Jacobian is an average of
 #   standard Jacobians: smaller (the singular values above), somewhat smoother, but still carrying
 #   each network's own idiosyncratic directions. Adversarial training changes the network's features
 #   themselves, which is what the paper credits for shared, semantically meaningful directions.
