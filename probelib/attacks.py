@@ -427,6 +427,10 @@ def _images_on(images: Tensor, model: nn.Module, device: torch.device) -> Tensor
 
 
 def _n_outputs(model: nn.Module, x: Tensor) -> int:
+    """Number of response units: ``model.n_outputs`` (EncodingModel) or a forward of one image."""
+    known = getattr(model, "n_outputs", None)
+    if isinstance(known, int):
+        return known
     with torch.no_grad():
         return int(_forward(model, x[:1]).shape[1])
 
