@@ -87,7 +87,11 @@ def test_shared_images_from_masterordering(mini):
 
 
 def test_image_set_follows_subjects(mini):
-    one = _load(mini, subjects=(1,), rois=("FFA",))
+    # default: the images every subject saw 3 times (the papers' 515 on the real NSD)
+    default = _load(mini, subjects=(1,), rois=("FFA",))
+    np.testing.assert_array_equal(default.image_ids, nsd_shared_images(mini.root, sessions=mini.sessions))
+    assert len(default.image_ids) < 16
+    one = _load(mini, subjects=(1,), rois=("FFA",), shared_subjects=None)
     np.testing.assert_array_equal(one.image_ids, np.sort(np.concatenate([mini.groups["A"], mini.groups["B"]])))
     restricted = _load(mini, subjects=(1,), rois=("FFA",), shared_subjects=(2,))
     np.testing.assert_array_equal(restricted.image_ids, mini.groups["A"])

@@ -14,8 +14,8 @@ What :func:`load_nsd` computes, per subject:
   the sessions the subject completed (first ``750 * n_sessions`` entries of ``masterordering``,
   mapped to 73k ids through ``subjectim``). The image set is the intersection over the requested
   subjects and any extra ``shared_subjects``. With all 8 subjects and their real session counts
-  this is the papers' 515 images (``shared_subjects=range(1, 9)`` gives them for any subset of
-  subjects); it is derived, never hard-coded.
+  this is the papers' 515 images (the default ``shared_subjects``, all eight, gives them for any
+  subset of subjects); it is derived, never hard-coded.
 * Voxels: ROI labels are looked up by name in the FreeSurfer colour table
   (``floc-<category>.mgz.ctab``) and selected in ``roi/floc-<category>.nii.gz``; of those, the
   voxels with localiser ``t > t_threshold`` in ``floc_<category>tval.nii.gz`` are kept.
@@ -95,6 +95,7 @@ NSD_BASE_URL = "https://natural-scenes-dataset.s3.amazonaws.com"
 NSD_SESSIONS: dict[int, int] = {1: 40, 2: 40, 3: 32, 4: 30, 5: 40, 6: 32, 7: 40, 8: 30}
 TRIALS_PER_SESSION = 750
 MAX_SESSIONS = 40
+ALL_SUBJECTS: tuple[int, ...] = tuple(NSD_SESSIONS)  # 1..8
 N_REPEATS = 3
 N_IMAGES = 73000
 #: The betas are stored as int16 = percent signal change x 300.
@@ -319,7 +320,7 @@ def _load_design(root: Path, subjects: Sequence[int]) -> NSDDesign:
         return read_expdesign(path)
 
 
-def nsd_shared_images(root: str | os.PathLike, subjects: int | Sequence[int] = tuple(NSD_SESSIONS),
+def nsd_shared_images(root: str | os.PathLike, subjects: int | Sequence[int] = ALL_SUBJECTS,
                       sessions: int | Mapping[int, int] | None = None) -> np.ndarray:
     """The shared images all ``subjects`` saw 3 times (defaults: all 8 subjects -> the 515)."""
     subjects = _check_subjects(subjects)
@@ -687,7 +688,7 @@ def load_nsd(root: str | os.PathLike, subjects: int | Sequence[int] = (1,),
              t_threshold: float = 7.0, average_subjects: bool = True, betas_format: str = "auto",
              n_train: int = 400, seed: int = 0, image_size: int | None = 224,
              cache_dir: str | os.PathLike | None = None, sessions: int | Mapping[int, int] | None = None,
-             progress: bool = True, shared_subjects: Sequence[int] | None = None, zscore: bool = True,
+             progress: bool = True, shared_subjects: Sequence[int] | None = ALL_SUBJECTS, zscore: bool = True,
              chunk_trials: int = 32) -> Dataset:
     """ROI responses of NSD subjects to the shared images they all saw 3 times (see module doc).
 
@@ -706,8 +707,8 @@ def load_nsd(root: str | os.PathLike, subjects: int | Sequence[int] = (1,),
     sessions : override the sessions per subject (int or {subject: n}); default NSD's counts.
     progress : show a progress bar over sessions.
     shared_subjects : further subjects whose completed sessions restrict the image set (the set is
-        always restricted by ``subjects``); ``range(1, 9)`` gives the papers' 515 whatever
-        subjects are loaded.
+        always restricted by ``subjects``). Default: all eight, which gives the papers' 515 images
+        whatever subjects are loaded; ``None``: only ``subjects`` (e.g. about 900 for subject 1).
     zscore : z-score each voxel within each session (NSD practice); False keeps percent signal change.
     chunk_trials : volumes read at a time (bounds peak memory).
 
