@@ -3,6 +3,7 @@
 A broken chapter, a chapter that saves no figure, or a book that does not render fails the tests.
 The chapters share one cache directory (as in a real build) that starts empty.
 """
+import json
 import re
 import shutil
 import subprocess
@@ -57,3 +58,17 @@ def test_book_renders_every_chapter(quick_book):
     for name in listed:
         page = (html / "generated" / f"{name}.html").read_text()
         assert "<img" in page, f"{name}.html shows no figure"
+
+
+def test_parallel_execution_writes_every_chapter_and_timings(tmp_path, monkeypatch):
+    """``execute_notebooks.py --jobs 2`` runs chapters in child processes, one thread each."""
+    from execute_notebooks import main
+
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PROBELIB_FIGURES", str(tmp_path / "figures"))
+    out = tmp_path / "generated"
+    assert main(["01", "02", "--quick", "--jobs", "2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.ipynb")) == ["01_encoding_models.ipynb", "02_predictivity.ipynb"]
+    timings = json.loads((out / ".timings-quick.json").read_text())
+    assert set(timings) == {"01_encoding_models", "02_predictivity"}
+    assert all(t > 0 for t in timings.values())
