@@ -47,6 +47,7 @@ class PanelFit:
     digest: str
     kind: str
     options: dict
+    seed: int = 0
     models: dict[tuple[str, str], EncodingModel] = field(default_factory=dict)
     predictivity: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     predictions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
@@ -58,6 +59,13 @@ class PanelFit:
     @property
     def rois(self) -> list[str]:
         return list(dict.fromkeys(r for _, r in self.models))
+
+    def key(self, spec: str, roi: str) -> dict:
+        """What identifies the fitted model ``(spec, roi)`` in cache keys: dataset content, spec,
+        ROI, encoder settings, readout kind, its options and the fit's seed."""
+        return {"dataset": self.digest, "spec": spec, "roi": roi, "readout": self.kind,
+                "encoder": encoder_key(getattr(self.models[(spec, roi)], "encoder", None)),
+                "readout_options": self.options, "fit_seed": self.seed}
 
     def table(self) -> pd.DataFrame:
         """One row per (model, ROI, unit): held-out Pearson r and the unit's noise ceiling."""
@@ -84,7 +92,7 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
     if missing:
         raise ValueError(f"unknown ROI(s) {missing}; this dataset has {ds.rois}")
     train, test = ds.split["train"], ds.split["test"]
-    fit = PanelFit(ds, dataset_digest(ds), kind, dict(readout_options))
+    fit = PanelFit(ds, dataset_digest(ds), kind, dict(readout_options), seed=seed)
     for spec in tqdm(list(specs), desc="fitting models", disable=not progress):
         enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed,
                             spatial=(kind == "cnn"))
@@ -102,6 +110,9 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
 
 
 ATTACKS = ("fgsm", "pgd", "fixed_effect")
+#: Part of every probe cache key; raise it when probelib.attacks changes its results for the same
+#: arguments (joblib only sees the code of ``_probe_impl``). 2: PGD shares its step-0 pass.
+PROBE_CACHE_VERSION = 2
 
 
 def _probe_impl(key: dict, model: EncodingModel, images: np.ndarray, attack: str, kwargs: dict):
@@ -116,11 +127,12 @@ def _run_attack(key: dict | None, model, images: np.ndarray, attack: str, kwargs
     keyword arguments (all but ``device`` and ``progress``) are added to it.
     """
     check_choice(attack, ATTACKS, "attack")
-    kwargs.setdefault("progress", False)
+    kwargs = {"progress": False, **kwargs}
     if key is not None:
-        key = dict(key, attack=attack,
+        key = dict(key, attack=attack, version=PROBE_CACHE_VERSION,
                    kwargs={k: v for k, v in kwargs.items() if k not in ("device", "progress")})
-    return cached_call(_probe_impl, key, model, images, attack, kwargs, ignore=("model", "images"))
+    return cached_call(_probe_impl, key, model, images, attack, kwargs,
+                       ignore=("model", "images", "kwargs"))
 
 
 def cached_attack(model: torch.nn.Module, images, attack: str = "pgd", key: Mapping | None = None,
@@ -145,17 +157,14 @@ def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image
 
     ``kwargs`` go to the attack (``eps``, ``units``, ``norm``, ``steps`` ...). Perturbations are not
     stored unless ``store_perturbations=True`` is passed (they can be large). The cache key holds
-    the dataset content, the model (spec, ROI, encoder, readout and its options), the image
-    indices, the attack and its arguments.
+    the model (:meth:`PanelFit.key`: dataset content, spec, ROI, encoder, readout, its options and
+    the fit seed), the image indices, the attack and its arguments.
     """
     index = np.asarray(fit.dataset.split["test"] if image_index is None else image_index)
     images = np.ascontiguousarray(fit.dataset.stimuli[index])
     kwargs.setdefault("store_perturbations", False)
-    model = fit.models[(spec, roi)]
-    key = {"dataset": fit.digest, "spec": spec, "roi": roi, "readout": fit.kind,
-           "encoder": encoder_key(getattr(model, "encoder", None)),
-           "readout_options": fit.options, "images": index.tolist()}
-    return _run_attack(key, model, images, attack, kwargs)
+    key = dict(fit.key(spec, roi), images=index.tolist())
+    return _run_attack(key, fit.models[(spec, roi)], images, attack, kwargs)
 
 
 def probe_panel(fit: PanelFit, attack: str = "fgsm", image_index=None, progress: bool = True,

@@ -521,10 +521,10 @@ def cached_optimize(model: nn.Module, image, unit, mode: str = "maximize", key: 
     if mode not in ("maximize", "minimize"):
         raise ValueError(f"mode must be 'maximize' or 'minimize'; got {mode!r}")
     x = as_float32_array(image)
-    kwargs.setdefault("progress", False)
+    kwargs = {"progress": False, **kwargs}
     settings = {k: v for k, v in kwargs.items() if k not in ("device", "progress")}
     full = None if key is None else {"key": dict(key), "settings": settings}
-    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("model",))
+    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("model", "kwargs"))
 
 
 def _responses_impl(key: dict, model: nn.Module, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -103,8 +103,7 @@ def cached_control(fit: PanelFit, spec: str, roi: str, control: str, eps, image_
     if control_eps is not None:
         probe = subset_eps(probe, control_eps)
     index = np.asarray(fit.dataset.split["test"] if image_index is None else image_index)
-    key = {"dataset": fit.digest, "spec": spec, "roi": roi, "readout": fit.kind,
-           "readout_options": fit.options, "images": index.tolist(), "eps": eps_grid,
+    key = {**fit.key(spec, roi), "images": index.tolist(), "eps": eps_grid,
            "control_eps": probe.eps.tolist(), "direction": direction, "control": control,
            "seed": int(seed), "store": bool(store_perturbations)}
     fn = memory().cache(_control_impl, ignore=["model", "images", "probe"])

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .attacks import FixedEffectResult, ProbeResult
-from .cache import encoder_key, memory
+from .cache import memory
 from .data.dataset import Dataset
 from .geometry import perturbation_subspace, similarity_matrix
 from .pipeline import PanelFit
@@ -362,8 +362,7 @@ def _transfer_impl(key: dict, models, images, deltas, units, direction, seed, ba
 
 
 def _fit_key(fit: PanelFit, specs: Sequence[str], roi: str) -> dict:
-    return {"dataset": fit.digest, "readout": fit.kind, "readout_options": fit.options, "roi": roi,
-            "models": {s: encoder_key(fit.models[(s, roi)].encoder) for s in specs}}
+    return {"roi": roi, "models": {s: fit.key(s, roi) for s in specs}}
 
 
 def transfer_study(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | FixedEffectResult],

@@ -5,9 +5,10 @@
     python scripts/execute_notebooks.py 03 -p dataset nsd -p nsd_root /data/nsd
     python scripts/execute_notebooks.py --jobs 1        # one chapter at a time, all cores each
 
-Chapters run ``--jobs`` at a time (default: one per CPU core), each kernel with
-``cores // jobs`` torch/BLAS threads; on 2 cores two single-threaded kernels finish the book about
-twice as fast as one two-threaded kernel. The longest chapters (by the last run's timings) start first.
+Chapters run ``--jobs`` at a time (default: one per CPU core, at most 4), each kernel with
+``cores // jobs`` torch/BLAS threads (no more than ``$OMP_NUM_THREADS`` if set); on 2 cores two
+single-threaded kernels finish the book about twice as fast as one two-threaded kernel. The
+longest chapters (by the last run's timings) start first.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+MAX_DEFAULT_JOBS = 4  # each kernel holds its models and data in memory
 
 
 def chapters(selection: list[str] | None = None) -> list[Path]:
@@ -89,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("chapters", nargs="*", help="chapter prefixes (default: all)")
     ap.add_argument("--quick", action="store_true", help="small parameters (tests)")
     ap.add_argument("--out", type=Path, default=ROOT / "book" / "generated")
-    ap.add_argument("--jobs", type=int, default=_cores(), help="chapters executed at once (default: CPU cores)")
+    ap.add_argument("--jobs", type=int, default=min(_cores(), MAX_DEFAULT_JOBS),
+                    help=f"chapters executed at once (default: CPU cores, at most {MAX_DEFAULT_JOBS})")
     ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     args = ap.parse_args(argv)
     if args.jobs < 1:
@@ -116,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     paths.sort(key=lambda p: (-last.get(p.stem, 0.0), -int(p.stem[:2])))
     jobs = min(args.jobs, len(paths))
     threads = max(1, _cores() // jobs)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # a limit set by the user stays a limit
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
     print(f"{len(paths)} chapters, {jobs} at a time, {threads} thread(s) each", flush=True)
     failed = []
     with ThreadPoolExecutor(jobs) as pool:

@@ -40,7 +40,25 @@ def test_cached_probe_is_cached(toy, monkeypatch, tmp_path):
     monkeypatch.setattr(attacks, "fgsm", lambda *a, **k: pytest.fail("not served from the cache"))
     b = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
     np.testing.assert_array_equal(a.sensitivity, b.sensitivity)
+    # where it runs and whether it shows progress do not change the result: still cached
+    c = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255], device="cpu",
+                     progress=True)
+    np.testing.assert_array_equal(a.sensitivity, c.sensitivity)
     table = sensitivity_table({("alexnet:untrained", "A"): a})
     assert len(table) == 2 * len(toy.split["test"]) * 2
     with pytest.raises(ValueError, match="unknown attack"):
         cached_probe(fit, "alexnet:untrained", "A", "deepfool")
+
+
+def test_cached_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
+    """Readouts fitted with another seed (e.g. the folds of a lasso CV) are other models."""
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    fits = [fit_panel(toy, ["alexnet:untrained"], kind="ols", seed=s, progress=False) for s in (0, 1)]
+    assert fits[0].key("alexnet:untrained", "A") != fits[1].key("alexnet:untrained", "A")
+    cached_probe(fits[0], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
+    import probelib.attacks as attacks
+    calls = []
+    real = attacks.fgsm
+    monkeypatch.setattr(attacks, "fgsm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cached_probe(fits[1], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
+    assert calls == [1]
