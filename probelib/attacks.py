@@ -27,7 +27,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -637,28 +637,34 @@ def _step(x0: Tensor, delta: Tensor, grad: Tensor, eps: Tensor, step_size: Tenso
     return _project_box(x0, delta)
 
 
-def _zero_step(model: nn.Module, x0: Tensor, cols: Tensor, with_grad: bool) -> tuple[Tensor, Tensor | None]:
-    """Responses ``r[k, cols[k]]`` (R,) to the unperturbed rows and, if ``with_grad``, their input
-    gradient (R, 3, H, W): the first PGD step, shared by every budget and both directions."""
+class _Start(NamedTuple):
+    """The unperturbed rows: responses ``r[k, cols[k]]`` (R,) and, unless PGD starts at random
+    points, their input gradient (R, 3, H, W), the first step of every budget and direction."""
+
+    resp: Tensor
+    grad: Tensor | None
+
+
+def _clean_start(model: nn.Module, x0: Tensor, cols: Tensor, with_grad: bool) -> _Start:
+    """One forward (+ backward if ``with_grad``) of the unperturbed rows x0 (R, 3, H, W)."""
     xa = x0.detach().requires_grad_(with_grad)
     with torch.set_grad_enabled(with_grad):
         resp = _forward(model, xa).gather(1, cols[:, None])[:, 0]
     check_finite_responses(resp, "clean responses")
-    grad = _input_grad(resp.sum(), xa) if with_grad else None
-    return resp.detach(), grad
+    return _Start(resp.detach(), _input_grad(resp.sum(), xa) if with_grad else None)
 
 
 def _pgd_rows(model: nn.Module, x0: Tensor, cols: Tensor, eps: Tensor, step_size: Tensor, sign: int,
               norm: str, steps: int, random_start: bool, restarts: int,
-              gen: torch.Generator, start: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor]:
+              gen: torch.Generator, start: _Start) -> tuple[Tensor, Tensor]:
     """PGD on rows: push ``sign * r[k, cols[k]]`` up within ``||delta_k|| <= eps[k]``.
 
-    x0 (R, 3, H, W); cols, eps, step_size (R,); ``start`` = :func:`_zero_step` of these rows (its
+    x0 (R, 3, H, W); cols, eps, step_size (R,); ``start`` = :func:`_clean_start` of these rows (its
     gradient serves the first step of a run that starts at the image). Keeps the best iterate of
     every row over all steps and restarts (including the start, so the probe never does worse
     than no change). Returns the best perturbation (R, 3, H, W) and the unit's response to it (R,).
     """
-    resp0, grad0 = start
+    resp0, grad0 = start.resp, start.grad
     best_obj = sign * resp0
     best_resp = resp0.clone()
     best_delta = torch.zeros_like(x0)
@@ -703,14 +709,14 @@ def _row_step_sizes(eps: Tensor, step_size: float | None, steps: int) -> Tensor:
     return 2.5 * eps / steps if step_size is None else torch.full_like(eps, step_size)
 
 
-def _pgd_both(model: nn.Module, x0: Tensor, cols: Tensor, start: tuple[Tensor, Tensor | None],
+def _pgd_both(model: nn.Module, x0: Tensor, cols: Tensor, start: _Start,
               eps: Tensor, step_size: Tensor, direction: str, norm: str, steps: int,
               random_start: bool, restarts: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """PGD in the direction(s) of ``direction``; for ``"abs"`` keep the larger |change| per row.
 
     Returns delta (R, 3, H, W), perturbed response (R,), direction taken (R,) in {-1, +1}.
     """
-    base = start[0]
+    base = start.resp
     out: tuple[Tensor, Tensor, Tensor] | None = None
     for s in _directions(direction):
         delta, resp = _pgd_rows(model, x0, cols, eps, step_size, s, norm, steps, random_start,
@@ -785,7 +791,7 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
                 x0, cols = x_all[ni_t], units_t[torch.as_tensor(ji, device=dev)]
                 # one forward (+ backward) at the image: the clean responses and the first step of
                 # every budget and direction
-                start = _zero_step(model, x0, cols, with_grad=not random_start)
+                start = _clean_start(model, x0, cols, with_grad=not random_start)
                 clean[ni, ji] = start[0].cpu().numpy()
                 for e, eps_e in enumerate(eps_grid):
                     eps_rows = torch.full((len(ni),), float(eps_e), device=dev, dtype=x0.dtype)
@@ -974,7 +980,9 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
                 r_t = torch.as_tensor(r, device=dev)
                 x0 = x_all[torch.as_tensor(img_idx[r], device=dev)]
                 eps_t = torch.as_tensor(eps_rows[c0:c0 + batch_size], device=dev, dtype=x0.dtype)
-                start = _zero_step(model, x0, row_cols[r_t], with_grad=not random_start)
+                # random starts need no gradient at the image, and its responses are known
+                start = (_Start(row_base[r_t], None) if random_start
+                         else _clean_start(model, x0, row_cols[r_t], with_grad=True))
                 delta, resp, _ = _pgd_both(model, x0, row_cols[r_t], start, eps_t,
                                            _row_step_sizes(eps_t, step_size, steps), direction,
                                            norm, steps, random_start, restarts, gen)

@@ -124,10 +124,11 @@ def _run_attack(key: dict | None, model, images: np.ndarray, attack: str, kwargs
     """``probelib.attacks.<attack>(model, images, **kwargs)``, cached on disk unless ``key`` is None.
 
     ``key`` must identify the model and the images (N, 3, H, W) float32; the attack and its
-    keyword arguments (all but ``device`` and ``progress``) are added to it.
+    keyword arguments (all but ``device`` and ``progress``) are added to it. Perturbations are
+    not kept unless ``store_perturbations=True`` (they can be large).
     """
     check_choice(attack, ATTACKS, "attack")
-    kwargs = {"progress": False, **kwargs}
+    kwargs = {"progress": False, "store_perturbations": False, **kwargs}
     if key is not None:
         key = dict(key, attack=attack, version=PROBE_CACHE_VERSION,
                    kwargs={k: v for k, v in kwargs.items() if k not in ("device", "progress")})
@@ -142,7 +143,8 @@ def cached_attack(model: torch.nn.Module, images, attack: str = "pgd", key: Mapp
 
     ``key``, a JSON-able description of the model, keys the cache together with the image content
     and every keyword argument of the attack (``eps``, ``norm``, ``steps``, ``units``,
-    ``direction`` ...); without ``key`` nothing is cached. :func:`cached_probe` does the same for
+    ``direction`` ...); without ``key`` nothing is cached. Perturbations are not kept unless
+    ``store_perturbations=True``. :func:`cached_probe` does the same for
     the models of a :class:`PanelFit`, keyed by the fit.
     """
     x = as_float32_array(images)
@@ -162,7 +164,6 @@ def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image
     """
     index = np.asarray(fit.dataset.split["test"] if image_index is None else image_index)
     images = np.ascontiguousarray(fit.dataset.stimuli[index])
-    kwargs.setdefault("store_perturbations", False)
     key = dict(fit.key(spec, roi), images=index.tolist())
     return _run_attack(key, fit.models[(spec, roi)], images, attack, kwargs)
 
