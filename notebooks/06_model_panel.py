@@ -178,7 +178,7 @@ for ax, roi in zip(axes[0], rois):
     ax.set_title(roi)
     ax.set_yscale("log")
 axes[0, 0].set_ylabel("sensitivity |Δr| / s.d. of observed responses")
-axes[0, 0].legend(fontsize=8, loc="lower left")
+axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 fig.suptitle(f"Sensitivity to L2 probes, eps = {eps:g} at 224 px ({eps_px:.2f} at {image_size} px), "
              f"mean ± SEM over {len(idx)} images")
 fig.tight_layout()
