@@ -142,6 +142,11 @@ def _orth(a: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(a, mode="reduced")[0]
 
 
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float64 for the small dense decompositions: on the CPU for MPS (no float64 there)."""
+    return t.cpu().double() if t.device.type == "mps" else t.double()
+
+
 def _rank_rtol(n_rows: int, n_cols: int, dtype: torch.dtype) -> float:
     """Relative threshold below which a singular value of J is treated as zero."""
     return 10.0 * math.sqrt(max(n_rows, n_cols)) * torch.finfo(dtype).eps
@@ -275,7 +280,7 @@ def jacobian(model: nn.Module, image: torch.Tensor, units: Units = None, device:
 
 def _exact_svd(op: _JacobianOperator, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Top-k singular triplets from the eigen-decomposition of the (U, U) matrix J Jᵀ."""
-    jac = op.dense().double()
+    jac = _f64(op.dense())
     evals, evecs = torch.linalg.eigh(jac @ jac.T)
     evals, evecs = evals.flip(0), evecs.flip(1)
     s = evals.clamp(min=0).sqrt()
@@ -299,14 +304,14 @@ def _subspace_iteration(op: _JacobianOperator, q: torch.Tensor, n_iter: int,
     previous = None
     for it in range(n_iter + 1):
         z = op.matmat(q.T).T                                        # (U, b) = J Q
-        left, s, wt = torch.linalg.svd(z.double(), full_matrices=False)
+        left, s, wt = torch.linalg.svd(_f64(z), full_matrices=False)
         converged = (tol is not None and previous is not None
                      and float((s - previous).abs().max()) <= tol * float(s[0]))
         if it == n_iter or converged:
             break
         previous = s
-        q = _orth(op.rmatmat(left.T.to(op.dtype)).T)                # span of Jᵀ J Q
-    right = q.double() @ wt.T
+        q = _orth(op.rmatmat(left.T.to(op.device, op.dtype)).T)     # span of Jᵀ J Q
+    right = _f64(q) @ wt.T
     return s, left, right
 
 

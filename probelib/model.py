@@ -27,8 +27,13 @@ def as_images(images) -> torch.Tensor:
 @torch.no_grad()
 def batched(fn, images, batch_size: int = 32, device=None, progress: bool | None = None,
             desc: str = "images") -> np.ndarray:
-    """Apply ``fn`` to images in batches without gradients; returns a float32 numpy array."""
+    """Apply ``fn`` to images in batches without gradients; returns a float32 numpy array.
+
+    ``device=None``: the device of ``fn`` when it is an ``nn.Module`` with parameters or buffers,
+    else where the images are."""
     x = as_images(images)
+    if device is None and isinstance(fn, nn.Module):
+        device = _device_of(fn, default=x.device)
     n = x.shape[0]
     show = progress if progress is not None else n > 4 * batch_size
     out = []
@@ -92,6 +97,8 @@ def fit_encoding_model(encoder: nn.Module, images, responses, kind: str = "ridge
     """Extract (cached) features of training ``images`` and fit a readout to ``responses`` (N, V)."""
     from .readouts import fit_readout
 
+    if device is not None:  # the features are computed where the model will live
+        encoder = encoder.to(device)
     feats = extract_features(encoder, images, batch_size=batch_size, device=device)
     readout = fit_readout(kind, feats, responses, seed=seed, **options)
     model = EncodingModel(encoder, readout, name=name)

@@ -93,6 +93,9 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
         raise ValueError(f"unknown ROI(s) {missing}; this dataset has {ds.rois}")
     train, test = ds.split["train"], ds.split["test"]
     fit = PanelFit(ds, dataset_digest(ds), kind, dict(readout_options), seed=seed)
+    fit_options = dict(readout_options)
+    if kind in ("mlp", "cnn"):  # trained readouts: train where the features are computed
+        fit_options.setdefault("device", device)
     for spec in tqdm(list(specs), desc="fitting models", disable=not progress):
         enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed,
                             spatial=(kind == "cnn"))
@@ -100,7 +103,7 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
         f_train = extract_features(enc, ds.stimuli[train], device=device, progress=False)
         f_test = torch.from_numpy(extract_features(enc, ds.stimuli[test], device=device, progress=False))
         for roi in rois:
-            readout = fit_readout(kind, f_train, ds.responses[roi][train], seed=seed, **readout_options)
+            readout = fit_readout(kind, f_train, ds.responses[roi][train], seed=seed, **fit_options)
             with torch.no_grad():
                 pred = readout(f_test).float().numpy()
             fit.models[(spec, roi)] = EncodingModel(enc, readout, name=f"{spec}/{roi}").to(device)

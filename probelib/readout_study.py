@@ -288,14 +288,21 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
     if encoder is None:
         encoder = build_encoder(spec, device=device, n_samples=n_samples, seed=seed,
                                 spatial=(kind == "cnn"))
+    else:  # a given encoder computes its features where the model will live
+        encoder = encoder.to(device)
     train, test = np.asarray(ds.split["train"]), np.asarray(ds.split["test"])
     f_train = extract_features(encoder, ds.stimuli[train], device=device, progress=False)
     f_test = extract_features(encoder, ds.stimuli[test], device=device, progress=False)
     key = {"dataset": dataset_digest(ds), "units": array_digest(units.responses),
            "unit_labels": units.labels, "encoder": encoder_key(encoder), "kind": kind,
            "options": {k: _jsonable(v) for k, v in sorted(options.items())}, "seed": int(seed)}
+    fit_options = dict(options)
+    if kind in ("mlp", "cnn") and device is not None and torch.device(device).type != "cpu":
+        # train the net readout on the GPU too (not added on the CPU, the default of fit_readout,
+        # so that the arguments joblib hashes, and the entries already cached, stay the same)
+        fit_options.setdefault("device", str(device))
     readout, pred = cached_call(_fit_impl, key if cache else None, f_train, units.responses[train], f_test,
-                                kind, int(seed), dict(options),
+                                kind, int(seed), fit_options,
                                 ignore=("features_train", "responses_train", "test_features"))
     model = EncodingModel(encoder, readout, name=f"{spec}/{kind}").to(device)
     with warnings.catch_warnings():

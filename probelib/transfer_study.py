@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks import FixedEffectResult, ProbeResult
+from .attacks import FixedEffectResult, ProbeResult, _prepared, _resolve_device
 from .cache import memory
 from .data.dataset import Dataset
 from .geometry import perturbation_subspace, similarity_matrix
@@ -298,7 +298,7 @@ def _responses(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray
 
 def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[str, np.ndarray],
                       units: Sequence[int] | np.ndarray, direction: str = "abs", seed: int = 0,
-                      batch_size: int = 32, device: str | torch.device = "cpu",
+                      batch_size: int = 32, device: str | torch.device | None = None,
                       roi: str = "") -> TransferResult:
     """Apply every source's probes to every target model, with norm-matched random controls.
 
@@ -312,6 +312,8 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
         (``"abs"``, ``"decrease"`` or ``"increase"``), as in :mod:`probelib.attacks`.
     seed : seeds the random control directions (one per source, unit and image, shared by all
         targets so that every target sees the same noise).
+    device : where each target runs (moved there for the call, then back); ``None`` = where it
+        lives (as in :mod:`probelib.attacks`).
 
     Cost: for each target, ``(1 + 2 * S * U) * N`` forward passes without gradients.
     """
@@ -322,7 +324,7 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
     if missing or not deltas:
         raise ValueError(f"deltas must map source names among the models {names}; unknown: {missing}")
     sources = [n for n in names if n in deltas]
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32)).to(device)
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))  # CPU; batches go to each target
     units = np.asarray(units, dtype=np.int64).reshape(-1)
     n, u_count = x.shape[0], len(units)
     gen = torch.Generator().manual_seed(int(seed))
@@ -333,24 +335,25 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
         if tuple(d.shape) != (u_count, *x.shape):
             raise ValueError(f"deltas[{s!r}] must have shape (U, N, 3, H, W) = "
                              f"{(u_count, *tuple(x.shape))}; got {tuple(d.shape)}")
-        xa = (x.cpu()[None] + d).clamp(0.0, 1.0)
-        dd = xa - x.cpu()[None]
+        xa = (x[None] + d).clamp(0.0, 1.0)
+        dd = xa - x[None]
         norms = dd.flatten(2).norm(dim=2)                                   # (U, N)
         probe_norm[si] = norms.T.double().numpy()
         g = torch.randn(dd.shape, generator=gen)
         g = g / g.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None, None]
         applied[s] = xa
-        noise[s] = (x.cpu()[None] + g * norms[..., None, None, None]).clamp(0.0, 1.0)
+        noise[s] = (x[None] + g * norms[..., None, None, None]).clamp(0.0, 1.0)
     shape = (len(sources), len(names), n, u_count)
     perturbed, control_resp = np.empty(shape), np.empty(shape)
     clean = np.empty((len(names), n, u_count))
     for ti, t in enumerate(names):
-        model = models[t].eval()
-        clean[ti] = _responses(model, x, batch_size)[:, units]
-        for si, s in enumerate(sources):
-            for j in range(u_count):
-                perturbed[si, ti, :, j] = _responses(model, applied[s][j].to(device), batch_size)[:, units[j]]
-                control_resp[si, ti, :, j] = _responses(model, noise[s][j].to(device), batch_size)[:, units[j]]
+        dev = _resolve_device(models[t], x, device)
+        with _prepared(models[t], dev) as model:  # eval mode, on dev; restored afterwards
+            clean[ti] = _responses(model, x.to(dev), batch_size)[:, units]
+            for si, s in enumerate(sources):
+                for j in range(u_count):
+                    perturbed[si, ti, :, j] = _responses(model, applied[s][j].to(dev), batch_size)[:, units[j]]
+                    control_resp[si, ti, :, j] = _responses(model, noise[s][j].to(dev), batch_size)[:, units[j]]
     return TransferResult(
         names=names, sources=sources, change=_sensitivity(clean[None], perturbed, direction),
         signed_change=perturbed - clean[None], control=_sensitivity(clean[None], control_resp, direction),
@@ -368,7 +371,7 @@ def _fit_key(fit: PanelFit, specs: Sequence[str], roi: str) -> dict:
 def transfer_study(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | FixedEffectResult],
                    image_index, targets: Sequence[str] | None = None, seed: int = 0,
                    eps_index: int = 0, batch_size: int = 32,
-                   device: str | torch.device = "cpu") -> TransferResult:
+                   device: str | torch.device | None = None) -> TransferResult:
     """:func:`evaluate_transfer` for the models ``(spec, roi)`` of a fitted panel, cached on disk.
 
     probes : source spec -> result of :func:`probelib.pipeline.cached_probe` (``"pgd"``/``"fgsm"``
@@ -394,7 +397,8 @@ def transfer_study(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | F
     key = _fit_key(fit, specs, roi) | {"images": index.tolist()}
     models = {s: fit.models[(s, roi)] for s in specs}
     fn = memory().cache(_transfer_impl, ignore=["models", "images", "batch_size", "device"])
-    return fn(key, models, images, deltas, units, direction, int(seed), batch_size, str(device), roi)
+    return fn(key, models, images, deltas, units, direction, int(seed), batch_size,
+              None if device is None else str(device), roi)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -310,3 +310,10 @@ def test_similarity_rejects_bad_bases():
         subspace_similarity(np.zeros((5, 2)), np.ones((5, 1)))
     with pytest.raises(ValueError, match="NaN"):
         subspace_similarity(np.full((5, 1), np.nan), np.ones((5, 1)))
+
+
+def test_float64_linear_algebra_stays_on_devices_with_float64():
+    from probelib.geometry import _f64
+    t = torch.ones(2, 2, device="meta")
+    assert _f64(t).device.type == "meta" and _f64(t).dtype == torch.float64
+    assert _f64(torch.ones(2)).dtype == torch.float64  # MPS (no float64) goes to the CPU instead

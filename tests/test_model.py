@@ -45,3 +45,36 @@ def test_readout_modules_compose(rng):
     readout = fit_readout("ols", feats, rng.normal(size=(10, 2)))
     m = EncodingModel(enc, readout)
     assert m.name == "alexnet/ols"
+
+
+class _OnDevice(torch.nn.Module):
+    """Stands in for a network on a GPU: a buffer on ``device`` (here "meta"); inputs elsewhere
+    raise, as CUDA would. Returns zeros (N, width) on the CPU (meta tensors hold no values)."""
+
+    def __init__(self, device="meta", width: int = 4):
+        super().__init__()
+        self.register_buffer("w", torch.zeros(1, device=device))
+        self.width, self.name, self.seen = width, f"ondevice{id(self)}", []
+
+    def forward(self, x):
+        if x.device != self.w.device:
+            raise RuntimeError(f"input on {x.device}, module on {self.w.device}")
+        self.seen.append(x.device.type)
+        return torch.zeros(x.shape[0], self.width)
+
+
+def test_batched_and_predict_send_inputs_to_the_module_device():
+    from probelib.model import batched
+    images = torch.rand(5, 3, 8, 8)
+    spy = _OnDevice()
+    assert batched(spy, images, batch_size=2).shape == (5, 4)  # device=None: the module's
+    assert spy.seen == ["meta"] * 3
+    assert batched(lambda x: x.mean((2, 3)), images.numpy()).shape == (5, 3)  # plain callables
+
+
+def test_fit_encoding_model_moves_the_encoder_before_extracting():
+    spy = _OnDevice(device="cpu")
+    model = fit_encoding_model(spy, torch.rand(6, 3, 8, 8), np.random.default_rng(0).normal(size=(6, 2)),
+                               alphas=[1.0], device="meta")
+    assert spy.seen and set(spy.seen) == {"meta"}  # features computed where the model lives
+    assert model.readout.weight.device.type == "meta"

@@ -62,3 +62,14 @@ def test_cached_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
     monkeypatch.setattr(attacks, "fgsm", lambda *a, **k: calls.append(1) or real(*a, **k))
     cached_probe(fits[1], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
     assert calls == [1]
+
+
+def test_fit_panel_trains_net_readouts_on_its_device(toy, monkeypatch):
+    import probelib.pipeline as pl
+    seen = []
+    real = pl.fit_readout
+    monkeypatch.setattr(pl, "fit_readout", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    fit = fit_panel(toy, ["alexnet:untrained"], rois=["B"], kind="mlp", device="cpu", progress=False,
+                    weight_decays=[1e-2], epochs=2, hidden=4)
+    assert seen and all(kw["device"] == "cpu" for kw in seen)
+    assert "device" not in fit.options  # not part of the cache key

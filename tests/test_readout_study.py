@@ -193,3 +193,37 @@ def test_ladder_position_and_probe_images():
     idx = probe_images(ds, 6)
     present = set(cats[ds.split["test"]])
     assert set(cats[idx]) == present  # every category of the test split is probed
+
+
+class _OnDevice(nn.Module):
+    """An encoder on another device (here "meta", standing in for a GPU): inputs elsewhere raise,
+    as on CUDA; returns zero features (N, 4) on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.zeros(1))
+        self.name, self.seen = "ondevice", []
+
+    def forward(self, x):
+        if x.device != self.w.device:
+            raise RuntimeError(f"input on {x.device}, module on {self.w.device}")
+        self.seen.append(x.device.type)
+        return torch.zeros(x.shape[0], 4)
+
+
+def test_fit_units_moves_a_given_encoder_and_passes_the_device_to_net_readouts(small_ds, monkeypatch):
+    seen_options = []
+    real = rs.fit_readout
+
+    def spy_fit(kind, features, responses, seed=0, **options):
+        seen_options.append(options)
+        return real("ols", features, responses)  # (an mlp cannot train on the meta device)
+
+    monkeypatch.setattr(rs, "fit_readout", spy_fit)
+    units = rs.response_units(small_ds, by_subject=True)
+    enc = _OnDevice()
+    fit = rs.fit_units(small_ds, "alexnet", units, kind="mlp", device="meta", encoder=enc, cache=False)
+    assert set(enc.seen) == {"meta"} and fit.model.readout.weight.device.type == "meta"
+    assert seen_options[-1].get("device") == "meta"
+    rs.fit_units(small_ds, "alexnet", units, kind="mlp", device="cpu", encoder=_OnDevice(), cache=False)
+    assert "device" not in seen_options[-1]  # the CPU default: the hashed options are unchanged

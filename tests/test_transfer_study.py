@@ -263,3 +263,29 @@ def test_high_frequency_fraction():
     assert high_frequency_fraction(torch.from_numpy(checker)) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         high_frequency_fraction(np.zeros((3, 8, 8)))
+
+
+class _OnDevice(nn.Module):
+    """A model on another device (here "meta", standing in for a GPU): inputs elsewhere raise,
+    as on CUDA; returns zeros (N, 1) on the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.zeros(1, device="meta"))
+        self.seen = []
+
+    def forward(self, x):
+        if x.device != self.w.device:
+            raise RuntimeError(f"input on {x.device}, module on {self.w.device}")
+        self.seen.append(x.device.type)
+        return torch.zeros(x.shape[0], 1)
+
+
+def test_evaluate_transfer_runs_each_target_on_its_device():
+    x = torch.full((2, *SHAPE), 0.5)
+    deltas = {"a": np.zeros((1, 2, *SHAPE), np.float32)}
+    far = _OnDevice()
+    res = evaluate_transfer({"a": far}, x, deltas, units=[0])  # device=None: where it lives
+    assert res.change.shape == (1, 1, 2, 1) and set(far.seen) == {"meta"}
+    evaluate_transfer({"a": far}, x, deltas, units=[0], device="meta")  # an explicit device
+    # (moving a model there and back is not tested: nothing moves back from the meta device)
