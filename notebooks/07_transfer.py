@@ -60,7 +60,7 @@ import torch
 
 from probelib.data import load_dataset, probe_images
 from probelib.pipeline import cached_probe, fit_panel
-from probelib.plotting import amplify, savefig, show_image
+from probelib.plotting import amplify, log_matrix, savefig, show_image
 from probelib.transfer_study import (fixed_effect_budget, group_means, l2_probe_settings,
                                      model_groups, probe_deltas, response_sd, scale_eps,
                                      transfer_study)
@@ -117,17 +117,12 @@ fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) +
 for ax, roi in zip(axes[0], rois):
     res, sd = fb[roi], float(response_sd(ds, roi)[0])
     mat = np.vstack([res.matrix, res.control_matrix.mean(0, keepdims=True)]) / sd
-    im = ax.imshow(np.log10(mat), cmap="viridis")
-    for (i, j), v in np.ndenumerate(mat):
-        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7,
-                color="w" if np.log10(v) < np.log10(mat).mean() else "k")
+    log_matrix(ax, mat, [short(m) for m in models] + ["random noise"], [short(m) for m in models],
+               colorbar_label="log10 |Δr| / s.d.")
     ax.axhline(len(models) - 0.5, color="w", lw=2)
-    ax.set_xticks(range(len(models)), [short(m) for m in models], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models) + 1), [short(m) for m in models] + ["random noise"], fontsize=8)
     ax.set_xlabel("target model")
     ax.set_ylabel("source of the probe")
     ax.set_title(f"{roi}: |Δr| / s.d. (log colour scale)")
-    fig.colorbar(im, ax=ax, shrink=0.7, label="log10 |Δr| / s.d.")
 fig.suptitle(f"Transfer at a fixed budget (L2 eps = {eps:g} at 224 px), mean over {len(idx)} images")
 fig.tight_layout()
 savefig(fig, "07_transfer_fixed_budget")

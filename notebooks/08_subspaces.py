@@ -65,7 +65,7 @@ import torch
 
 from probelib.data import load_dataset, probe_images
 from probelib.pipeline import fit_panel
-from probelib.plotting import amplify, savefig, show_image
+from probelib.plotting import amplify, log_matrix, savefig, show_image
 from probelib.transfer_study import (group_means, high_frequency_fraction, model_groups,
                                      panel_subspaces, response_sd, scale_eps)
 from probelib.zoo import model_panel
@@ -119,16 +119,12 @@ sims = {roi: panels[roi].similarity() for roi in rois}          # (N, M, M) per 
 fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) + 2.5, 0.7 * len(models) + 2),
                          squeeze=False)
 for ax, roi in zip(axes[0], rois):
-    mean_sim = sims[roi].mean(0)
-    im = ax.imshow(np.log10(mean_sim), cmap="viridis", vmax=0)
-    for (i, j), v in np.ndenumerate(mean_sim):
-        label = "1" if i == j else f"{v / panels[roi].chance:.2g}×"
-        ax.text(j, i, label, ha="center", va="center", fontsize=7, color="w" if v < 0.1 else "k")
-    ax.set_xticks(range(len(models)), [short(m) for m in models], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(models)), [short(m) for m in models], fontsize=8)
-    ax.set_title(f"{roi}: Sim(P_i, P_j), k = {k}; labels: multiples of chance k/D = {panels[roi].chance:.1e}",
+    chance = panels[roi].chance
+    log_matrix(ax, sims[roi].mean(0), [short(m) for m in models], [short(m) for m in models],
+               label=lambda i, j, v: "1" if i == j else f"{v / chance:.2g}×", vmax=0,
+               colorbar_label="log10 mean squared cosine of principal angles")
+    ax.set_title(f"{roi}: Sim(P_i, P_j), k = {k}; labels: multiples of chance k/D = {chance:.1e}",
                  fontsize=9)
-    fig.colorbar(im, ax=ax, shrink=0.7, label="log10 mean squared cosine of principal angles")
 fig.suptitle(f"Perturbation-subspace similarity between models, mean over {len(idx)} images")
 fig.tight_layout()
 savefig(fig, "08_subspace_similarity")

@@ -42,3 +42,20 @@ def amplify(delta, scale: float | None = None):
         m = np.abs(arr).max()
         scale = 0.5 / m if m > 0 else 1.0
     return np.clip(0.5 + arr * scale, 0, 1)
+
+
+def log_matrix(ax, values, rows, cols, label=lambda i, j, v: f"{v:.2g}", colorbar_label: str = "",
+               vmax: float | None = None):
+    """Heatmap of a positive matrix ``values`` (R, C) on a log10 colour scale (viridis), every cell
+    written with ``label(i, j, value)`` (white on the darker half); ``rows``/``cols``: tick labels.
+    Returns the image."""
+    values = np.asarray(values, dtype=float)
+    logv = np.log10(values)
+    im = ax.imshow(logv, cmap="viridis", vmax=vmax)
+    dark = logv < (np.nanmean(logv) if vmax is None else 0.5 * (np.nanmin(logv) + vmax))
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, label(i, j, v), ha="center", va="center", fontsize=7, color="w" if dark[i, j] else "k")
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.figure.colorbar(im, ax=ax, shrink=0.7, label=colorbar_label)
+    return im
