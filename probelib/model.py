@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._checks import check_images
 from .cache import encoder_key, memory

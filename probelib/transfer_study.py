@@ -481,7 +481,7 @@ def panel_subspaces(fit: PanelFit, specs: Sequence[str], roi: str, image_index, 
     units : outputs of the readout spanning the Jacobian (default all V of the ROI; k <= U).
     Cost per model and image: one forward and U backward passes (``method="exact"``).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     index = np.asarray(image_index)
     images = np.ascontiguousarray(fit.dataset.stimuli[index])

@@ -64,7 +64,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from scipy.io import loadmat
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .._checks import check_choice
 from ..metrics import correlation_ceiling, ncsnr_ceiling
