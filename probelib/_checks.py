@@ -17,6 +17,8 @@ def check_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
         raise ValueError(f"{name} must be a torch.Tensor of shape (N, 3, H, W); got {type(images).__name__}")
     if images.ndim != 4:
         raise ValueError(f"{name} must have rank 4 (N, 3, H, W); got shape {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (N = 0, shape {tuple(images.shape)}): nothing to compute")
     if images.shape[1] != 3:
         raise ValueError(f"{name} must have 3 colour channels in dim 1 (NCHW); got shape {tuple(images.shape)}")
     if not images.is_floating_point():
@@ -42,6 +44,13 @@ def check_eps(eps: float | Iterable[float], name: str = "eps") -> np.ndarray:
     return arr
 
 
+def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
+    """``value`` as an int; ``ValueError`` naming ``name`` unless it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
 def check_choice(value: str, choices: Iterable[str], name: str) -> str:
     choices = tuple(choices)
     if value not in choices:
@@ -56,9 +65,12 @@ def check_units(units, n_outputs: int) -> np.ndarray:
     idx = np.atleast_1d(np.asarray(units))
     if idx.dtype.kind not in "iu" or idx.ndim != 1:
         raise ValueError(f"units must be integer indices; got {units!r}")
-    if idx.size == 0 or idx.min() < -n_outputs or idx.max() >= n_outputs:
-        raise ValueError(f"units out of range for a model with {n_outputs} outputs: {idx.tolist()[:10]}")
-    return idx % n_outputs
+    if idx.size == 0:
+        raise ValueError("units is empty: give at least one output unit (or None for all)")
+    big = [int(i) for i in idx.tolist() if not -n_outputs <= int(i) < n_outputs]
+    if big:
+        raise ValueError(f"units out of range for a model with {n_outputs} outputs: {big[:10]}")
+    return idx.astype(np.int64) % n_outputs
 
 
 def check_finite_responses(r: np.ndarray | torch.Tensor, name: str = "responses") -> None:

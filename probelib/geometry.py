@@ -17,18 +17,17 @@ put in eval mode for the duration of a call (its previous train/eval flags are r
 """
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_images, check_units
+from . import _torch
+from ._checks import check_choice, check_images, check_positive_int, check_units
 
 __all__ = [
     "Subspace",
@@ -89,38 +88,19 @@ class Subspace:
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each module's own flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def _model_device(model: nn.Module) -> torch.device | None:
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return None
-
-
 def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
 def _prepare(model: nn.Module, image: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
     """Validate ``model`` and a single image; return the image as (1, 3, H, W) on the compute device."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    _torch.check_module(model)
     if isinstance(image, torch.Tensor) and image.ndim == 3:
         image = image.unsqueeze(0)
     check_images(image, "image")
     if image.shape[0] != 1:
         raise ValueError(f"image must be one image of shape (3, H, W) or (1, 3, H, W); got {tuple(image.shape)}")
-    model_device = _model_device(model)
+    model_device = _torch.model_device(model)
     if device is None:
         target = model_device if model_device is not None else image.device
     else:
@@ -129,12 +109,6 @@ def _prepare(model: nn.Module, image: torch.Tensor, device: str | torch.device |
             raise ValueError(f"model lives on {model_device} but device={str(target)!r} was requested; "
                              f"move it first with model.to({str(target)!r})")
     return image.detach().to(target)
-
-
-def _check_positive_int(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return int(value)
 
 
 def _orth(a: torch.Tensor) -> torch.Tensor:
@@ -268,9 +242,9 @@ def jacobian(model: nn.Module, image: torch.Tensor, units: Units = None, device:
     pixel intensity). Cost: one forward pass and U backward passes.
     """
     if chunk_size is not None:
-        _check_positive_int(chunk_size, "chunk_size")
+        check_positive_int(chunk_size, "chunk_size")
     x = _prepare(model, image, device)
-    with _eval_mode(model), torch.no_grad():  # no graph through the parameters
+    with _torch.evaluating(model), torch.no_grad():  # no graph through the parameters
         op = _JacobianOperator(model, x, units, chunk_size)
         return op.dense().detach().cpu()
 
@@ -346,17 +320,17 @@ def perturbation_subspace(model: nn.Module, image: torch.Tensor, k: int, method:
     :class:`Subspace` with ``basis`` (D, k) and ``singular_values`` (k,) on the CPU.
     """
     check_choice(method, METHODS, "method")
-    k = _check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     if chunk_size is not None:
-        _check_positive_int(chunk_size, "chunk_size")
-    oversample = _check_positive_int(oversample, "oversample", minimum=0)
+        check_positive_int(chunk_size, "chunk_size")
+    oversample = check_positive_int(oversample, "oversample", minimum=0)
     if method != "exact":
-        n_iter = DEFAULT_N_ITER[method] if n_iter is None else _check_positive_int(
+        n_iter = DEFAULT_N_ITER[method] if n_iter is None else check_positive_int(
             n_iter, "n_iter", minimum=1 if method == "power" else 0)
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"tol must be a number >= 0; got {tol!r}")
     x = _prepare(model, image, device)
-    with _eval_mode(model), torch.no_grad():  # no graph through the parameters
+    with _torch.evaluating(model), torch.no_grad():  # no graph through the parameters
         op = _JacobianOperator(model, x, units, chunk_size)
         n_units, dim = op.shape
         if k > min(n_units, dim):

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from . import attacks
 from ._checks import as_float32_array, check_choice
-from .cache import array_digest, cached_call, encoder_key
+from .cache import array_digest, cached_call
 from .data.dataset import Dataset
 from .model import EncodingModel, extract_features
 from .readouts import fit_readout
@@ -61,10 +61,10 @@ class PanelFit:
         return list(dict.fromkeys(r for _, r in self.models))
 
     def key(self, spec: str, roi: str) -> dict:
-        """What identifies the fitted model ``(spec, roi)`` in cache keys: dataset content, spec,
-        ROI, encoder settings, readout kind, its options and the fit's seed."""
+        """How the model ``(spec, roi)`` was made, for cache keys: dataset content, spec, ROI,
+        readout kind, its options and the fit's seed. The cached calls that take the model add its
+        content (:func:`probelib.cache.module_key`) to their key themselves."""
         return {"dataset": self.digest, "spec": spec, "roi": roi, "readout": self.kind,
-                "encoder": encoder_key(getattr(self.models[(spec, roi)], "encoder", None)),
                 "readout_options": self.options, "fit_seed": self.seed}
 
     def table(self) -> pd.DataFrame:

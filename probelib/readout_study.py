@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
-from .cache import array_digest, cached_call, encoder_key
+from .cache import array_digest, cached_call, module_key
 from .data.dataset import Dataset
 from .metrics import pearson_r
 from .model import EncodingModel, extract_features
@@ -294,7 +294,7 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
     f_train = extract_features(encoder, ds.stimuli[train], device=device, progress=False)
     f_test = extract_features(encoder, ds.stimuli[test], device=device, progress=False)
     key = {"dataset": dataset_digest(ds), "units": array_digest(units.responses),
-           "unit_labels": units.labels, "encoder": encoder_key(encoder), "kind": kind,
+           "unit_labels": units.labels, "encoder": module_key(encoder), "kind": kind,
            "options": {k: _jsonable(v) for k, v in sorted(options.items())}, "seed": int(seed)}
     fit_options = dict(options)
     if kind in ("mlp", "cnn") and device is not None and torch.device(device).type != "cpu":
@@ -537,7 +537,7 @@ def classification_robustness(encoder, images, eps, labels=None, batch_size: int
     if any(e < 0 for e in eps_list):
         raise ValueError(f"eps must be >= 0; got {eps_list}")
     lab = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
-    key = {"encoder": encoder_key(encoder), "images": array_digest(x), "eps": eps_list,
+    key = {"encoder": module_key(encoder), "images": array_digest(x), "eps": eps_list,
            "labels": None if lab is None else lab.tolist()}
     return cached_call(_classification_impl, key if cache else None, encoder, x, eps_list, lab,
                        int(batch_size), ignore=("encoder", "images", "batch_size"))

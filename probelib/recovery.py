@@ -42,7 +42,7 @@ from torch import nn
 
 from . import attacks
 from ._checks import as_float32_array
-from .cache import cached_call, encoder_key
+from .cache import cached_call, module_key
 from .geometry import jacobian, subspace_similarity
 from .model import EncodingModel
 
@@ -195,9 +195,9 @@ def stack_rois(fit, spec: str, rois: Sequence[str]) -> StackedModel:
     rois = list(rois)
     models = [fit.models[(spec, r)] for r in rois]
     first = models[0].encoder
-    key = encoder_key(first)
+    key = module_key(first)
     for roi, m in zip(rois, models):
-        if m.encoder is not first and (key["name"] is None or encoder_key(m.encoder) != key):
+        if m.encoder is not first and module_key(m.encoder) != key:
             raise ValueError(f"the models of {spec!r} do not share an encoder ({roi!r} differs)")
     return StackedModel(first, [m.readout for m in models], rois, [m.n_outputs for m in models],
                         name=f"{spec}/{'+'.join(rois)}")

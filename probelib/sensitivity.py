@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import attacks
 from .attacks import ProbeResult
-from .cache import memory
+from .cache import cached_call
 from .data.dataset import Dataset
 from .metrics import discriminability, paired_test
 from .pipeline import PanelFit, cached_probe
@@ -106,9 +106,11 @@ def cached_control(fit: PanelFit, spec: str, roi: str, control: str, eps, image_
     key = {**fit.key(spec, roi), "images": index.tolist(), "eps": eps_grid,
            "control_eps": probe.eps.tolist(), "direction": direction, "control": control,
            "seed": int(seed), "store": bool(store_perturbations)}
-    fn = memory().cache(_control_impl, ignore=["model", "images", "probe"])
-    return fn(key, fit.models[(spec, roi)], np.ascontiguousarray(probe.images), probe, control,
-              int(seed), bool(store_perturbations))
+    images = np.ascontiguousarray(probe.images)
+    return cached_call(_control_impl, key, fit.models[(spec, roi)], images, probe, control,
+                       int(seed), bool(store_perturbations), ignore=("model", "images", "probe"),
+                       check=lambda r: (isinstance(r, ProbeResult)
+                                        and r.sensitivity.shape == probe.sensitivity.shape))
 
 
 def sweep_panel(fit: PanelFit, eps, image_index=None,

@@ -23,8 +23,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks import FixedEffectResult, ProbeResult, _prepared, _resolve_device
-from .cache import memory
+from ._torch import evaluating, resolve_device
+from .attacks import FixedEffectResult, ProbeResult
+from .cache import cached_call
 from .data.dataset import Dataset
 from .geometry import perturbation_subspace, similarity_matrix
 from .pipeline import PanelFit
@@ -347,8 +348,8 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
     perturbed, control_resp = np.empty(shape), np.empty(shape)
     clean = np.empty((len(names), n, u_count))
     for ti, t in enumerate(names):
-        dev = _resolve_device(models[t], x, device)
-        with _prepared(models[t], dev) as model:  # eval mode, on dev; restored afterwards
+        dev = resolve_device(models[t], x, device)
+        with evaluating(models[t], dev) as model:  # eval mode, on dev; restored afterwards
             clean[ti] = _responses(model, x.to(dev), batch_size)[:, units]
             for si, s in enumerate(sources):
                 for j in range(u_count):
@@ -396,9 +397,10 @@ def transfer_study(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | F
     deltas = {s: probe_deltas(probes[s], eps_index) for s in probes}
     key = _fit_key(fit, specs, roi) | {"images": index.tolist()}
     models = {s: fit.models[(s, roi)] for s in specs}
-    fn = memory().cache(_transfer_impl, ignore=["models", "images", "batch_size", "device"])
-    return fn(key, models, images, deltas, units, direction, int(seed), batch_size,
-              None if device is None else str(device), roi)
+    return cached_call(_transfer_impl, key, models, images, deltas, units, direction, int(seed),
+                       batch_size, None if device is None else str(device), roi,
+                       ignore=("models", "images", "batch_size", "device"),
+                       check=lambda r: isinstance(r, TransferResult))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,14 +491,16 @@ def panel_subspaces(fit: PanelFit, specs: Sequence[str], roi: str, image_index, 
     units_arr = np.arange(n_out) if units is None else np.asarray(units, dtype=np.int64).reshape(-1)
     if int(k) < 1 or int(k) > len(units_arr):
         raise ValueError(f"k must be in [1, U = {len(units_arr)}] (the Jacobian has U rows); got {k}")
-    fn = memory().cache(_subspaces_impl, ignore=["model", "images", "device"])
     bases, values = [], []
     for spec in tqdm(list(specs), desc=f"subspaces {roi}", disable=not progress):
         if (spec, roi) not in fit.models:
             raise ValueError(f"no fitted model for {spec!r} in ROI {roi!r}")
         key = _fit_key(fit, [spec], roi) | {"spec": spec, "images": index.tolist()}
-        b, s = fn(key, fit.models[(spec, roi)], images, int(k), units_arr.tolist(), method,
-                  None if device is None else str(device))
+        b, s = cached_call(_subspaces_impl, key, fit.models[(spec, roi)], images, int(k),
+                           units_arr.tolist(), method, None if device is None else str(device),
+                           ignore=("model", "images", "device"),
+                           check=lambda r: (isinstance(r, tuple) and len(r) == 2
+                                            and len(r[0]) == len(r[1]) == len(index)))
         bases.append(b)
         values.append(s)
     return SubspacePanel(names=list(specs), bases=np.stack(bases), singular_values=np.stack(values),

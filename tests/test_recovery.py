@@ -160,8 +160,11 @@ def test_input_gradients_and_agreement(tmp_path, monkeypatch):
     assert grads.shape == (3, 2, D)
     np.testing.assert_allclose(grads, np.broadcast_to(w.numpy(), (3, 2, D)), rtol=1e-5, atol=1e-6)
     cached = recovery.input_gradients(Linear(w), x, key={"model": "w"})
-    again = recovery.input_gradients(Linear(-w), x, key={"model": "w"})  # same key: cache hit
+    again = recovery.input_gradients(Linear(w), x, key={"model": "w"})  # same model: cache hit
     np.testing.assert_array_equal(cached, again)
+    # the same description with other weights is another computation: never the cached answer
+    other = recovery.input_gradients(Linear(-w), x, key={"model": "w"})
+    np.testing.assert_allclose(other, -cached, rtol=1e-6)
     one = recovery.input_gradients(Linear(w), x, units=[1])
     assert one.shape == (3, 1, D)
 
@@ -247,8 +250,11 @@ def test_cached_optimize_and_responses():
     x = _images(2)
     up = recovery.cached_optimize(Linear(w), x[0], 1, "maximize", key={"m": "w"}, steps=3)
     assert up.objective[-1] > up.objective[0] and up.images.shape == (4, *SHAPE)
-    hit = recovery.cached_optimize(Linear(-w), x[0], 1, "maximize", key={"m": "w"}, steps=3)
-    np.testing.assert_array_equal(hit.images, up.images)          # same key and settings: cached
+    hit = recovery.cached_optimize(Linear(w), x[0], 1, "maximize", key={"m": "w"}, steps=3)
+    np.testing.assert_array_equal(hit.images, up.images)          # same model and settings: cached
+    flipped = recovery.cached_optimize(Linear(-w), x[0], 1, "maximize", key={"m": "w"}, steps=3)
+    assert flipped.objective[-1] > flipped.objective[0]           # other weights: its own result
+    assert not np.array_equal(flipped.images, up.images)
     down = recovery.cached_optimize(Linear(w), x[0], 1, "minimize", key={"m": "w"}, steps=3)
     assert down.objective[-1] < down.objective[0]
     other = recovery.cached_optimize(Linear(w), x[0], 1, "maximize", key={"m": "w"}, steps=2)
@@ -257,7 +263,8 @@ def test_cached_optimize_and_responses():
         recovery.cached_optimize(Linear(w), x[0], 1, "up")
     r = recovery.cached_responses(Linear(w), x, key={"m": "w"})
     np.testing.assert_allclose(r, (x.flatten(1) @ w.T).numpy(), rtol=1e-5)
-    np.testing.assert_array_equal(recovery.cached_responses(Linear(-w), x, key={"m": "w"}), r)
+    np.testing.assert_array_equal(recovery.cached_responses(Linear(w), x, key={"m": "w"}), r)
+    np.testing.assert_allclose(recovery.cached_responses(Linear(-w), x, key={"m": "w"}), -r, rtol=1e-6)
 
 
 def test_tv_weight_balances_gradients():
@@ -288,9 +295,12 @@ def test_select_units_and_cached_attack():
     a = cached_attack(sel, x, "pgd", key={"m": "sel"}, eps=0.3, norm="l2", steps=2,
                                direction="abs", units=[1])
     assert a.sensitivity.shape == (1, 2, 1) and np.all(a.sensitivity > 0)
-    b = cached_attack(recovery.SelectUnits(Linear(-5 * w), [2, 0]), x, "pgd", key={"m": "sel"},
-                               eps=0.3, norm="l2", steps=2, direction="abs", units=[1])
-    np.testing.assert_array_equal(a.sensitivity, b.sensitivity)    # cached
+    b = cached_attack(recovery.SelectUnits(Linear(w), [2, 0]), x, "pgd", key={"m": "sel"},
+                      eps=0.3, norm="l2", steps=2, direction="abs", units=[1])
+    np.testing.assert_array_equal(a.sensitivity, b.sensitivity)    # the same model: cached
+    c = cached_attack(recovery.SelectUnits(Linear(-5 * w), [2, 0]), x, "pgd", key={"m": "sel"},
+                      eps=0.3, norm="l2", steps=2, direction="abs", units=[1])
+    np.testing.assert_allclose(c.sensitivity, 5 * a.sensitivity, rtol=1e-4)  # other weights
     f = cached_attack(sel, x, "fgsm", eps=[0.01], direction="abs")
     # a linear unit's FGSM change is eps * ||w||_1 exactly (no clamping away from the box edges)
     np.testing.assert_allclose(f.sensitivity[0, :, 0], 0.01 * w[2].abs().sum().item(), rtol=1e-4)
@@ -305,8 +315,10 @@ def test_transfer_table_cache_is_keyed_by_probe_content():
     probe = pgd(Linear(w), x, eps=0.5, norm="l2", steps=2, direction="abs", store_perturbations=True,
                 progress=False)
     t1 = recovery.transfer_table({"p": probe}, x, {"t": Linear(w)}, key={"t": "w"})
-    t2 = recovery.transfer_table({"p": probe}, x, {"t": Linear(3 * w)}, key={"t": "w"})
-    pd.testing.assert_frame_equal(t1, t2)                          # same key and probes: cached
+    t2 = recovery.transfer_table({"p": probe}, x, {"t": Linear(w)}, key={"t": "w"})
+    pd.testing.assert_frame_equal(t1, t2)                          # same targets and probes: cached
+    t4 = recovery.transfer_table({"p": probe}, x, {"t": Linear(3 * w)}, key={"t": "w"})
+    assert t4.loc[0, "change"] == pytest.approx(3 * t1.loc[0, "change"], rel=1e-4)  # other target
     other = pgd(Linear(-w), x, eps=0.25, norm="l2", steps=2, direction="abs", store_perturbations=True,
                 progress=False)
     t3 = recovery.transfer_table({"p": other}, x, {"t": Linear(w)}, key={"t": "w"})
