@@ -1,16 +1,21 @@
 """The NSD loader on a fabricated miniature NSD tree in the real formats (see nsd_fixture.py)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
 import threading
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import h5py
+import nibabel as nib
 import numpy as np
 import pytest
+from scipy.io import loadmat, savemat
 
 from probelib.data import nsd
 from probelib.data.nsd import fetch_nsd, load_nsd, nsd_files, nsd_path, nsd_shared_images, read_ctab
@@ -227,6 +232,117 @@ def test_truncated_design_and_stimuli(mini_copy):
         with pytest.raises(ValueError, match=re.escape(rel)):
             load_nsd(mini_copy, **kw)
         path.write_bytes(data)
+
+
+# ------------------------------------------------------------------------------------ corrupt files
+
+def _deflate_span(data: bytes) -> tuple[int, int]:
+    """(start, end) of the deflate stream of a one-member gzip file; the 8-byte CRC-32/ISIZE trailer follows."""
+    flags, pos = data[3], 10
+    if flags & 4:                                                             # FEXTRA
+        pos += 2 + int.from_bytes(data[pos:pos + 2], "little")
+    for bit in (8, 16):                                                       # FNAME, FCOMMENT
+        if flags & bit:
+            pos = data.index(b"\0", pos) + 1
+    if flags & 2:                                                             # FHCRC
+        pos += 2
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    d.decompress(data[pos:])
+    assert d.eof and len(d.unused_data) == 8, "expected a single gzip member"
+    return pos, len(data) - 8
+
+
+def _flip(path: Path, where: str) -> None:
+    """Invert one byte of a gzip file: in its deflate stream (start/quarter/middle/end) or its trailer."""
+    data = bytearray(path.read_bytes())
+    start, end = _deflate_span(bytes(data))
+    pos = {"deflate_start": start, "deflate_quarter": start + (end - start) // 4,
+           "deflate_middle": (start + end) // 2, "deflate_end": end - 1,
+           "crc_trailer": end + 1, "isize_trailer": end + 4}[where]
+    data[pos] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+_FLIPS = ["deflate_start", "deflate_quarter", "deflate_middle", "deflate_end", "crc_trailer", "isize_trailer"]
+
+
+@pytest.mark.parametrize("where", _FLIPS)
+def test_corrupt_gzip_betas_byte_flip_names_file(mini, mini_copy, where):
+    rel = nsd_path("betas_nifti", subject=2, session=2)
+    _flip(mini_copy / rel, where)
+    with pytest.raises(ValueError, match=re.escape(rel) + ".*corrupt") as err:
+        _load(mini, root=mini_copy, rois=("FFA", "EBA"), betas_format="nifti")
+    if where.endswith("trailer"):                                             # data intact, trailer wrong
+        assert re.search("CRC check failed|Incorrect length", str(err.value))
+
+
+@pytest.mark.parametrize("where", ["deflate_middle", "crc_trailer"])
+@pytest.mark.parametrize("key", ["roi", "floc_tval", "ncsnr"])
+def test_corrupt_gzip_volume_byte_flip_names_file(mini, mini_copy, key, where):
+    rel = {"roi": nsd_path("roi", subject=1, category="faces"), "ncsnr": nsd_path("ncsnr", subject=2),
+           "floc_tval": nsd_path("floc_tval", subject=2, tval_name="floc_bodiestval")}[key]
+    _flip(mini_copy / rel, where)
+    with pytest.raises(ValueError, match=re.escape(rel) + ".*corrupt"):
+        _load(mini, root=mini_copy, rois=("FFA", "EBA"), betas_format="nifti")
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 9])
+def test_corrupt_truncated_gzip_names_file(mini, mini_copy, cut):
+    rel = nsd_path("betas_nifti", subject=1, session=2)
+    path = mini_copy / rel
+    path.write_bytes(path.read_bytes()[:-cut])                                # trailer (partly) or data cut
+    with pytest.raises(ValueError, match=re.escape(rel) + ".*corrupt.*EOFError"):
+        _load(mini, root=mini_copy, rois=("PPA",), betas_format="nifti")
+
+
+def test_corrupt_hdf5_chunk_and_compressed_mat_name_file(mini, mini_copy):
+    rel = nsd_path("stimuli")                                                 # deflate-filtered chunks
+    with h5py.File(mini_copy / rel, "r") as f:
+        info = f["imgBrick"].id.get_chunk_info_by_coord((int(mini.groups["A"][0]), 0, 0, 0))
+    with open(mini_copy / rel, "r+b") as f:
+        f.seek(info.byte_offset + info.size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ValueError, match=re.escape(rel) + ".*corrupt"):
+        _load(mini, root=mini_copy, rois=("PPA",))
+
+    rel = nsd_path("expdesign")                                               # MATLAB's compressed variables
+    path = mini_copy / rel
+    savemat(path, {k: v for k, v in loadmat(path).items() if not k.startswith("__")}, do_compression=True)
+    np.testing.assert_array_equal(nsd_shared_images(mini_copy, (1, 2), sessions=mini.sessions), mini.groups["A"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=re.escape(rel) + ".*corrupt"):
+        nsd_shared_images(mini_copy, (1, 2), sessions=mini.sessions)
+
+
+def test_corrupt_replaced_file_not_served_from_cache(mini, mini_copy, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    kw = dict(root=mini_copy, rois=("FFA",), betas_format="nifti", cache_dir=cache)
+    builds = []
+    build = nsd._build
+    monkeypatch.setattr(nsd, "_build", lambda *a, **k: builds.append(1) or build(*a, **k))
+    first = _load(mini, **kw)                                                 # an untouched tree loads
+    _load(mini, **kw)
+    assert len(builds) == 1                                                   # second load: cache hit
+
+    rel = nsd_path("betas_nifti", subject=1, session=1)
+    path = mini_copy / rel
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))              # same bytes, new mtime
+    again = _load(mini, **kw)
+    assert len(builds) == 2
+    np.testing.assert_array_equal(again.responses["FFA"], first.responses["FFA"])
+
+    img = nib.load(path)                                                      # replaced by other betas
+    betas = np.asarray(img.dataobj)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(betas[..., ::-1]), img.affine, img.header), path)
+    replaced = _load(mini, **kw)
+    assert len(builds) == 3
+    assert not np.allclose(replaced.repeats["FFA"], first.repeats["FFA"])
+    assert len(list(cache.glob("*.npz"))) == 3
 
 
 # ------------------------------------------------------------------------------------ cache

@@ -36,9 +36,17 @@ same for each single trial; ``voxels[roi]`` then lists every contributing voxel 
 repeats: ``noise var = mean over images of var over repeats (ddof=1)``, ``signal var = total
 single-trial var - noise var``.
 
+Integrity: every ``.nii.gz`` is read through to the end of its last gzip member, where Python's
+gzip module checks each member's CRC-32 and length (a reader that stops after the last voxel never
+gets there, so a flipped byte would give wrong responses silently); this costs no extra pass, since
+the betas reader decompresses the whole session anyway. ``nsd_expdesign.mat``'s compressed
+variables are checked (Adler-32) by scipy, and HDF5 chunks by their filters (deflate, fletcher32)
+where the file has them. Uncompressed ``.nii``/HDF5 data and the text files carry no checksum.
+A file that fails raises ``ValueError`` naming it.
+
 Results are cached (``cache_dir``) as one ``.npz`` file per combination of inputs. The cache key
-covers every argument of :func:`load_nsd` but not the contents of the NSD files: delete the
-cache entry if you replace data files.
+covers every argument of :func:`load_nsd` and the size and modification time of every NSD file
+the extraction may read, so replacing a data file makes a new entry (old entries stay on disk).
 """
 from __future__ import annotations
 
@@ -63,6 +71,7 @@ import h5py
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
 from scipy.io import loadmat
 from tqdm import tqdm
 
@@ -142,8 +151,8 @@ NSD_ROIS: dict[str, tuple[str, tuple[str, ...]]] = {
     **{label: (cat, (label,)) for cat, labels in FLOC_LABELS.items() for label in labels},
 }
 
-_CACHE_VERSION = 1
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zlib.error, ImageFileError)
+_CACHE_VERSION = 2
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zlib.error, ImageFileError, HeaderDataError)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,8 +243,34 @@ def _reading(root: Path, relpath: str, subjects: Sequence[int] | None = None) ->
         raise
     except _READ_ERRORS as exc:
         raise ValueError(f"NSD file {relpath} (under {root}) could not be read; it is probably truncated "
-                         f"or corrupt ({type(exc).__name__}: {exc}). Re-download it. "
+                         f"or corrupt ({type(exc).__name__}: {exc}). Delete it and download it again "
+                         "(fetch_nsd keeps a file of the right size even if corrupt). "
                          + _fetch_hint(root, relpath, subjects)) from exc
+
+
+def _read_to_end(f: gzip.GzipFile, block: int = 1 << 20) -> None:
+    """Read a gzip stream to its end (constant memory): only there does Python's gzip check the CRC-32
+    and length of each member, raising ``BadGzipFile`` ("CRC check failed") or ``EOFError``."""
+    try:
+        while f.read(block):
+            pass
+    except EOFError as exc:
+        raise EOFError(f"truncated: {exc}") from exc
+
+
+@contextmanager
+def _nifti_stream(path: Path) -> Iterator[nib.Nifti1Image]:
+    """A NIfTI-1 image reading from one open stream (``.nii`` or ``.nii.gz``).
+
+    Its data must be read inside the ``with`` block. On leaving it without error, a ``.nii.gz`` is
+    read to its end, which checks the gzip CRC-32 of the data just read (nearly free: reading the
+    data already decompressed all but the trailer).
+    """
+    gz = path.name.endswith(".gz")
+    with (gzip.open if gz else open)(path, "rb") as f:
+        yield nib.Nifti1Image.from_stream(f)
+        if gz:
+            _read_to_end(f)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,10 +405,11 @@ def _resolve_rois(rois: Sequence[str] | Mapping[str, tuple[str, Sequence[str]]])
 
 
 def _load_volume(root: Path, relpath: str, subjects: Sequence[int]) -> np.ndarray:
-    """A 3-D NIfTI volume as float64 (t-maps, label volumes, ncsnr)."""
+    """A 3-D NIfTI volume as float64 (t-maps, label volumes, ncsnr); a ``.nii.gz`` is CRC-checked."""
     path = _require(root, relpath, subjects)
     with _reading(root, relpath, subjects):
-        vol = np.asarray(nib.load(path).dataobj, dtype=np.float64)
+        with _nifti_stream(path) as img:
+            vol = np.asarray(img.dataobj, dtype=np.float64)
         if vol.ndim == 4 and vol.shape[3] == 1:
             vol = vol[..., 0]
         if vol.ndim != 3:
@@ -449,16 +485,20 @@ def _subject_voxels(root: Path, subject: int, spec: Mapping[str, tuple[str, tupl
 # Betas: read only the ROI voxels of one session
 # --------------------------------------------------------------------------------------------
 
-def _betas_relpath(root: Path, subject: int, session: int, betas_format: str) -> tuple[str, str]:
-    """(relative path, format) of one session's betas; "auto" prefers HDF5, then .nii.gz, then .nii."""
+def _betas_candidates(subject: int, session: int, betas_format: str) -> list[tuple[str, str]]:
+    """(relative path, format) of one session's betas files, in order of preference."""
     nii = nsd_path("betas_nifti", subject=subject, session=session)
     h5 = nsd_path("betas_hdf5", subject=subject, session=session)
     if betas_format == "hdf5":
-        candidates = [(h5, "hdf5")]
-    elif betas_format == "nifti":
-        candidates = [(nii, "nifti"), (nii[:-3], "nifti")]
-    else:
-        candidates = [(h5, "hdf5"), (nii, "nifti"), (nii[:-3], "nifti")]
+        return [(h5, "hdf5")]
+    if betas_format == "nifti":
+        return [(nii, "nifti"), (nii[:-3], "nifti")]
+    return [(h5, "hdf5"), (nii, "nifti"), (nii[:-3], "nifti")]
+
+
+def _betas_relpath(root: Path, subject: int, session: int, betas_format: str) -> tuple[str, str]:
+    """(relative path, format) of one session's betas; "auto" prefers HDF5, then .nii.gz, then .nii."""
+    candidates = _betas_candidates(subject, session, betas_format)
     for rel, fmt in candidates:
         if (root / rel).is_file():
             return rel, fmt
@@ -474,11 +514,10 @@ def _read_nifti_voxels(path: Path, ijk: np.ndarray, shape: tuple[int, int, int],
     """(V, 750) raw betas of voxels ``ijk`` from an X×Y×Z×750 int16 NIfTI, ``chunk`` volumes at a time.
 
     The file is opened once and read front to back (a gzip stream cannot seek backwards cheaply),
-    so peak memory is one block of ``chunk`` volumes whatever the number of trials.
+    so peak memory is one block of ``chunk`` volumes whatever the number of trials; a ``.nii.gz``
+    is then read to its end, which checks its CRC-32.
     """
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        img = nib.Nifti1Image.from_stream(f)
+    with _nifti_stream(path) as img:
         proxy = img.dataobj
         _check_betas(proxy.shape, (*shape, TRIALS_PER_SESSION), img.get_data_dtype())
         if proxy.slope != 1 or proxy.inter != 0:
@@ -607,6 +646,28 @@ def _load_stimuli(root: Path, image_ids: np.ndarray, image_size: int | None, sub
 # Cache
 # --------------------------------------------------------------------------------------------
 
+def _source_stamps(root: Path, subjects: Sequence[int], spec: Mapping[str, tuple[str, tuple[str, ...]]],
+                   betas_format: str, counts: Mapping[int, int]) -> dict[str, list[int] | None]:
+    """[size, mtime_ns] (None if absent) of every NSD file the extraction may read, for the cache key:
+    a replaced, re-downloaded or newly added file gives a new key instead of the old results."""
+    rels = [nsd_path("expdesign"), nsd_path("stim_info"), nsd_path("stimuli")]
+    for s in subjects:
+        for cat in dict.fromkeys(c for c, _ in spec.values()):
+            rels += [nsd_path("ctab", subject=s, category=cat), nsd_path("roi", subject=s, category=cat),
+                     _tval_relpath(s, cat)]
+        rels.append(nsd_path("ncsnr", subject=s))
+        rels += [rel for k in range(1, counts[s] + 1) for rel, _ in _betas_candidates(s, k, betas_format)]
+    stamps: dict[str, list[int] | None] = {}
+    for rel in rels:
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            stamps[rel] = None
+        else:
+            stamps[rel] = [st.st_size, st.st_mtime_ns]
+    return stamps
+
+
 def _cache_file(cache_dir: str | os.PathLike, key: dict) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return Path(cache_dir) / f"nsd_{digest}.npz"
@@ -703,7 +764,8 @@ def load_nsd(root: str | os.PathLike, subjects: int | Sequence[int] = (1,),
     betas_format : "nifti" (.nii.gz, or uncompressed .nii), "hdf5", or "auto" (HDF5 if present).
     n_train, seed : random train/test split of the images (if ``n_train >= N``: 400/515 of N, warned).
     image_size : side of the returned stimuli (antialiased bilinear resize); None keeps 425.
-    cache_dir : directory of the result cache (None: no caching).
+    cache_dir : directory of the result cache (None: no caching); entries are keyed by the arguments
+        and the size and modification time of the NSD files read.
     sessions : override the sessions per subject (int or {subject: n}); default NSD's counts.
     progress : show a progress bar over sessions.
     shared_subjects : further subjects whose completed sessions restrict the image set (the set is
@@ -712,8 +774,8 @@ def load_nsd(root: str | os.PathLike, subjects: int | Sequence[int] = (1,),
     zscore : z-score each voxel within each session (NSD practice); False keeps percent signal change.
     chunk_trials : volumes read at a time (bounds peak memory).
 
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the missing or unreadable file and how to
-    fetch it.
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the missing, unreadable or corrupt file (e.g.
+    a failed gzip CRC check) and how to fetch it.
     """
     root = Path(root)
     subjects = _check_subjects(subjects)
@@ -736,7 +798,10 @@ def load_nsd(root: str | os.PathLike, subjects: int | Sequence[int] = (1,),
            "seed": int(seed), "image_size": None if image_size is None else int(image_size),
            "sessions": {str(s): n for s, n in counts.items()}, "shared_subjects": list(shared_subjects),
            "zscore": bool(zscore), "tval_names": FLOC_TVAL_NAMES}
-    cache_path = _cache_file(cache_dir, key) if cache_dir is not None else None
+    cache_path = None
+    if cache_dir is not None:
+        key["files"] = _source_stamps(root, subjects, spec, betas_format, counts)
+        cache_path = _cache_file(cache_dir, key)
     if cache_path is not None and (cached := _load_dataset(cache_path, key)) is not None:
         return cached
 
