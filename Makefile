@@ -21,8 +21,11 @@ $(STAMP): requirements.txt requirements-weights.txt pyproject.toml
 	touch $(STAMP)
 
 ## Execute every chapter notebook (papermill) into book/generated, then render the book.
+## Stops (non-zero) if a chapter failed; a failed chapter never replaces its last good output,
+## and --check refuses to render a chapter that is missing or holds an error.
 book: $(STAMP)
 	$(BIN)/python scripts/execute_notebooks.py
+	$(BIN)/python scripts/execute_notebooks.py --check
 	$(BIN)/jupyter-book build book
 
 notebooks: $(STAMP)
