@@ -17,6 +17,8 @@ Every readout records its hyper-parameters in ``readout.hparams``.
 """
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -33,6 +35,105 @@ DEFAULT_WEIGHT_DECAYS = (1e-4, 1e-2, 1.0)
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Input validation: every degenerate input raises a ValueError naming the parameter
+# ----------------------------------------------------------------------------------------------
+def _real_array(x, name: str) -> np.ndarray:
+    arr = _np(x)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    return arr
+
+
+def _check_xy(features, responses) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, D) or (N, C, h, w) and responses (N, V) or (N,) (one voxel, returned as
+    (N, 1)), both finite, with N >= 1, at least one feature and one voxel. Dtypes are kept."""
+    X, Y = _real_array(features, "features"), _real_array(responses, "responses")
+    if X.ndim < 2:
+        raise ValueError(f"features must have shape (N, D) or (N, C, h, w); got shape {X.shape} "
+                         "(for a single feature use features.reshape(-1, 1))")
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2:
+        raise ValueError(f"responses must have shape (N, V), or (N,) for one voxel; got shape {Y.shape}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"features (N, ...) and responses (N, V) must share N; got {X.shape} and {Y.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"features and responses have no rows (N = 0); got {X.shape} and {Y.shape}")
+    if X[0].size == 0:
+        raise ValueError(f"features have no feature columns; got shape {X.shape}")
+    if Y.shape[1] == 0:
+        raise ValueError(f"responses have no voxel columns; got shape {Y.shape}")
+    check_finite_responses(Y)
+    check_finite_responses(X, "features")
+    return X, Y
+
+
+def _check_n(n: int, minimum: int, what: str) -> None:
+    if n < minimum:
+        raise ValueError(f"too few images: features and responses have N = {n} rows; {what} needs "
+                         f"N >= {minimum}")
+
+
+def _check_grid(values, name: str, positive: bool = True) -> np.ndarray:
+    """A number or a non-empty 1-D sequence of finite numbers, > 0 (``positive``) or >= 0;
+    returned as a float64 array (1-D)."""
+    rule = "> 0" if positive else ">= 0"
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    if isinstance(values, (str, bytes, dict, set)) or values is None:
+        arr = None
+    elif isinstance(values, (numbers.Number, np.ndarray, np.generic)):
+        arr = np.asarray(values)
+    else:
+        try:
+            arr = np.asarray(list(values))
+        except (TypeError, ValueError):
+            arr = None
+    if arr is None or arr.dtype.kind not in "iuf" or arr.ndim > 1:
+        raise ValueError(f"{name} must be a number or a 1-D sequence of numbers {rule}; got {values!r}")
+    arr = np.atleast_1d(arr.astype(np.float64))
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty: give at least one value {rule}")
+    bad = ~np.isfinite(arr) | ((arr <= 0) if positive else (arr < 0))
+    if bad.any():
+        raise ValueError(f"{name} must be finite and {rule}; got {arr[bad].tolist()}")
+    return arr
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def _check_positive_float(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(float(value)) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def _check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+def _check_max_iter(max_iter) -> int | None:
+    return None if max_iter is None else _check_int(max_iter, "max_iter", 1)
+
+
+def _check_folds(n: int, cv: int) -> None:
+    """K-fold CV of N images: every training part (N - ceil(N / cv) images at least) needs 2."""
+    if cv > n:
+        raise ValueError(f"cv must be in [2, N={n}] (at least one image per fold); got cv={cv}")
+    smallest_train = n - -(-n // cv)
+    if smallest_train < 2:
+        raise ValueError(f"cv={cv} folds of N={n} images leave {smallest_train} image(s) to fit on in "
+                         "some fold; lasso cross-validation needs 2 (more images, or another cv)")
 
 
 class LinearReadout(nn.Module):
@@ -71,41 +172,54 @@ class NetReadout(nn.Module):
 def ridge_loo(X: np.ndarray, Y: np.ndarray, alphas, per_voxel: bool = True):
     """Fit ridge with alpha chosen by exact leave-one-out CV on (X, Y).
 
-    X: (N, D) features; Y: (N, V) responses. Returns ``(weight (V, D), bias (V,), alpha (V,),
-    loo_mse (n_alphas, V))``. Works in the dual (N x N) so cost is O(N^2 D + N^3 + n_alphas N^2 V).
-    The intercept is not penalised (the constant direction of the kernel is left unshrunk).
+    X: (N, D) features; Y: (N, V) responses ((N,): one voxel). Returns ``(weight (V, D),
+    bias (V,), alpha (V,), loo_mse (n_alphas, V))``. Works in the dual (N x N) so cost is
+    O(N^2 D + N^3 + n_alphas N^2 V). The intercept is not penalised: X and Y are centred (which
+    makes the intercept exact) and its share of the hat matrix, ``1 1^T / N``, is taken out of the
+    leave-one-out denominators analytically, as scikit-learn's ``RidgeCV`` does. (No eigenvector
+    is singled out as "the intercept direction": with standardised uncorrelated features that
+    direction is not unique.) Ties between alphas go to the first in ``alphas``, as in ``RidgeCV``.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X, Y = _check_xy(X, Y)
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     Y = np.asarray(Y, dtype=np.float64)
-    alphas = np.asarray(alphas, dtype=np.float64)
+    alphas = _check_grid(alphas, "alphas")
+    per_voxel = _check_bool(per_voxel, "per_voxel")
     n = X.shape[0]
+    if len(alphas) > 1:  # with N = 2 every leave-one-out fit has one image: all alphas tie
+        _check_n(n, 3, "ridge's leave-one-out choice among several alphas")
+    _check_n(n, 2, "a ridge fit with an intercept")
     x_mean, y_mean = X.mean(0), Y.mean(0)
     Xc, Yc = X - x_mean, Y - y_mean
-    K = Xc @ Xc.T + 1.0  # + 1 1^T marks the (unpenalised) intercept direction
-    lam, Q = np.linalg.eigh(K)
-    ones = np.full(n, 1.0 / np.sqrt(n))
-    intercept_dim = int(np.argmax(np.abs(Q.T @ ones)))
+    # G = Xc Xc^T + alpha I. The hat matrix of ridge with an unpenalised intercept is
+    # H = 1 1^T / N + Xc Xc^T G^-1, so the residuals are alpha c (c = G^-1 Yc, the dual
+    # coefficients) and 1 - H_ii = alpha (G^-1_ii - (G^-1 1)_i / N) (G^-1 1 = 1 / alpha, since
+    # Xc^T 1 = 0): the LOO residual is c_i / (G^-1_ii - (G^-1 1)_i / N). G^-1 1 is computed from the
+    # same eigendecomposition as G^-1_ii, so the (numerically not quite zero) eigenvalue of the
+    # constant direction cancels, whatever eigenvectors span it.
+    lam, Q = np.linalg.eigh(Xc @ Xc.T)
     QtY = Q.T @ Yc
+    Qt1 = Q.sum(0)  # Q^T 1
     Q2 = Q * Q
-    best_err = np.full(Y.shape[1], np.inf)
+    n_vox = Y.shape[1]
+    best_err = np.full(n_vox, np.inf)
     best_c = np.zeros_like(Yc)
-    best_alpha = np.zeros(Y.shape[1])
-    loo = np.empty((len(alphas), Y.shape[1]))
+    best_alpha = np.zeros(n_vox)
+    loo = np.empty((len(alphas), n_vox))
     cs = []
     for a_i, alpha in enumerate(alphas):
         w = 1.0 / (lam + alpha)
-        w[intercept_dim] = 0.0
         c = Q @ (w[:, None] * QtY)  # dual coefficients (N, V)
-        g = Q2 @ w  # diagonal of (K + alpha I)^-1 restricted to non-intercept directions
+        g = Q2 @ w - (Q @ (w * Qt1)) / n  # diag of G^-1 less the intercept's share
         loo[a_i] = np.mean((c / g[:, None]) ** 2, axis=0)
         if per_voxel:
-            better = loo[a_i] < best_err
+            better = loo[a_i] < best_err  # strict: a tie keeps the earlier alpha (as RidgeCV)
             best_err[better], best_c[:, better], best_alpha[better] = loo[a_i, better], c[:, better], alpha
         else:
             cs.append(c)
     if not per_voxel:
         a_best = int(np.argmin(loo.mean(1)))
-        best_c, best_alpha = cs[a_best], np.full(Y.shape[1], alphas[a_best])
+        best_c, best_alpha = cs[a_best], np.full(n_vox, alphas[a_best])
     weight = (Xc.T @ best_c).T
     bias = y_mean - weight @ x_mean
     return weight, bias, best_alpha, loo
@@ -114,6 +228,7 @@ def ridge_loo(X: np.ndarray, Y: np.ndarray, alphas, per_voxel: bool = True):
 def _ols(X: np.ndarray, Y: np.ndarray):
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
+    _check_n(X.shape[0], 2, "an ols fit with an intercept")
     x_mean, y_mean = X.mean(0), Y.mean(0)
     coef, *_ = np.linalg.lstsq(X - x_mean, Y - y_mean, rcond=None)  # minimum-norm if D > N
     weight = coef.T
@@ -128,9 +243,9 @@ def lasso_alpha_max(features, responses) -> np.ndarray:
     ``max_j |x_j^T y| / N`` on centred features (N, D) and responses (N, V) (scikit-learn's
     scaling of ``alpha``). Penalties relative to it are comparable across networks whose features
     differ in scale by orders of magnitude (e.g. untrained vs trained networks)."""
-    X = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
-    Y = np.asarray(responses, dtype=np.float64)
-    Y = Y[:, None] if Y.ndim == 1 else Y
+    X, Y = _check_xy(features, responses)
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    Y = np.asarray(Y, dtype=np.float64)
     Xc, Yc = X - X.mean(0), Y - Y.mean(0)
     return np.abs(Xc.T @ Yc).max(0) / X.shape[0]
 
@@ -143,7 +258,8 @@ def _lars_coefs(Xc: np.ndarray, yc: np.ndarray, alphas: np.ndarray, max_iter: in
     from sklearn.linear_model import lars_path
 
     alphas = np.asarray(alphas, dtype=np.float64)
-    steps = int(max_iter) if max_iter is not None else 10 * min(Xc.shape)
+    max_iter = _check_max_iter(max_iter)
+    steps = max_iter if max_iter is not None else 10 * min(Xc.shape)
     a_path, _, coefs, n_iter = lars_path(Xc, yc, method="lasso", alpha_min=float(alphas.min()),
                                          max_iter=steps, return_n_iter=True)
     if n_iter >= steps and a_path[-1] > alphas.min():
@@ -167,12 +283,15 @@ def lasso_lars(X, Y, alpha, max_iter: int | None = None) -> tuple[np.ndarray, np
     (V,) per voxel) in scikit-learn's scaling ``1/(2N) ||y - Xw - b||^2 + alpha ||w||_1`` (the
     intercept is not penalised), by LARS: the same solution as ``sklearn.linear_model.Lasso``.
     Returns ``(weight (V, D), bias (V,))``."""
+    X, Y = _check_xy(X, Y)
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     Y = np.asarray(Y, dtype=np.float64)
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    a = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (Y.shape[1],))
-    if np.any(a <= 0):
-        raise ValueError(f"lasso penalties must be > 0; got {alpha}")
+    _check_n(X.shape[0], 2, "a lasso fit with an intercept")
+    a = _check_grid(alpha, "alpha (lasso penalty)")
+    if a.size not in (1, Y.shape[1]):
+        raise ValueError(f"alpha must be one penalty or one per voxel ({Y.shape[1]}); got {a.size}")
+    a = np.broadcast_to(a, (Y.shape[1],))
+    max_iter = _check_max_iter(max_iter)
     x_mean, y_mean = X.mean(0), Y.mean(0)
     Xc, Yc = X - x_mean, Y - y_mean
     weight = np.stack([_lars_coefs(Xc, Yc[:, v], a[v:v + 1], max_iter)[:, 0] for v in range(Y.shape[1])])
@@ -189,10 +308,18 @@ def lasso_cv_predictions(X, Y, alphas, folds, relative: bool = False,
     on the training part of the fold. Returns ``(predictions (A, N, V), nonzero (A, V))``, the
     latter the number of non-zero weights averaged over folds.
     """
+    X, Y = _check_xy(X, Y)
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     Y = np.asarray(Y, dtype=np.float64)
-    alphas = np.asarray(alphas, dtype=np.float64)
-    folds = list(folds)
+    alphas = _check_grid(alphas, "alphas")
+    max_iter = _check_max_iter(max_iter)
+    folds = [(np.asarray(tr), np.asarray(va)) for tr, va in folds]
+    if not folds:
+        raise ValueError("folds must hold at least one (train, validation) pair; got none")
+    for tr, va in folds:
+        if len(tr) < 2 or len(va) < 1:
+            raise ValueError(f"every fold needs >= 2 training and >= 1 validation images; got a fold "
+                             f"with {len(tr)} and {len(va)}")
     pred = np.zeros((len(alphas), *Y.shape))
     nonzero = np.zeros((len(alphas), Y.shape[1]))
     for tr, va in folds:
@@ -216,9 +343,12 @@ def lasso_cv(X, Y, alphas, cv: int = 5, seed: int = 0, max_iter: int | None = No
     """
     from sklearn.model_selection import KFold
 
+    X, Y = _check_xy(X, Y)
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
     Y = np.asarray(Y, dtype=np.float64)
-    alphas = np.asarray(alphas, dtype=np.float64)
+    alphas = _check_grid(alphas, "alphas")
+    cv = _check_int(cv, "cv", 2)
+    _check_folds(X.shape[0], cv)
     folds = list(KFold(cv, shuffle=True, random_state=seed).split(X))
     pred, _ = lasso_cv_predictions(X, Y, alphas, folds, max_iter=max_iter)
     cv_mse = np.mean([((pred[:, va] - Y[va]) ** 2).mean(1) for _, va in folds], axis=0)  # (A, V)
@@ -280,31 +410,34 @@ def fit_readout(kind: str, features, responses, seed: int = 0, **options) -> nn.
     ``max_iter`` (LARS steps per path, default ``10 * min(N, D)``); mlp/cnn
     ``weight_decays`` (grid; chosen by mean Pearson r on a seeded 20% validation split),
     ``hidden`` (128), ``epochs`` (300), ``lr`` (1e-3), ``device``.
-    Responses with NaN/inf raise ``ValueError``; nothing is silently dropped.
+
+    Every input is checked and a ``ValueError`` names the one at fault: features and responses
+    must be real, finite and share N (responses ``(N,)`` are taken as one voxel; features need
+    at least one column, and ``(N, C, h, w)`` for ``"cnn"``); a grid (``alphas``,
+    ``weight_decays``; a single number is a grid of one) must be non-empty and finite, with
+    penalties > 0 (weight decays >= 0); ``cv``, ``max_iter``, ``hidden``, ``epochs`` are integers
+    >= 2, 1, 1, 1; ``lr`` > 0; ``per_voxel`` a bool. Too few images raise too: every fit needs
+    N >= 2; ridge choosing among several alphas N >= 3; lasso CV 2 training images in every fold;
+    mlp/cnn choosing among several weight decays N >= 4 (the validation split holds out
+    ``max(2, N // 5)``). Nothing is silently dropped.
     """
     check_choice(kind, KINDS, "readout kind")
-    X, Y = _np(features), _np(responses)
-    if Y.ndim == 1:
-        Y = Y[:, None]
-    if Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise ValueError(f"features (N, ...) and responses (N, V) must share N; got {X.shape} and {Y.shape}")
-    check_finite_responses(Y)
-    check_finite_responses(X, "features")
+    X, Y = _check_xy(features, responses)
     if kind == "cnn" and X.ndim != 4:
         raise ValueError(f"the cnn readout needs spatial features (N, C, h, w); got {X.shape} "
                          "(load the encoder with spatial=True)")
     if kind != "cnn":
         X = X.reshape(X.shape[0], -1)
-    hp: dict = {"kind": kind, "n_train": int(X.shape[0]), "n_features": int(np.prod(X.shape[1:]))}
+    n = X.shape[0]
+    hp: dict = {"kind": kind, "n_train": int(n), "n_features": int(np.prod(X.shape[1:]))}
     if kind == "ols":
+        _no_extra(options)
         w, b = _ols(X, Y)
         return LinearReadout(w, b, kind, hp)
     if kind == "ridge":
-        alphas = np.asarray(options.pop("alphas", DEFAULT_RIDGE_ALPHAS), dtype=np.float64)
-        per_voxel = bool(options.pop("per_voxel", True))
+        alphas = _check_grid(options.pop("alphas", DEFAULT_RIDGE_ALPHAS), "alphas")
+        per_voxel = _check_bool(options.pop("per_voxel", True), "per_voxel")
         _no_extra(options)
-        if (alphas <= 0).any():
-            raise ValueError(f"ridge alphas must be > 0; got {alphas}")
         w, b, alpha, loo = ridge_loo(X, Y, alphas, per_voxel)
         at_edge = float(np.isin(alpha, [alphas.min(), alphas.max()]).mean()) if len(alphas) > 1 else 0.0
         if at_edge > 0.5:
@@ -314,32 +447,37 @@ def fit_readout(kind: str, features, responses, seed: int = 0, **options) -> nn.
                   cv="leave-one-out on training images")
         return LinearReadout(w, b, kind, hp)
     if kind == "lasso":
-        alphas = [float(a) for a in options.pop("alphas", DEFAULT_LASSO_ALPHAS)]
-        cv = int(options.pop("cv", 5))
-        max_iter = options.pop("max_iter", None)
+        alphas = _check_grid(options.pop("alphas", DEFAULT_LASSO_ALPHAS), "alphas").tolist()
+        cv = _check_int(options.pop("cv", 5), "cv", 2)
+        max_iter = _check_max_iter(options.pop("max_iter", None))
         _no_extra(options)
-        if not alphas or min(alphas) <= 0:
-            raise ValueError(f"lasso alphas must be a non-empty list of penalties > 0; got {alphas}")
         if len(alphas) == 1:
             w, b = lasso_lars(X, Y, alphas[0], max_iter)
             alpha = np.full(Y.shape[1], alphas[0])
         else:
-            if not 2 <= cv <= X.shape[0]:
-                raise ValueError(f"cv must be in [2, N={X.shape[0]}]; got {cv}")
+            _check_folds(n, cv)
             w, b, alpha, cv_mse = lasso_cv(X, Y, alphas, cv, seed, max_iter)
             hp.update(cv=f"{cv}-fold on training images", cv_mse=cv_mse)
         hp.update(alphas=alphas, alpha=alpha, solver="lars", nonzero_fraction=float((w != 0).mean()),
                   nonzero_per_unit=(w != 0).sum(1))
         return LinearReadout(w, b, kind, hp)
     # mlp / cnn
-    decays = list(options.pop("weight_decays", DEFAULT_WEIGHT_DECAYS))
-    hidden, epochs = int(options.pop("hidden", 128)), int(options.pop("epochs", 300))
-    lr, device = float(options.pop("lr", 1e-3)), options.pop("device", "cpu")
+    decays = _check_grid(options.pop("weight_decays", DEFAULT_WEIGHT_DECAYS), "weight_decays",
+                         positive=False).tolist()
+    hidden = _check_int(options.pop("hidden", 128), "hidden", 1)
+    epochs = _check_int(options.pop("epochs", 300), "epochs", 1)
+    lr = _check_positive_float(options.pop("lr", 1e-3), "lr")
+    device = options.pop("device", "cpu")
     _no_extra(options)
+    _check_n(n, 2, f"a {kind} readout (inputs and outputs are standardised)")
     val_scores = {}
     if len(decays) > 1:
-        perm = np.random.default_rng(seed).permutation(X.shape[0])
-        n_val = max(2, X.shape[0] // 5)
+        n_val = max(2, n // 5)
+        if n - n_val < 2:
+            raise ValueError(f"too few images: features and responses have N = {n} rows; choosing among "
+                             f"several weight_decays holds out {n_val} for validation, leaving "
+                             f"{n - n_val} to train on; needs N >= 4 (or give a single weight decay)")
+        perm = np.random.default_rng(seed).permutation(n)
         val, tr = perm[:n_val], perm[n_val:]
         for wd in decays:
             m = _train_net(kind, X[tr], Y[tr], wd, hidden, epochs, lr, seed, device)
