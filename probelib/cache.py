@@ -103,18 +103,18 @@ def _settings(module: nn.Module) -> list:
     """A module's public attributes of simple types (layer names, strides, sigma ...), and the
     digests of tensors or arrays kept as plain attributes (not registered as buffers)."""
     out = []
-    for k, v in sorted(vars(module).items()):
-        if k.startswith("_") or k in _DESCRIPTIVE:
+    for k, v in vars(module).items():
+        if k[0] == "_" or k in _DESCRIPTIVE:
             continue
         if isinstance(v, _SIMPLE) or (isinstance(v, (tuple, list)) and all(isinstance(e, _SIMPLE) for e in v)):
             out.append((k, v))
         elif isinstance(v, (torch.Tensor, np.ndarray)):
             out.append((k, array_digest(v)))
-    return out
+    return sorted(out)
 
 
 def _update_tensor(h, t: torch.Tensor) -> None:
-    h.update(f"{t.dtype}|".encode())
+    h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
     if t.is_meta:  # no values exist (shape-only tensors compute nothing)
         return
     t = t.detach().to("cpu").contiguous().reshape(-1)
@@ -132,19 +132,21 @@ def module_key(module: nn.Module) -> dict:
     """
     if not isinstance(module, nn.Module):
         raise ValueError(f"expected a torch.nn.Module; got {type(module).__name__}")
-    h = hashlib.blake2b(digest_size=16)
-    for path, m in module.named_modules():
+    h = hashlib.sha1(usedforsecurity=False)  # the fastest here; a key, not a signature
+    for path, m in module.named_modules(remove_duplicate=False):
         h.update(repr((path, _class_code(type(m)), _settings(m))).encode())
-    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
-        h.update(f"{name}|{tuple(t.shape)}|".encode())
-        _update_tensor(h, t)
+        for kind, tensors in (("p", m._parameters), ("b", m._buffers)):
+            for name, t in tensors.items():
+                if t is not None:
+                    h.update(f"{kind}:{name}|".encode())
+                    _update_tensor(h, t)
     return {"class": _class_code(type(module)), "digest": h.hexdigest()}
 
 
 def array_digest(a) -> str:
     """Short content hash (16 hex digits) of an array's (or tensor's) dtype, shape and bytes."""
     if isinstance(a, torch.Tensor):
-        h = hashlib.sha256(f"{tuple(a.shape)}|".encode())
+        h = hashlib.sha256()
         _update_tensor(h, a)
         return h.hexdigest()[:16]
     a = np.ascontiguousarray(a)

@@ -321,7 +321,7 @@ def load_weights_file(path: str | os.PathLike, trust: bool = False) -> dict:
             with torch.serialization.safe_globals(_safe_numpy_globals()):
                 obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
         if found:
             raise ValueError(
                 f"weights file {path} holds {found.group(1)!r}, which is not plain data (tensors, "

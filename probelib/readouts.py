@@ -136,6 +136,13 @@ def _check_folds(n: int, cv: int) -> None:
                          "some fold; lasso cross-validation needs 2 (more images, or another cv)")
 
 
+def _check_feature_count(got: int, expected: int, features: torch.Tensor) -> None:
+    if got != expected:
+        raise ValueError(f"this readout was fitted on {expected} features per image; got features of "
+                         f"shape {tuple(features.shape[1:])} ({got} per image): features of another "
+                         f"encoder, layer or image size?")
+
+
 class LinearReadout(nn.Module):
     """r = features @ weight.T + bias, with weight (V, D) and bias (V,)."""
 
@@ -146,7 +153,9 @@ class LinearReadout(nn.Module):
         self.kind, self.hparams = kind, hparams
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return features.flatten(1) @ self.weight.T + self.bias
+        x = features.flatten(1)
+        _check_feature_count(x.shape[1], self.weight.shape[1], features)
+        return x @ self.weight.T + self.bias
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, V={self.weight.shape[0]}, D={self.weight.shape[1]}"
@@ -155,14 +164,24 @@ class LinearReadout(nn.Module):
 class NetReadout(nn.Module):
     """A small trained network readout (MLP or CNN) with input/output standardisation inside."""
 
-    def __init__(self, net: nn.Module, in_mean, in_std, out_mean, out_std, kind: str, hparams: dict):
+    def __init__(self, net: nn.Module, in_mean, in_std, out_mean, out_std, kind: str, hparams: dict,
+                 feature_shape: tuple):
         super().__init__()
         self.net, self.kind, self.hparams = net, kind, hparams
+        self.feature_shape = tuple(int(d) for d in feature_shape)  # one image's features
         for name, v in (("in_mean", in_mean), ("in_std", in_std), ("out_mean", out_mean), ("out_std", out_std)):
             self.register_buffer(name, torch.as_tensor(v, dtype=torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = features if self.kind == "cnn" else features.flatten(1)
+        if self.kind == "cnn":
+            if tuple(features.shape[1:]) != self.feature_shape:
+                raise ValueError(f"this cnn readout was fitted on features of shape {self.feature_shape} "
+                                 f"per image; got {tuple(features.shape[1:])}: features of another "
+                                 f"encoder, layer or image size?")
+            x = features
+        else:
+            x = features.flatten(1)
+            _check_feature_count(x.shape[1], int(np.prod(self.feature_shape)), features)
         return self.net((x - self.in_mean) / self.in_std) * self.out_std + self.out_mean
 
 
@@ -391,7 +410,7 @@ def _train_net(kind, X, Y, weight_decay, hidden, epochs, lr, seed, device):
         p.requires_grad_(False)
     hp = {"weight_decay": weight_decay, "hidden": hidden, "epochs": epochs, "lr": lr, "seed": seed,
           "final_train_mse": float(loss.detach())}
-    return NetReadout(net.cpu(), in_mean, in_std, out_mean, out_std, kind, hp)
+    return NetReadout(net.cpu(), in_mean, in_std, out_mean, out_std, kind, hp, tuple(X.shape[1:]))
 
 
 def _corr_mean(a: np.ndarray, b: np.ndarray) -> float:

@@ -177,10 +177,8 @@ def _stimulus_features(digest: str, device: str = "cpu", batch: int = 16) -> np.
 
 
 def _memory(cache_dir: str | Path | None) -> joblib.Memory:
-    if cache_dir is None:
-        from ..cache import cache_dir as default_cache_dir
-        cache_dir = default_cache_dir()
-    return joblib.Memory(str(cache_dir), verbose=0)
+    from ..cache import memory  # owner-only directory checks, one memory per location
+    return memory(cache_dir)
 
 
 def demo_features(cache_dir: str | Path | None = None, device: str | torch.device = "cpu") -> np.ndarray:
