@@ -45,6 +45,7 @@ COMPARISONS: dict[str, tuple[str, str, str]] = {
     "subspace": ("bench_geometry", "run_subspace", "exact perturbation subspace vs jacobian + svd"),
     "subspace_curve": ("bench_geometry", "run_curve", "matrix-free subspace methods: similarity / time"),
     "ridge": ("bench_readouts", "run_ridge", "per-voxel ridge LOO vs sklearn RidgeCV"),
+    "cache_key": ("bench_cache", "run_cache_key", "content key of a network vs the extraction it keys"),
     "nsd": ("run", "run_nsd", "NSD ROI extraction vs whole-volume load (benchmarks/bench_nsd.py)"),
     "book": ("bench_book", "run_book", "cold / warm build of the demo book (opt-in, slow)"),
 }
@@ -67,6 +68,7 @@ SIZES: dict[str, tuple[Any, str]] = {
     "power_iters": ((3, 10), "n_iter caps of method='power' on the curve (30 = its default)"),
     "randomized_iters": ((0, 2, 4), "power iterations of method='randomized' on the curve"),
     "curve_repeats": (1, "cap on the timed runs per curve point (informational; each costs seconds)"),
+    "cache_images": (64, "images of the feature extraction that a network's cache key is timed against"),
     "ridge_n": (400, "training images N of the ridge fit"),
     "ridge_sizes": (("2000x100", "10000x1000"),
                     "DxV (features x voxels) of the ridge fits"),
