@@ -1,13 +1,13 @@
-"""Benchmarks of probelib.attacks: FGSM over an eps grid, and the per-step cost of L2 PGD.
+"""Benchmarks of probelib.probes: FGSM over an eps grid, and the per-step cost of L2 PGD.
 
 Model: MobileNet-v2 (real ImageNet weights, truncated at ``features.14``) + a ridge readout with
 V outputs, as an :class:`probelib.model.EncodingModel`, on small smooth test images.
 
-* ``fgsm``: :func:`probelib.attacks.fgsm` for V units over an eps grid vs the naive loop (for every
+* ``fgsm``: :func:`probelib.probes.fgsm` for V units over an eps grid vs the naive loop (for every
   unit and every eps: one forward + backward for the gradient sign, then one forward of the
   perturbed images). probelib takes one forward and V backward passes for all gradient signs,
   reuses them for the whole grid and evaluates the perturbed images in batches.
-* ``pgd``: :func:`probelib.attacks.pgd` (L2, one unit, N images as one batch) vs (a) ``steps`` bare
+* ``pgd``: :func:`probelib.probes.pgd` (L2, one unit, N images as one batch) vs (a) ``steps`` bare
   forward + backward passes of the same model and batch (per-step overhead) and (b) torchattacks'
   ``PGDL2`` on a two-logit classification wrapper of the same network whose cross-entropy
   gradient is a positive multiple of minus the unit's response gradient (same algorithm:
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (Baseline, Check, Row, Side, Target, compare, encoding_model, judge, measure,  # noqa: E402
                     median, smooth_images)
 
-from probelib import attacks  # noqa: E402
+from probelib import probes  # noqa: E402
 
 
 def _max_rel_diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -48,7 +48,7 @@ def fgsm_naive(model: nn.Module, images: Tensor, eps_grid: np.ndarray, units: np
     """The textbook loop: per unit and per eps, forward + backward for the sign, then a forward.
 
     Returns the "decrease" sensitivity ``r_i(x) - r_i(clamp(x - eps * sign(grad r_i)))``,
-    shape (n_eps, N, n_units), like :attr:`probelib.attacks.ProbeResult.sensitivity`.
+    shape (n_eps, N, n_units), like :attr:`probelib.probes.ProbeResult.sensitivity`.
     """
     model.eval()
     out = np.empty((len(eps_grid), images.shape[0], len(units)))
@@ -65,7 +65,7 @@ def fgsm_naive(model: nn.Module, images: Tensor, eps_grid: np.ndarray, units: np
 
 
 def run_fgsm(sizes: dict[str, Any], repeats: int) -> list[Row]:
-    """FGSM sensitivity of V units over an eps grid: probelib.attacks.fgsm vs the naive loop."""
+    """FGSM sensitivity of V units over an eps grid: probelib.probes.fgsm vs the naive loop."""
     px, n_images, n_units, n_eps = sizes["px"], sizes["fgsm_images"], sizes["fgsm_units"], sizes["fgsm_eps"]
     model = encoding_model(px, n_units)
     images = smooth_images(n_images, px, seed=1)
@@ -73,7 +73,7 @@ def run_fgsm(sizes: dict[str, Any], repeats: int) -> list[Row]:
     units = np.arange(n_units)
 
     def candidate() -> np.ndarray:
-        return attacks.fgsm(model, images, eps_grid, units=units, direction="decrease",
+        return probes.fgsm(model, images, eps_grid, units=units, direction="decrease",
                             store_perturbations=False, progress=False).sensitivity
 
     def check(cand: np.ndarray, base: np.ndarray) -> Check:
@@ -162,7 +162,7 @@ def run_pgd(sizes: dict[str, Any], repeats: int) -> list[Row]:
     step_size = 2.5 * eps / steps
 
     def candidate(n_steps: int) -> dict[str, np.ndarray]:
-        res = attacks.pgd(model, images, eps, norm="l2", steps=n_steps, step_size=step_size, units=[unit],
+        res = probes.pgd(model, images, eps, norm="l2", steps=n_steps, step_size=step_size, units=[unit],
                           direction="decrease", batch_size=n_images, store_perturbations=False,
                           progress=False)
         return {"clean": res.clean[:, 0], "sensitivity": res.sensitivity[0, :, 0]}

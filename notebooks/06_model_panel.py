@@ -64,7 +64,7 @@ import pandas as pd
 import torch
 
 import probelib as pl
-from probelib.attacks import random_control
+from probelib.probes import random_control
 from probelib.data import load_dataset, probe_images
 from probelib.pipeline import cached_probe, fit_panel
 from probelib.plotting import savefig

@@ -201,7 +201,7 @@ plt.show()
 # ## 2. Fixed effect: the budget each model needs
 #
 # Now the size is free and the effect is fixed: for each source model, probed image and ROI,
-# bisection over eps (`probelib.attacks.fixed_effect`, PGD at each trial) finds the smallest L2
+# bisection over eps (`probelib.probes.fixed_effect`, PGD at each trial) finds the smallest L2
 # budget whose probe changes the model's own prediction by `target_change` s.d. of the observed
 # responses. The largest budget tried is set from the fixed-budget sensitivities (first-order
 # estimate times 2, `fixed_effect_budget`), which saves most of the bisection; probes that still

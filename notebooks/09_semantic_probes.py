@@ -173,7 +173,7 @@ for roi, cols in zip(rois, robust_all.columns):
 # of the region's preferred category with the highest observed response (a face for FFA); to
 # **maximise**, an object photograph with a middling response. From each start, gradient steps of
 # fixed L2 length `1.25 eps / steps` move the image along the normalised gradient of the ROI's
-# predicted response (`probelib.attacks.minimize` / `maximize`), projected back onto the L2 ball of
+# predicted response (`probelib.probes.minimize` / `maximize`), projected back onto the L2 ball of
 # radius `eps` around the start image and onto the pixel box [0, 1]; every step is a frame of the
 # video. The standard and the robust model get exactly the same procedure.
 
@@ -433,7 +433,7 @@ if has_obs:
 # ## Maximally exciting images
 #
 # Without a budget, gradient ascent can keep raising a region's predicted response. Starting from
-# a neutral image (mid-grey plus faint noise, the same for every model), `probelib.attacks.maximize`
+# a neutral image (mid-grey plus faint noise, the same for every model), `probelib.probes.maximize`
 # runs `mei_steps` steps (each of RMS pixel change 0.01) with two regularisers that are standard in
 # feature visualisation:
 #

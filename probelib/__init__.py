@@ -1,6 +1,6 @@
 """probelib: adversarial probing of ANN-based brain encoding models.
 
-Data flows one way: data -> encoders -> readouts (EncodingModel) -> attacks / geometry -> metrics.
+Data flows one way: data -> encoders -> readouts (EncodingModel) -> probes / geometry -> metrics.
 
 The names below are imported on first use (PEP 562), so ``import probelib`` is cheap and a
 script that needs only ``probelib.metrics`` does not pay for torchvision and timm.
@@ -12,9 +12,9 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "attacks": ["FixedEffectResult", "OptimizationResult", "ProbeResult", "TransferMatrix", "fgsm",
-                "fixed_effect", "maximize", "minimize", "pgd", "random_control", "shuffled_control",
-                "transfer", "transfer_matrix"],
+    "probes": ["FixedEffectResult", "OptimizationResult", "ProbeResult", "fgsm",
+               "fixed_effect", "maximize", "minimize", "pgd", "random_control", "shuffled_control",
+               "transfer"],
     "encoders": ["available_encoders", "imagenet_labels", "load_encoder", "smooth"],
     "geometry": ["Subspace", "jacobian", "perturbation_subspace", "principal_angles",
                  "similarity_matrix", "subspace_similarity"],
@@ -26,8 +26,8 @@ _EXPORTS = {
     "zoo": ["build_encoder", "demo_ladder", "model_panel"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBMODULES = {"attacks", "cache", "data", "encoders", "geometry", "metrics", "model", "pipeline",
-               "plotting", "readout_study", "readouts", "recovery", "sensitivity", "transfer_study",
+_SUBMODULES = {"cache", "data", "encoders", "geometry", "metrics", "model", "pipeline",
+               "plotting", "probes", "readout_study", "readouts", "recovery", "sensitivity", "transfer_study",
                "zoo"}
 __all__ = sorted(_WHERE)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import attacks
+from . import probes
 from ._checks import as_float32_array, check_choice
 from .cache import array_digest, cached_call
 from .data.dataset import Dataset
@@ -113,18 +113,18 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
 
 
 ATTACKS = ("fgsm", "pgd", "fixed_effect")
-#: Part of every probe cache key; raise it when probelib.attacks changes its results for the same
+#: Part of every probe cache key; raise it when probelib.probes changes its results for the same
 #: arguments (joblib only sees the code of ``_probe_impl``). 2: PGD shares its step-0 pass.
 PROBE_CACHE_VERSION = 2
 
 
 def _probe_impl(key: dict, model: EncodingModel, images: np.ndarray, attack: str, kwargs: dict):
-    fn = getattr(attacks, attack)
+    fn = getattr(probes, attack)
     return fn(model, torch.from_numpy(images), **kwargs)
 
 
 def _run_attack(key: dict | None, model, images: np.ndarray, attack: str, kwargs: dict):
-    """``probelib.attacks.<attack>(model, images, **kwargs)``, cached on disk unless ``key`` is None.
+    """``probelib.probes.<attack>(model, images, **kwargs)``, cached on disk unless ``key`` is None.
 
     ``key`` must identify the model and the images (N, 3, H, W) float32; the attack and its
     keyword arguments (all but ``device`` and ``progress``) are added to it. Perturbations are
@@ -141,7 +141,7 @@ def _run_attack(key: dict | None, model, images: np.ndarray, attack: str, kwargs
 
 def cached_attack(model: torch.nn.Module, images, attack: str = "pgd", key: Mapping | None = None,
                   **kwargs):
-    """``probelib.attacks.<attack>`` (``"fgsm"``, ``"pgd"``, ``"fixed_effect"``) on any model (e.g.
+    """``probelib.probes.<attack>`` (``"fgsm"``, ``"pgd"``, ``"fixed_effect"``) on any model (e.g.
     the demo's observer) at ``images`` (N, 3, H, W) in [0, 1], cached on disk.
 
     ``key``, a JSON-able description of the model, keys the cache together with the image content
@@ -157,7 +157,7 @@ def cached_attack(model: torch.nn.Module, images, attack: str = "pgd", key: Mapp
 
 def cached_probe(fit: PanelFit, spec: str, roi: str, attack: str = "fgsm", image_index=None,
                  **kwargs):
-    """Run ``probelib.attacks.<attack>`` (``"fgsm"``, ``"pgd"``, ``"fixed_effect"``) on the model
+    """Run ``probelib.probes.<attack>`` (``"fgsm"``, ``"pgd"``, ``"fixed_effect"``) on the model
     ``(spec, roi)`` of ``fit`` for the test images (or ``image_index``), cached on disk.
 
     ``kwargs`` go to the attack (``eps``, ``units``, ``norm``, ``steps`` ...). Perturbations are not

@@ -14,7 +14,7 @@ CNN; Table 1 and Fig. 5). This module holds the steps those comparisons need bey
   FGSM probe of all units costs one forward pass per image plus one backward pass per unit.
   Fitted readouts and held-out predictions are cached on disk.
 - **Probes cached with the full model identity.** :func:`probe_units` runs
-  :func:`probelib.attacks.fgsm` and caches it under a key that includes the encoder's smoothing
+  :func:`probelib.probes.fgsm` and caches it under a key that includes the encoder's smoothing
   settings (``n_samples``, noise seed) and the readout's options, so two chapters that probe the
   same spec with different Monte-Carlo draws never share a result.
 - **The paper's lasso penalty choice.** :func:`select_lasso_alpha`: one penalty per network,
@@ -47,7 +47,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import attacks
+from . import probes
 from .cache import array_digest, cached_call, module_key
 from .data.dataset import Dataset
 from .metrics import pearson_r
@@ -312,12 +312,12 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
 
 
 def probe_units(fit: UnitFit, image_index, eps, direction: str = "decrease", batch_size: int = 16,
-                cache: bool = True) -> attacks.ProbeResult:
+                cache: bool = True) -> probes.ProbeResult:
     """FGSM (L-inf) probes of every unit of ``fit`` at the images ``image_index`` (indices into the
     fit's dataset), for the budget ``eps`` or a grid of budgets (one gradient serves the grid).
 
     ``direction``: ``"decrease"`` (paper 1, ``s = r(x) - r(x + d)``), ``"increase"`` or ``"abs"``.
-    Returns a :class:`~probelib.attacks.ProbeResult`, ``sensitivity`` (n_eps, N, U) in response
+    Returns a :class:`~probelib.probes.ProbeResult`, ``sensitivity`` (n_eps, N, U) in response
     units; perturbations are not kept. Cached on disk under the fit's full key (``cache=True``).
     """
     index = np.asarray(image_index, dtype=int).reshape(-1)
@@ -327,7 +327,7 @@ def probe_units(fit: UnitFit, image_index, eps, direction: str = "decrease", bat
                          direction=direction, batch_size=int(batch_size), store_perturbations=False)
 
 
-def sensitivity_frame(fit: UnitFit, result: attacks.ProbeResult, image_index,
+def sensitivity_frame(fit: UnitFit, result: probes.ProbeResult, image_index,
                       sd_index=None) -> pd.DataFrame:
     """Long table of a :func:`probe_units` result: one row per (eps, image, unit) with columns
     model, readout, sigma (smoothing s.d. of the spec), unit, label, roi, subject, eps, image,

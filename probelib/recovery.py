@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import attacks
+from .probes import OptimizationResult, ProbeResult, maximize, minimize, random_control, transfer
 from ._checks import as_float32_array
 from .cache import cached_call, module_key
 from .geometry import jacobian, subspace_similarity
@@ -169,7 +169,7 @@ class SelectUnits(nn.Module):
     """``model`` restricted to some of its output units: (N, V) -> (N, len(units)).
 
     E.g. one ROI of a :class:`StackedModel` or of :func:`observer_for_rois`, as a target for
-    :func:`probelib.attacks.transfer` of probes made on a single-ROI model (unit 0).
+    :func:`probelib.probes.transfer` of probes made on a single-ROI model (unit 0).
     """
 
     def __init__(self, model: nn.Module, units: Sequence[int]) -> None:
@@ -273,14 +273,14 @@ def high_frequency_fraction(delta, cutoff: float = 0.25) -> np.ndarray | float:
 def total_variation(images: torch.Tensor) -> torch.Tensor:
     """Anisotropic total variation of images (N, 3, H, W): mean |vertical neighbour difference|
     + mean |horizontal neighbour difference| (pixel units), shape (N,). This is the smoothness
-    penalty of :func:`probelib.attacks.maximize` / :func:`~probelib.attacks.minimize`."""
+    penalty of :func:`probelib.probes.maximize` / :func:`~probelib.probes.minimize`."""
     dv = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(dim=1)
     dh = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(dim=1)
     return dv + dh
 
 
 def tv_weight(model: nn.Module, image: torch.Tensor, unit: int, relative: float) -> float:
-    """Smoothness weight for :func:`probelib.attacks.maximize` that is comparable across models.
+    """Smoothness weight for :func:`probelib.probes.maximize` that is comparable across models.
 
     Models differ by orders of magnitude in how steeply their responses change with the pixels,
     so one fixed weight of the total-variation penalty regularises a robust model far more than a
@@ -448,7 +448,7 @@ def winners(table: pd.DataFrame, criteria: Mapping[str, bool], name_column: str 
 # Transfer of probes, next to a random control
 # ----------------------------------------------------------------------------------------------
 
-def _transfer_rows(key: dict, probes: Mapping[str, attacks.ProbeResult], images: np.ndarray,
+def _transfer_rows(key: dict, probes: Mapping[str, ProbeResult], images: np.ndarray,
                    targets: Mapping[str, nn.Module], scale: float, eps_index: int, control_seed: int,
                    device) -> list[dict]:
     del key  # cache key only (with the probes and images, which joblib hashes)
@@ -456,8 +456,8 @@ def _transfer_rows(key: dict, probes: Mapping[str, attacks.ProbeResult], images:
     rows = []
     for attack, probe in probes.items():
         for name, model in targets.items():
-            moved = attacks.transfer(probe, x, model, device=device, progress=False)
-            ctrl = attacks.random_control(model, x, probe, seed=control_seed, device=device,
+            moved = transfer(probe, x, model, device=device, progress=False)
+            ctrl = random_control(model, x, probe, seed=control_seed, device=device,
                                           store_perturbations=False, progress=False)
             change = float(np.mean(moved.sensitivity[eps_index])) / scale
             control = float(np.mean(ctrl.sensitivity[eps_index])) / scale
@@ -466,12 +466,12 @@ def _transfer_rows(key: dict, probes: Mapping[str, attacks.ProbeResult], images:
     return rows
 
 
-def transfer_table(probes: Mapping[str, attacks.ProbeResult], images: torch.Tensor,
+def transfer_table(probes: Mapping[str, ProbeResult], images: torch.Tensor,
                    targets: Mapping[str, nn.Module], scale: float = 1.0, eps_index: int = 0,
                    control_seed: int = 0, device=None, key: Mapping | None = None) -> pd.DataFrame:
     """What probes made on a source model do to target models, next to random controls.
 
-    probes : attack name -> :class:`~probelib.attacks.ProbeResult` made on the source (kept
+    probes : attack name -> :class:`~probelib.probes.ProbeResult` made on the source (kept
         perturbations, same images and units for every attack).
     images : (N, 3, H, W) the images the probes were made for.
     targets : target name -> model whose units correspond to the probes' units (include the
@@ -483,7 +483,7 @@ def transfer_table(probes: Mapping[str, attacks.ProbeResult], images: torch.Tens
 
     Returns one row per (attack, target): ``change`` = mean sensitivity of the target to the
     probes (definition of the probes' ``direction``, divided by ``scale``), ``control`` = the
-    same for a random perturbation of the same size (:func:`probelib.attacks.random_control`),
+    same for a random perturbation of the same size (:func:`probelib.probes.random_control`),
     and ``gain`` = change / control (1 = no better than random noise).
     """
     if not probes or not targets:
@@ -502,15 +502,15 @@ def transfer_table(probes: Mapping[str, attacks.ProbeResult], images: torch.Tens
 # ----------------------------------------------------------------------------------------------
 
 def _optimize_impl(key: dict, model: nn.Module, image: np.ndarray, unit, mode: str,
-                   kwargs: dict) -> attacks.OptimizationResult:
+                   kwargs: dict) -> OptimizationResult:
     del key  # cache key only
-    fn = attacks.maximize if mode == "maximize" else attacks.minimize
+    fn = maximize if mode == "maximize" else minimize
     return fn(model, torch.from_numpy(np.ascontiguousarray(image)), unit, **kwargs)
 
 
 def cached_optimize(model: nn.Module, image, unit, mode: str = "maximize", key: Mapping | None = None,
-                    **kwargs) -> attacks.OptimizationResult:
-    """:func:`probelib.attacks.maximize` (``mode="maximize"``) or :func:`~probelib.attacks.minimize`
+                    **kwargs) -> OptimizationResult:
+    """:func:`probelib.probes.maximize` (``mode="maximize"``) or :func:`~probelib.probes.minimize`
     of ``unit`` from ``image`` (3, H, W), cached on disk.
 
     ``key`` is a JSON-able description of the model (e.g. dataset digest, spec, ROI, noise draws):

@@ -9,7 +9,7 @@ sweeps.
 Shapes and units
 ----------------
 - A *sweep* (:func:`sweep_panel`) is a dict ``(model spec, ROI) -> {"targeted": ProbeResult,
-  "shuffled": ProbeResult, "random": ProbeResult}``; each :class:`~probelib.attacks.ProbeResult`
+  "shuffled": ProbeResult, "random": ProbeResult}``; each :class:`~probelib.probes.ProbeResult`
   holds ``sensitivity`` (n_eps, N images, n_units) in response units (the demo's responses are
   z-scored single-trial units; NSD's are z-scored betas).
 - :func:`sensitivity_frame` turns a sweep into a long table; its ``relative`` column divides
@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from . import attacks
-from .attacks import ProbeResult
+from . import probes
+from .probes import ProbeResult
 from .cache import cached_call
 from .data.dataset import Dataset
 from .metrics import discriminability, paired_test
@@ -76,7 +76,7 @@ def subset_eps(result: ProbeResult, eps: float | Iterable[float]) -> ProbeResult
 
 def _control_impl(key: dict, model, images: np.ndarray, probe: ProbeResult, control: str,
                   seed: int, store: bool) -> ProbeResult:
-    fn = {"shuffled": attacks.shuffled_control, "random": attacks.random_control}[control]
+    fn = {"shuffled": probes.shuffled_control, "random": probes.random_control}[control]
     return fn(model, torch.from_numpy(images), probe, seed=seed, store_perturbations=store,
               progress=False)
 

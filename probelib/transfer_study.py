@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ._torch import evaluating, resolve_device
-from .attacks import FixedEffectResult, ProbeResult
+from .probes import FixedEffectResult, ProbeResult
 from .cache import cached_call
 from .data.dataset import Dataset
 from .geometry import perturbation_subspace, similarity_matrix
@@ -310,11 +310,11 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
         (sources are taken in the order of ``models``)
         (see :func:`probe_deltas`); ``images + delta`` is clamped to [0, 1].
     units : (U,) output units the probes target; direction : sensitivity definition
-        (``"abs"``, ``"decrease"`` or ``"increase"``), as in :mod:`probelib.attacks`.
+        (``"abs"``, ``"decrease"`` or ``"increase"``), as in :mod:`probelib.probes`.
     seed : seeds the random control directions (one per source, unit and image, shared by all
         targets so that every target sees the same noise).
     device : where each target runs (moved there for the call, then back); ``None`` = where it
-        lives (as in :mod:`probelib.attacks`).
+        lives (as in :mod:`probelib.probes`).
 
     Cost: for each target, ``(1 + 2 * S * U) * N`` forward passes without gradients.
     """

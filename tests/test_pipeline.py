@@ -36,8 +36,8 @@ def test_cached_probe_is_cached(toy, monkeypatch, tmp_path):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     fit = fit_panel(toy, ["alexnet:untrained"], kind="ols", progress=False)
     a = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
-    import probelib.attacks as attacks
-    monkeypatch.setattr(attacks, "fgsm", lambda *a, **k: pytest.fail("not served from the cache"))
+    import probelib.probes as probes
+    monkeypatch.setattr(probes, "fgsm", lambda *a, **k: pytest.fail("not served from the cache"))
     b = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
     np.testing.assert_array_equal(a.sensitivity, b.sensitivity)
     # where it runs and whether it shows progress do not change the result: still cached
@@ -56,10 +56,10 @@ def test_cached_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
     fits = [fit_panel(toy, ["alexnet:untrained"], kind="ols", seed=s, progress=False) for s in (0, 1)]
     assert fits[0].key("alexnet:untrained", "A") != fits[1].key("alexnet:untrained", "A")
     cached_probe(fits[0], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
-    import probelib.attacks as attacks
+    import probelib.probes as probes
     calls = []
-    real = attacks.fgsm
-    monkeypatch.setattr(attacks, "fgsm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = probes.fgsm
+    monkeypatch.setattr(probes, "fgsm", lambda *a, **k: calls.append(1) or real(*a, **k))
     cached_probe(fits[1], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
     assert calls == [1]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from probelib import attacks
+from probelib import probes
 from probelib import readout_study as rs
 from probelib.data.dataset import Dataset, make_split, probe_images
 from probelib.readouts import lasso_alpha_max
@@ -113,7 +113,7 @@ def test_fit_and_probe_units_cached(small_ds):
     idx = ds.split["test"][:2]
     res = rs.probe_units(fit, idx, [1 / 255, 3 / 255])
     assert res.sensitivity.shape == (2, 2, 4)
-    direct = attacks.fgsm(fit.model, torch.from_numpy(ds.stimuli[idx]), eps=[1 / 255, 3 / 255],
+    direct = probes.fgsm(fit.model, torch.from_numpy(ds.stimuli[idx]), eps=[1 / 255, 3 / 255],
                           store_perturbations=False)
     np.testing.assert_allclose(res.sensitivity, direct.sensitivity, rtol=1e-4, atol=1e-6)
     # the second call comes from the disk cache

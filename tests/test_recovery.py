@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from probelib import recovery
-from probelib.attacks import pgd
+from probelib.probes import pgd
 from probelib.encoders import load_encoder, smooth
 from probelib.model import EncodingModel
 from probelib.pipeline import cached_attack
@@ -281,7 +281,7 @@ def test_tv_weight_balances_gradients():
     with pytest.raises(ValueError, match="constant"):
         recovery.tv_weight(Linear(w), torch.full(SHAPE, 0.5), 0, 0.5)
     # the same penalty as the one maximize() subtracts
-    from probelib.attacks import _total_variation
+    from probelib.probes.optimize import _total_variation
     torch.testing.assert_close(recovery.total_variation(_images(3)), _total_variation(_images(3)))
 
 

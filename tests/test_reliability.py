@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from probelib import attacks
+from probelib import probes
 from probelib.cache import cache_dir
 from probelib.encoders import Encoder, load_encoder
 from probelib.model import EncodingModel, extract_features, fit_encoding_model
@@ -126,7 +126,7 @@ def test_mode_features_and_predictions_are_eval_mode_and_the_mode_is_restored():
     pred = model.predict(x)
     np.testing.assert_allclose(pred, model.readout(torch.from_numpy(feats)).numpy(), rtol=1e-5)
     assert net.training
-    res = attacks.fgsm(model, x, eps=2 / 255)
+    res = probes.fgsm(model, x, eps=2 / 255)
     assert net.training and np.all(np.isfinite(res.sensitivity))
 
 
@@ -172,14 +172,14 @@ def test_batching_pgd_random_starts_do_not_depend_on_batches_or_grouping(norm):
     eps = 0.5 if norm == "l2" else 4 / 255
     kw = dict(eps=eps, norm=norm, steps=2, step_size=eps / 4, random_start=True, restarts=2, seed=1,
               direction="abs")
-    ref = attacks.pgd(m, x, batch_size=32, **kw)
+    ref = probes.pgd(m, x, batch_size=32, **kw)
     for batch in (1, 4):
-        _same(attacks.pgd(m, x, batch_size=batch, **kw).sensitivity, ref.sensitivity)
-    alone = attacks.pgd(m, x, units=[2], **kw)  # a unit probed alone
+        _same(probes.pgd(m, x, batch_size=batch, **kw).sensitivity, ref.sensitivity)
+    alone = probes.pgd(m, x, units=[2], **kw)  # a unit probed alone
     _same(alone.sensitivity[..., 0], ref.sensitivity[..., 2])
-    part = attacks.pgd(m, x[3:], **kw)  # images split across calls (or machines)
+    part = probes.pgd(m, x[3:], **kw)  # images split across calls (or machines)
     _same(part.sensitivity, ref.sensitivity[:, 3:])
-    other = attacks.pgd(m, x, seed=2, **{k: v for k, v in kw.items() if k != "seed"})
+    other = probes.pgd(m, x, seed=2, **{k: v for k, v in kw.items() if k != "seed"})
     assert not np.array_equal(other.sensitivity, ref.sensitivity)
 
 
@@ -187,11 +187,11 @@ def test_batching_fixed_effect_random_starts_do_not_depend_on_batches():
     x = _images(3, 8)
     m = _Linear()
     kw = dict(target_change=0.05, norm="l2", steps=2, random_start=True, seed=3, max_iter=4)
-    a = attacks.fixed_effect(m, x, batch_size=32, **kw)
-    b = attacks.fixed_effect(m, x, batch_size=2, **kw)
+    a = probes.fixed_effect(m, x, batch_size=32, **kw)
+    b = probes.fixed_effect(m, x, batch_size=2, **kw)
     _same(a.eps, b.eps)
     _same(a.change, b.change)
-    c = attacks.fixed_effect(m, x, units=[1], **kw)
+    c = probes.fixed_effect(m, x, units=[1], **kw)
     _same(c.eps[:, 0], a.eps[:, 1])
     _same(c.change[:, 0], a.change[:, 1])
 
@@ -200,13 +200,13 @@ def test_batching_fixed_effect_random_starts_do_not_depend_on_batches():
 def test_batching_controls_do_not_depend_on_grouping(control):
     x = _images(4, 8)
     m = _Linear()
-    probe = attacks.fgsm(m, x, eps=[2 / 255, 4 / 255], store_perturbations=True)
-    fn = getattr(attacks, control)
+    probe = probes.fgsm(m, x, eps=[2 / 255, 4 / 255], store_perturbations=True)
+    fn = getattr(probes, control)
     ref = fn(m, x, probe, seed=5)
     _same(fn(m, x, probe, seed=5, batch_size=1).sensitivity, ref.sensitivity)
-    one = attacks.fgsm(m, x, eps=[2 / 255, 4 / 255], units=[1], store_perturbations=True)
+    one = probes.fgsm(m, x, eps=[2 / 255, 4 / 255], units=[1], store_perturbations=True)
     _same(fn(m, x, one, seed=5).sensitivity[..., 0], ref.sensitivity[..., 1])
-    part = attacks.fgsm(m, x[1:], eps=[2 / 255, 4 / 255], store_perturbations=True)
+    part = probes.fgsm(m, x[1:], eps=[2 / 255, 4 / 255], store_perturbations=True)
     _same(fn(m, x[1:], part, seed=5).sensitivity, ref.sensitivity[:, 1:])
 
 
@@ -215,7 +215,7 @@ def test_batching_controls_do_not_depend_on_grouping(control):
 def test_degenerate_empty_batches_raise():
     m = _Linear()
     empty = torch.zeros(0, 3, 8, 8)
-    for call in (lambda: attacks.fgsm(m, empty, eps=0.01), lambda: attacks.pgd(m, empty, eps=0.1),
+    for call in (lambda: probes.fgsm(m, empty, eps=0.01), lambda: probes.pgd(m, empty, eps=0.1),
                  lambda: extract_features(_net(0), empty),
                  lambda: EncodingModel(_net(0), fit_readout("ols", np.ones((3, 16)) + np.eye(3, 16),
                                                             np.eye(3))).predict(empty)):
@@ -225,12 +225,12 @@ def test_degenerate_empty_batches_raise():
 
 def test_degenerate_unsigned_unit_indices_work():
     m, x = _Linear(), _images(2, 8)
-    ref = attacks.fgsm(m, x, eps=0.01, units=[1, 2])
+    ref = probes.fgsm(m, x, eps=0.01, units=[1, 2])
     for dtype in (np.uint8, np.uint16, np.uint64):
-        got = attacks.fgsm(m, x, eps=0.01, units=np.array([1, 2], dtype=dtype))
+        got = probes.fgsm(m, x, eps=0.01, units=np.array([1, 2], dtype=dtype))
         np.testing.assert_array_equal(got.sensitivity, ref.sensitivity)
     with pytest.raises(ValueError, match="out of range"):
-        attacks.fgsm(m, x, eps=0.01, units=np.array([7], dtype=np.uint8))
+        probes.fgsm(m, x, eps=0.01, units=np.array([7], dtype=np.uint8))
 
 
 @pytest.mark.parametrize("content", [b"", b"\x80\x02not a checkpoint at all" * 10, bytes(range(256)) * 4])
@@ -253,7 +253,7 @@ def test_degenerate_readout_fitted_on_other_features():
     with pytest.raises(ValueError, match=r"fitted on 10 features per image; got .*\(16 per image\)"):
         model.predict(x)
     with pytest.raises(ValueError, match="fitted on 10 features"):
-        attacks.fgsm(model, x, eps=0.01)
+        probes.fgsm(model, x, eps=0.01)
 
 
 # ------------------------------------------------------- class 9: vetted cache entries

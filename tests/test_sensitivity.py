@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from probelib import attacks
+from probelib import probes
 from probelib.data.dataset import Dataset, make_split, probe_images
 from probelib.metrics import normalized_variance, sparseness
 from probelib.pipeline import PanelFit, dataset_digest
@@ -108,21 +108,21 @@ def test_cached_control_is_cached_and_matches_direct_call(monkeypatch):
     fit = tiny_fit(ds)
     eps = [2 / 255, 4 / 255]
     first = cached_control(fit, "lin_a", "FFA", "shuffled", eps, seed=3)
-    direct = attacks.shuffled_control(fit.models[("lin_a", "FFA")],
+    direct = probes.shuffled_control(fit.models[("lin_a", "FFA")],
                                       torch.from_numpy(ds.stimuli[np.sort(ds.split["test"])]),
-                                      attacks.fgsm(fit.models[("lin_a", "FFA")],
+                                      probes.fgsm(fit.models[("lin_a", "FFA")],
                                                    torch.from_numpy(ds.stimuli[np.sort(ds.split["test"])]),
                                                    eps, store_perturbations=True), seed=3)
     np.testing.assert_allclose(first.sensitivity, direct.sensitivity, rtol=1e-5, atol=1e-6)
 
     calls = []
-    real = attacks.shuffled_control
+    real = probes.shuffled_control
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(attacks, "shuffled_control", counting)
+    monkeypatch.setattr(probes, "shuffled_control", counting)
     again = cached_control(fit, "lin_a", "FFA", "shuffled", eps, seed=3)
     assert not calls  # served from the cache
     np.testing.assert_array_equal(again.sensitivity, first.sensitivity)
@@ -135,7 +135,7 @@ def test_cached_control_is_cached_and_matches_direct_call(monkeypatch):
 def test_subset_eps_keeps_perturbations():
     lin = Linear(2)
     x = torch.full((3, 3, SIDE, SIDE), 0.5)
-    res = attacks.fgsm(lin, x, [1 / 255, 2 / 255, 4 / 255], store_perturbations=True)
+    res = probes.fgsm(lin, x, [1 / 255, 2 / 255, 4 / 255], store_perturbations=True)
     sub = subset_eps(res, [4 / 255, 1 / 255])
     np.testing.assert_allclose(sub.eps, [4 / 255, 1 / 255])
     np.testing.assert_array_equal(sub.sensitivity[0], res.sensitivity[2])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from probelib.attacks import fixed_effect, pgd
+from probelib.probes import fixed_effect, pgd
 from probelib.data.dataset import Dataset, probe_images
 from probelib.model import EncodingModel
 from probelib.pipeline import PanelFit, cached_probe, dataset_digest

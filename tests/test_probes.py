@@ -1,4 +1,4 @@
-"""Tests of probelib.attacks on a linear model (closed-form optima) and a tiny random CNN."""
+"""Tests of probelib.probes on a linear model (closed-form optima) and a tiny random CNN."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from probelib.attacks import (
+from probelib.probes import (
     FixedEffectResult,
     OptimizationResult,
     ProbeResult,
-    TransferMatrix,
     fgsm,
     fixed_effect,
     maximize,
@@ -19,7 +18,6 @@ from probelib.attacks import (
     random_control,
     shuffled_control,
     transfer,
-    transfer_matrix,
 )
 
 SIDE = 8  # linear-model images are (3, 8, 8): D = 192 pixels
@@ -304,9 +302,9 @@ def test_shuffled_control_needs_stored_perturbations(cnn, photos):
 
 
 def test_large_perturbations_are_not_kept_by_default(cnn, photos, monkeypatch):
-    import probelib.attacks as attacks
+    import probelib.probes._common as common
 
-    monkeypatch.setattr(attacks, "STORE_LIMIT_BYTES", 100)
+    monkeypatch.setattr(common, "STORE_LIMIT_BYTES", 100)
     with pytest.warns(UserWarning, match="store_perturbations=True"):
         res = pgd(cnn, photos, 0.1, steps=2, progress=True)
     assert res.deltas is None and not res.has_perturbations
@@ -557,18 +555,13 @@ def test_transfer_to_self_and_to_opposite_model(lin):
         transfer(per_unit[:, :2], x, lin, units=[0, 1, 2, 3])
 
 
-def test_transfer_matrix(cnn, photos):
-    models = {"a": cnn, "b": TinyCNN(seed=1), "c": TinyCNN(seed=2)}
-    tm = transfer_matrix(models, photos, 0.03, units=[0, 2])
-    assert isinstance(tm, TransferMatrix)
-    assert tm.names == ["a", "b", "c"] and tm.matrix.shape == (3, 3)
-    own = fgsm(cnn, photos, 0.03, units=[0, 2]).sensitivity.mean()
-    assert tm.matrix[0, 0] == pytest.approx(own, rel=1e-6)
-    off = tm.matrix[~np.eye(3, dtype=bool)]
-    assert np.all(np.diag(tm.matrix) > np.abs(off).max())
-    np.testing.assert_allclose(np.diag(tm.relative), 1.0)
-    tm_pgd = transfer_matrix({"a": cnn, "b": models["b"]}, photos, 0.3, units=[1], attack="pgd",
-                             attack_kwargs={"norm": "l2", "steps": 3})
-    assert tm_pgd.matrix.shape == (2, 2) and tm_pgd.attack == "pgd"
-    with pytest.raises(ValueError, match="attack"):
-        transfer_matrix(models, photos, 0.03, attack="cw")
+def test_transfer_between_models_is_weaker_than_the_white_box_probe(cnn, photos):
+    others = {"b": TinyCNN(seed=1), "c": TinyCNN(seed=2)}
+    probe = fgsm(cnn, photos, 0.03, units=[0, 2], store_perturbations=True)
+    moved = transfer(probe, photos, others)
+    assert set(moved) == {"b", "c"}
+    for res in moved.values():
+        assert res.sensitivity.shape == probe.sensitivity.shape
+        assert np.abs(res.sensitivity).mean() < probe.sensitivity.mean()
+    self_transfer = transfer(probe, photos, cnn)  # onto its own model: the white-box effect
+    np.testing.assert_allclose(self_transfer.sensitivity, probe.sensitivity, rtol=1e-5, atol=1e-7)
