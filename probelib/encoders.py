@@ -131,9 +131,20 @@ def _tv(builder: str, **kwargs) -> Callable[[], nn.Module]:
 
 def _timm(arch: str) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        import timm
-        return timm.create_model(arch, pretrained=False)
+        return _import_timm().create_model(arch, pretrained=False)
     return build
+
+
+def _import_timm():
+    """timm, imported without the TqdmWarning its hub client raises inside a Jupyter kernel
+    without ipywidgets (the warning is about progress widgets, which probelib does not use)."""
+    import warnings
+
+    from tqdm import TqdmWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import timm
+    return timm
 
 
 def _tv_url(builder: str) -> str:
