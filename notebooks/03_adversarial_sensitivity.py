@@ -57,12 +57,12 @@ from IPython.display import display
 from matplotlib.lines import Line2D
 
 from probelib.data import load_dataset, probe_images
-from probelib.metrics import sem
+from probelib.metrics import response_sd, sem
 from probelib.plotting import amplify, savefig, show_image
 from probelib.model import extract_features
 from probelib.pipeline import fit_panel
 from probelib.sensitivity import (cached_control, compare_discriminability,
-                                  percentile_of, preferred_example, response_sd,
+                                  percentile_of, preferred_example,
                                   sensitivity_frame, sweep_panel)
 from probelib.zoo import model_panel
 
@@ -197,7 +197,7 @@ for roi in example_rois:
     print(f"{roi}: clean prediction {ex['clean']:.2f} (percentile {percentile_of(ex['clean'], obs):.0f} of "
           f"the observed responses) -> with targeted noise {ex['targeted']:.2f} (percentile "
           f"{percentile_of(ex['targeted'], obs):.0f}; change {ex['targeted'] - ex['clean']:+.2f} = "
-          f"{(ex['targeted'] - ex['clean']) / response_sd(ds, roi)[0]:+.2f} s.d.) ; with shuffled noise "
+          f"{(ex['targeted'] - ex['clean']) / response_sd(ds.responses[roi])[0]:+.2f} s.d.) ; with shuffled noise "
           f"{ex['shuffled']:.2f} (change {ex['shuffled'] - ex['clean']:+.3f}).")
 
 # %% [markdown]

@@ -68,7 +68,8 @@ from probelib.probes import random_control
 from probelib.data import load_dataset, probe_images
 from probelib.pipeline import cached_probe, fit_panel
 from probelib.plotting import savefig
-from probelib.transfer_study import l2_probe_settings, model_groups, response_sd, scale_eps
+from probelib.metrics import response_sd
+from probelib.transfer_study import l2_probe_settings, model_groups, scale_eps
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)
@@ -153,7 +154,7 @@ idx = probe_images(ds, n_images, seed=seed)
 images = torch.from_numpy(ds.stimuli[idx])
 probes, rows = {}, []
 for roi in rois:
-    sd = float(response_sd(ds, roi)[0])
+    sd = float(response_sd(ds.responses[roi])[0])
     for m in models:
         res = cached_probe(fit, m, roi, image_index=idx, **probe_kw)
         ctrl = random_control(fit.models[(m, roi)], images, res, seed=seed, progress=False)
@@ -208,7 +209,7 @@ if {"standard", "robust"} <= set(by_group.index):
 
 # %%
 idx_curve = idx[: min(len(idx), 4)]
-sd0 = float(response_sd(ds, roi0)[0])
+sd0 = float(response_sd(ds.responses[roi0])[0])
 curve_rows = []
 for m in curve_models:
     for e in eps_curve:
@@ -322,7 +323,7 @@ fitv = fit_panel(dsv, voxel_models, [roi0], kind="ridge", device=device, seed=se
 rng = np.random.default_rng(seed)
 n_vox_total = dsv.responses[roi0].shape[1]
 vox = np.sort(rng.choice(n_vox_total, min(n_voxels, n_vox_total), replace=False))
-vox_sd = response_sd(dsv, roi0)[vox]
+vox_sd = response_sd(dsv.responses[roi0])[vox]
 pairs, per_probe = [], {}
 for m in voxel_models:
     linf = cached_probe(fitv, m, roi0, "fgsm", image_index=idx, eps=[linf_eps], units=vox,

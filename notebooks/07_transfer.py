@@ -60,10 +60,10 @@ import torch
 
 from probelib.data import load_dataset, probe_images
 from probelib.pipeline import cached_probe, fit_panel
+from probelib.metrics import response_sd
 from probelib.plotting import amplify, log_matrix, savefig, show_image
 from probelib.transfer_study import (fixed_effect_budget, group_means, l2_probe_settings,
-                                     model_groups, probe_deltas, response_sd, scale_eps,
-                                     transfer_study)
+                                     model_groups, probe_deltas, scale_eps, transfer_study)
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)
@@ -115,7 +115,7 @@ for roi in rois:
 fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) + 2.5, 0.7 * len(models) + 2),
                          squeeze=False)
 for ax, roi in zip(axes[0], rois):
-    res, sd = fb[roi], float(response_sd(ds, roi)[0])
+    res, sd = fb[roi], float(response_sd(ds.responses[roi])[0])
     mat = np.vstack([res.matrix, res.control_matrix.mean(0, keepdims=True)]) / sd
     log_matrix(ax, mat, [short(m) for m in models] + ["random noise"], [short(m) for m in models],
                colorbar_label="log10 |Δr| / s.d.")
@@ -137,7 +137,7 @@ plt.show()
 # %%
 rows = []
 for roi in rois:
-    res, sd = fb[roi], float(response_sd(ds, roi)[0])
+    res, sd = fb[roi], float(response_sd(ds.responses[roi])[0])
     rel, ctrl_rel = res.relative, res.control_matrix / res.own[None, :]
     for s, src in enumerate(res.sources):
         others = [t for t, tgt in enumerate(res.names) if tgt != src]
@@ -212,7 +212,7 @@ plt.show()
 idx_fe = idx[:n_images_fe]
 fe, fe_rows = {}, []
 for roi in rois:
-    sd = float(response_sd(ds, roi)[0])
+    sd = float(response_sd(ds.responses[roi])[0])
     target = target_change * sd
     fe[roi] = {}
     for m in fe_models:
@@ -272,7 +272,7 @@ fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) +
                          squeeze=False)
 for ax, roi in zip(axes[0], rois):
     res = ft[roi]
-    target = target_change * float(response_sd(ds, roi)[0])
+    target = target_change * float(response_sd(ds.responses[roi])[0])
     mat = np.vstack([res.matrix, res.control_matrix]) / target
     im = ax.imshow(np.log10(mat), cmap="magma", vmax=0.1)
     for (i, j), v in np.ndenumerate(mat):
@@ -293,7 +293,7 @@ plt.show()
 # %%
 for roi in rois:
     res = ft[roi]
-    target = target_change * float(response_sd(ds, roi)[0])
+    target = target_change * float(response_sd(ds.responses[roi])[0])
     rows = []
     for s, src in enumerate(res.sources):
         others = [t for t, tgt in enumerate(res.names) if tgt != src]

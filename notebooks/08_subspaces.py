@@ -65,9 +65,9 @@ import torch
 
 from probelib.data import load_dataset, probe_images
 from probelib.pipeline import fit_panel
+from probelib.metrics import high_frequency_fraction, response_sd
 from probelib.plotting import amplify, log_matrix, savefig, show_image
-from probelib.transfer_study import (group_means, high_frequency_fraction, model_groups,
-                                     panel_subspaces, response_sd, scale_eps)
+from probelib.transfer_study import group_means, model_groups, panel_subspaces, scale_eps
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)
@@ -224,7 +224,7 @@ eps_px = scale_eps(eps, image_size)
 fig, ax = plt.subplots(figsize=(5, 3.6))
 sv_rows = []
 for m_i, m in enumerate(models):
-    sd = float(np.sqrt(np.mean(response_sd(dsv, roi)[units[roi]] ** 2)))
+    sd = float(np.sqrt(np.mean(response_sd(dsv.responses[roi])[units[roi]] ** 2)))
     s = P.singular_values[m_i] * eps_px / sd / np.sqrt(len(units[roi]))   # RMS over voxels
     c = {"standard": "tab:red", "robust": "tab:blue", "untrained": "0.55"}[group_of[m]]
     ls = ["-", "--", ":", "-."][sum(group_of[x] == group_of[m] for x in models[:m_i]) % 4]

@@ -58,6 +58,7 @@ from PIL import Image, ImageDraw
 
 from probelib import recovery
 from probelib.data import load_dataset
+from probelib.metrics import high_frequency_fraction, response_sd
 from probelib.model import EncodingModel
 from probelib.pipeline import dataset_digest, fit_panel
 from probelib.plotting import amplify, figures_dir, savefig, show_image
@@ -229,7 +230,7 @@ observer = None
 if dataset == "demo":
     observer = recovery.observer_for_rois(ds, rois, seed=seed, device=device)
     obs_key = {"observer": "demo", "dataset": digest, "rois": list(rois)}
-sd = {roi: float(ds.responses[roi].mean(1).std()) for roi in rois}
+sd = {roi: float(response_sd(ds.responses[roi].mean(1, keepdims=True))[0]) for roi in rois}
 gen = torch.Generator().manual_seed(seed)
 for run in runs:
     res, r = run["result"], rois.index(run["roi"])
@@ -238,7 +239,7 @@ for run in runs:
     run["norm"] = np.sqrt((delta.astype(np.float64) ** 2).sum(axis=(1, 2, 3)))
     sign = 1 if run["mode"] == "maximize" else -1
     run["model_change"] = sign * (res.objective - res.objective[0]) / sd[run["roi"]]
-    run["hf"] = recovery.high_frequency_fraction(delta[-1])
+    run["hf"] = high_frequency_fraction(delta[-1])
     if observer is not None:
         o = recovery.cached_responses(observer, frames, key=obs_key)[:, r]
         run["observer_change"] = sign * (o - o[0]) / sd[run["roi"]]

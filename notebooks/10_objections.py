@@ -76,6 +76,7 @@ from scipy import stats
 
 from probelib import recovery
 from probelib.data import load_dataset
+from probelib.metrics import response_sd
 from probelib.pipeline import cached_attack, cached_probe, dataset_digest, fit_panel, probe_panel, sensitivity_table
 from probelib.plotting import savefig
 from probelib.zoo import parse_model
@@ -117,7 +118,7 @@ fit = fit_panel(ds, models, rois, n_samples=n_samples, device=device, seed=seed,
 test = ds.split["test"]
 idx = test[:n_images]
 images = torch.from_numpy(ds.stimuli[idx])
-sd = {roi: float(ds.responses[roi].mean(1).std()) for roi in rois}
+sd = {roi: float(response_sd(ds.responses[roi].mean(1, keepdims=True))[0]) for roi in rois}
 predictivity = fit.table().groupby(["model", "roi"])["r"].mean().unstack("roi").reindex(models)[rois]
 display(predictivity.round(3))
 

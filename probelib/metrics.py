@@ -31,6 +31,8 @@ __all__ = [
     "PairedTest",
     "paired_test",
     "sem",
+    "response_sd",
+    "high_frequency_fraction",
     "SensitivitySummary",
     "sensitivity_summary",
 ]
@@ -302,6 +304,39 @@ def sem(x, axis: int = 0, ddof: int = 1) -> float | np.ndarray:
     if a.ndim == 0 or a.shape[axis] <= ddof:
         raise ValueError(f"need more than {ddof} values along axis {axis}; got shape {a.shape}")
     return _scalar_or_array(a.std(axis, ddof=ddof) / np.sqrt(a.shape[axis]))
+
+
+def response_sd(responses, ddof: int = 1) -> np.ndarray:
+    """S.d. (V,) of each unit's observed responses (N, V) across the N images (sample s.d.,
+    ``ddof=1``): the scale in which a change of predicted response (a sensitivity) is reported,
+    comparable across ROIs and datasets."""
+    a = _as_array(responses, "responses")
+    if a.ndim != 2 or a.shape[0] <= ddof:
+        raise ValueError(f"responses must be (N, V) with N > {ddof}; got shape {a.shape}")
+    return a.std(0, ddof=ddof)
+
+
+def high_frequency_fraction(x, cutoff: float = 0.25) -> float | np.ndarray:
+    """Fraction of the spatial power of ``x`` (..., C, H, W) at radial frequencies above ``cutoff``
+    cycles per pixel (Nyquist = 0.5): how noise-like an image or a perturbation (pixel units) is.
+
+    The power spectrum is the 2-D FFT over (H, W) per channel, summed over channels; the mean
+    (frequency 0) counts as low-frequency power, so a uniform brightness change scores 0. White
+    noise gives about ``1 - pi cutoff^2`` (0.80 for 0.25). Returns ``x.shape[:-3]`` values (a float
+    for one image); NaN for an all-zero input.
+    """
+    d = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+    if d.ndim < 3:
+        raise ValueError(f"x must have shape (..., C, H, W); got {d.shape}")
+    if not 0 < cutoff < 0.5 * np.sqrt(2):
+        raise ValueError(f"cutoff must be in (0, 0.707) cycles per pixel; got {cutoff!r}")
+    power = np.abs(np.fft.fft2(d)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(d.shape[-2]), np.fft.fftfreq(d.shape[-1]), indexing="ij")
+    total = power.sum(axis=(-3, -2, -1))
+    high = (power * (np.hypot(fy, fx) > cutoff)).sum(axis=(-3, -2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(total > 0, high / np.where(total > 0, total, 1.0), np.nan)
+    return _scalar_or_array(frac)
 
 
 @dataclass

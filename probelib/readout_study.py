@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from . import probes
 from .cache import array_digest, cached_call, module_key
 from .data.dataset import Dataset
-from .metrics import pearson_r
+from .metrics import pearson_r, response_sd
 from .model import EncodingModel, extract_features
 from .pipeline import cached_attack, dataset_digest
 from .readouts import LinearReadout, fit_readout, lasso_cv_predictions, lasso_lars
@@ -66,7 +66,6 @@ __all__ = [
     "UnitFit",
     "fit_units",
     "probe_units",
-    "response_sd",
     "sensitivity_frame",
     "AlphaSelection",
     "select_lasso_alpha",
@@ -167,10 +166,6 @@ def response_units(ds: Dataset, rois: Sequence[str] | None = None, by_subject: b
                  np.asarray(nvox_l, dtype=int))
 
 
-def response_sd(units: Units, index) -> np.ndarray:
-    """(U,) standard deviation of each unit's observed responses over the images ``index``: the
-    scale against which a sensitivity (a change of predicted response) is judged."""
-    return units.responses[np.asarray(index)].std(0, ddof=1).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,7 +335,7 @@ def sensitivity_frame(fit: UnitFit, result: probes.ProbeResult, image_index,
     if n_img != len(index) or n_units != fit.units.n_units:
         raise ValueError(f"result of shape {s.shape} does not match {len(index)} images and "
                          f"{fit.units.n_units} units")
-    sd = response_sd(fit.units, fit.test_index if sd_index is None else sd_index)
+    sd = response_sd(fit.units.responses[np.asarray(fit.test_index if sd_index is None else sd_index)])
     labels = np.asarray(fit.units.labels)
     e_i, i_i, u_i = (a.ravel() for a in np.meshgrid(np.arange(n_eps), np.arange(n_img),
                                                     np.arange(n_units), indexing="ij"))

@@ -17,7 +17,7 @@ family that really generated the responses?* This module holds the analysis piec
   :func:`rank_candidates` and :func:`winners`;
 - regularising response maximisation: :func:`total_variation` and :func:`tv_weight` (a
   smoothness weight comparable across models whose gradients differ by orders of magnitude);
-- probes: :func:`high_frequency_fraction` (how noise-like a perturbation is) and
+- probes: :func:`probelib.metrics.high_frequency_fraction` (how noise-like a perturbation is) and
   :func:`transfer_table` (what probes made on one model do to other models, next to a
   random-direction control of the same size);
 - caching: :func:`cached_optimize` (response maximisation / minimisation trajectories),
@@ -54,7 +54,6 @@ __all__ = [
     "SelectUnits",
     "stack_rois",
     "observer_for_rois",
-    "high_frequency_fraction",
     "input_gradients",
     "GradientAgreement",
     "gradient_agreement",
@@ -242,32 +241,6 @@ def _block_diagonal(blocks: Sequence[np.ndarray]) -> np.ndarray:
 # Perturbations and gradients
 # ----------------------------------------------------------------------------------------------
 
-def high_frequency_fraction(delta, cutoff: float = 0.25) -> np.ndarray | float:
-    """Fraction of a perturbation's power at spatial frequencies above ``cutoff``.
-
-    delta : (..., 3, H, W) perturbations (numpy or torch), pixel units; the mean of each channel
-        is removed first. cutoff : radial frequency in cycles per pixel (Nyquist = 0.5).
-
-    Returns an array of shape ``delta.shape[:-3]`` (a float for one perturbation): the power
-    (summed over channels) at radial frequencies above ``cutoff`` divided by the total power.
-    White pixel noise gives about ``1 - pi cutoff^2`` (0.80 for 0.25); a smooth, image-like change
-    gives a small value. NaN for an all-zero perturbation.
-    """
-    d = delta.detach().cpu().numpy() if hasattr(delta, "detach") else np.asarray(delta)
-    d = np.asarray(d, dtype=np.float64)
-    if d.ndim < 3:
-        raise ValueError(f"delta must have shape (..., C, H, W); got {d.shape}")
-    if not 0 < cutoff < 0.5 * math.sqrt(2):
-        raise ValueError(f"cutoff must be in (0, 0.707) cycles per pixel; got {cutoff!r}")
-    d = d - d.mean(axis=(-2, -1), keepdims=True)
-    power = np.abs(np.fft.fft2(d)) ** 2
-    fy = np.fft.fftfreq(d.shape[-2])[:, None]
-    fx = np.fft.fftfreq(d.shape[-1])[None, :]
-    high = np.sqrt(fx**2 + fy**2) > cutoff
-    total = power.sum(axis=(-3, -2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(total > 0, (power * high).sum(axis=(-3, -2, -1)) / np.where(total > 0, total, 1), np.nan)
-    return float(frac) if frac.ndim == 0 else frac
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:

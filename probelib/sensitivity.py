@@ -14,7 +14,7 @@ Shapes and units
   z-scored single-trial units; NSD's are z-scored betas).
 - :func:`sensitivity_frame` turns a sweep into a long table; its ``relative`` column divides
   each sensitivity by the s.d. across all images of the observed responses of the same unit
-  (:func:`response_sd`), so that models and ROIs can be compared in units of the data's spread.
+  (:func:`probelib.metrics.response_sd`), so that models and ROIs can be compared in units of the data's spread.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from . import probes
 from .probes import ProbeResult
 from .cache import cached_call
 from .data.dataset import Dataset
-from .metrics import discriminability, paired_test
+from .metrics import discriminability, paired_test, response_sd
 from .pipeline import PanelFit, cached_probe
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "subset_eps",
     "cached_control",
     "sweep_panel",
-    "response_sd",
     "sensitivity_frame",
     "percentile_of",
     "preferred_example",
@@ -145,9 +144,6 @@ def sweep_panel(fit: PanelFit, eps, image_index=None,
 # Tables
 # ----------------------------------------------------------------------------------------------
 
-def response_sd(ds: Dataset, roi: str) -> np.ndarray:
-    """S.d. across all images of the observed (repeat-averaged) responses of each unit: (V,)."""
-    return np.asarray(ds.responses[roi], dtype=np.float64).std(0, ddof=1)
 
 
 def sensitivity_frame(sweep: Mapping[tuple[str, str], Mapping[str, ProbeResult]],
@@ -156,12 +152,12 @@ def sensitivity_frame(sweep: Mapping[tuple[str, str], Mapping[str, ProbeResult]]
 
     Columns: ``model``, ``roi``, ``probe`` (``"targeted"`` or a control), ``eps`` (budget,
     pixel units in [0, 1]), ``image`` (position in the probed set), ``unit`` (output index),
-    ``sensitivity`` (response units) and ``relative`` (sensitivity / :func:`response_sd` of the
+    ``sensitivity`` (response units) and ``relative`` (sensitivity / :func:`~probelib.metrics.response_sd` of the
     unit, i.e. in s.d. of the observed responses across images).
     """
     rows = []
     for (spec, roi), parts in sweep.items():
-        sd = response_sd(ds, roi)
+        sd = response_sd(ds.responses[roi])
         for probe, res in parts.items():
             s = res.sensitivity
             n_eps, n, u = s.shape

@@ -9,7 +9,7 @@ the sweeps of one chapter in the cache of another.
 Shapes: ``N`` probed images, ``U`` probed output units (ROI means or voxels), ``M`` models,
 ``S`` source models, ``T`` target models, ``D = 3 * H * W`` pixels, ``k`` subspace dimension.
 Responses and sensitivities are in the units of the model's responses (the demo's responses are
-z-scored single trials averaged over repeats); :func:`response_sd` gives the scale of the observed
+z-scored single trials averaged over repeats); :func:`probelib.metrics.response_sd` gives the scale of the observed
 responses to express sensitivities relative to it.
 """
 from __future__ import annotations
@@ -26,7 +26,6 @@ from torch import nn
 from ._torch import evaluating, resolve_device
 from .probes import FixedEffectResult, ProbeResult
 from .cache import cached_call
-from .data.dataset import Dataset
 from .geometry import perturbation_subspace, similarity_matrix
 from .pipeline import PanelFit
 
@@ -34,7 +33,6 @@ __all__ = [
     "REFERENCE_SIZE",
     "scale_eps",
     "l2_probe_settings",
-    "response_sd",
     "model_groups",
     "group_means",
     "probe_deltas",
@@ -44,7 +42,6 @@ __all__ = [
     "transfer_study",
     "SubspacePanel",
     "panel_subspaces",
-    "high_frequency_fraction",
 ]
 
 #: Side in pixels of the images the papers' budgets refer to (224 px ImageNet-size stimuli).
@@ -87,15 +84,6 @@ def l2_probe_settings(image_size: int, eps: float = 5.0, steps: int = 5, directi
             "direction": direction, "store_perturbations": bool(store_perturbations)}
 
 
-def response_sd(ds: Dataset, roi: str) -> np.ndarray:
-    """Standard deviation (V,) of the observed responses of ``roi`` across all images.
-
-    Dividing a sensitivity by it expresses the response change in units of the spread of the
-    real responses across images (comparable across ROIs and datasets).
-    """
-    if roi not in ds.responses:
-        raise ValueError(f"unknown ROI {roi!r}; this dataset has {ds.rois}")
-    return np.asarray(ds.responses[roi], dtype=np.float64).std(0)
 
 
 def model_groups(specs: Sequence[str]) -> dict[str, list[str]]:
@@ -505,22 +493,3 @@ def panel_subspaces(fit: PanelFit, specs: Sequence[str], roi: str, image_index, 
         values.append(s)
     return SubspacePanel(names=list(specs), bases=np.stack(bases), singular_values=np.stack(values),
                          units=units_arr, image_index=index, image_shape=tuple(images.shape[1:]), roi=roi)
-
-
-def high_frequency_fraction(image, cutoff: float = 0.25) -> float:
-    """Fraction of the spatial power of ``image`` (C, H, W) above ``cutoff`` cycles per pixel.
-
-    The power spectrum is taken per channel (2-D FFT over H, W) and summed over channels; the
-    radial frequency ``sqrt(fx^2 + fy^2)`` is in cycles per pixel (Nyquist = 0.5), so the default
-    cutoff is half the Nyquist frequency. White noise gives about ``1 - pi * cutoff^2`` (0.80 for
-    the default); a smooth image gives a value near 0. Raises on an all-zero image.
-    """
-    d = np.asarray(image.detach().cpu().numpy() if hasattr(image, "detach") else image, dtype=np.float64)
-    if d.ndim != 3:
-        raise ValueError(f"image must have shape (C, H, W); got {d.shape}")
-    power = np.abs(np.fft.fft2(d, axes=(-2, -1))) ** 2
-    total = power.sum()
-    if total == 0:
-        raise ValueError("the image is all zeros: no spectrum")
-    fy, fx = np.meshgrid(np.fft.fftfreq(d.shape[-2]), np.fft.fftfreq(d.shape[-1]), indexing="ij")
-    return float(power[..., np.hypot(fy, fx) > cutoff].sum() / total)

@@ -243,3 +243,38 @@ def test_sensitivity_summary_over_images_and_voxels():
     assert per_voxel.mean.shape == (10,) and per_voxel.n == 20
     with pytest.raises(ValueError, match="out of range"):
         sensitivity_summary(s[0], axis=(0, 2))
+
+
+def test_response_sd_is_the_sample_sd_across_images():
+    from probelib.metrics import response_sd
+    y = np.random.default_rng(0).normal(size=(30, 4)) * [1, 2, 3, 4]
+    np.testing.assert_allclose(response_sd(y), y.std(0, ddof=1))
+    np.testing.assert_allclose(response_sd(y, ddof=0), y.std(0))
+    with pytest.raises(ValueError, match="N > 1"):
+        response_sd(y[:1])
+    with pytest.raises(ValueError):
+        response_sd(np.array([1.0, np.nan, 2.0])[:, None])
+
+
+def test_high_frequency_fraction():
+    """Analytic cases: white noise, smooth and uniform changes, the Nyquist checkerboard."""
+    from probelib.metrics import high_frequency_fraction
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((20, 3, 64, 64))
+    frac = high_frequency_fraction(noise)
+    assert frac.shape == (20,)
+    assert abs(frac.mean() - (1 - np.pi * 0.25**2)) < 0.02
+    assert high_frequency_fraction(noise[0]) == pytest.approx(1 - np.pi * 0.25 ** 2, abs=0.03)
+    yy, xx = np.mgrid[:64, :64]
+    blob = np.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / (2 * 8.0**2))
+    assert high_frequency_fraction(np.stack([blob] * 3)) < 0.01
+    smooth = np.stack([np.sin(2 * np.pi * xx / 64), np.cos(2 * np.pi * yy / 64), xx * 0 + 1.0])
+    assert high_frequency_fraction(smooth) < 1e-6
+    assert high_frequency_fraction(np.full((3, 8, 8), 0.1)) == 0.0  # a uniform brightness change
+    checker = np.stack([(-1.0) ** (yy + xx)] * 3)
+    assert high_frequency_fraction(torch.tensor(checker)) == pytest.approx(1.0)
+    assert np.isnan(high_frequency_fraction(np.zeros((3, 8, 8))))  # no power: no fraction
+    with pytest.raises(ValueError):
+        high_frequency_fraction(np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="cutoff"):
+        high_frequency_fraction(noise[0], cutoff=0.8)

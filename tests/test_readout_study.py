@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 from probelib import probes
+from probelib.metrics import response_sd
 from probelib import readout_study as rs
 from probelib.data.dataset import Dataset, make_split, probe_images
 from probelib.readouts import lasso_alpha_max
@@ -123,7 +124,7 @@ def test_fit_and_probe_units_cached(small_ds):
     np.testing.assert_array_equal(again.sensitivity, res.sensitivity)
     frame = rs.sensitivity_frame(fit, res, idx)
     assert len(frame) == 2 * 2 * 4
-    sd = rs.response_sd(units, ds.split["test"])
+    sd = response_sd(units.responses[ds.split["test"]])
     np.testing.assert_allclose(frame.relative, frame.sensitivity / sd[frame.unit])
     assert set(frame.columns) >= {"model", "readout", "label", "roi", "subject", "eps", "image", "r"}
 

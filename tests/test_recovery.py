@@ -136,21 +136,6 @@ def test_observer_for_rois_combines_roi_readouts(monkeypatch):
 
 # ------------------------------------------------------------------------------- perturbations
 
-def test_high_frequency_fraction():
-    rng = np.random.default_rng(0)
-    noise = rng.standard_normal((20, 3, 64, 64))
-    frac = recovery.high_frequency_fraction(noise)
-    assert frac.shape == (20,)
-    assert abs(frac.mean() - (1 - math.pi * 0.25**2)) < 0.02
-    yy, xx = np.mgrid[:64, :64]
-    blob = np.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / (2 * 8.0**2))
-    assert recovery.high_frequency_fraction(np.stack([blob] * 3)) < 0.01
-    checker = ((yy + xx) % 2).astype(float)
-    assert recovery.high_frequency_fraction(torch.tensor(np.stack([checker] * 3))) > 0.99
-    assert np.isnan(recovery.high_frequency_fraction(np.zeros((3, 8, 8))))
-    with pytest.raises(ValueError):
-        recovery.high_frequency_fraction(np.zeros((8, 8)))
-
 
 def test_input_gradients_and_agreement(tmp_path, monkeypatch):
     g = torch.Generator().manual_seed(0)

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from probelib import probes
+from probelib.metrics import response_sd
 from probelib.data.dataset import Dataset, make_split, probe_images
 from probelib.metrics import normalized_variance, sparseness
 from probelib.pipeline import PanelFit, dataset_digest
 from probelib.sensitivity import (cached_control, compare_discriminability, percentile_of,
-                                  preferred_example, response_sd,
+                                  preferred_example,
                                   sensitivity_frame, subset_eps, sweep_panel)
 
 SIDE = 6
@@ -156,12 +157,12 @@ def test_sensitivity_frame_relative_units():
     assert len(df) == 2 * 2 * 2 * 2 * 4  # models x rois x probes x eps x images
     for roi in ds.rois:
         rows = df[df.roi == roi]
-        np.testing.assert_allclose(rows.relative, rows.sensitivity / response_sd(ds, roi)[0])
+        np.testing.assert_allclose(rows.relative, rows.sensitivity / response_sd(ds.responses[roi])[0])
     # the table reproduces the ProbeResult values in order
     res = sweep[("lin_b", "PPA")]["targeted"]
     rows = df[(df.model == "lin_b") & (df.roi == "PPA") & (df.probe == "targeted")]
     np.testing.assert_allclose(rows.sensitivity.to_numpy(), res.sensitivity.ravel())
-    np.testing.assert_allclose(response_sd(ds, "PPA"), ds.responses["PPA"].std(0, ddof=1), rtol=1e-6)
+    np.testing.assert_allclose(response_sd(ds.responses["PPA"]), ds.responses["PPA"].std(0, ddof=1), rtol=1e-6)
 
 
 def test_percentile_of():

@@ -12,7 +12,7 @@ from probelib.model import EncodingModel
 from probelib.pipeline import PanelFit, cached_probe, dataset_digest
 from probelib.transfer_study import (evaluate_transfer, fixed_effect_budget, group_means,
                                      l2_probe_settings, model_groups, panel_subspaces,
-                                     probe_deltas, response_sd, scale_eps,
+                                     probe_deltas, scale_eps,
                                      transfer_study)
 
 SHAPE = (3, 8, 8)
@@ -87,14 +87,10 @@ def test_probe_images_is_a_seeded_subset_of_the_test_split():
     assert np.array_equal(probe_images(ds, 100), np.arange(10, 30))
 
 
-def test_settings_and_response_sd():
+def test_l2_probe_settings():
     kw = l2_probe_settings(96)
     assert kw["attack"] == "pgd" and kw["norm"] == "l2" and kw["direction"] == "abs"
     assert kw["eps"] == [pytest.approx(5 * 96 / 224)] and kw["store_perturbations"]
-    ds = _dataset()
-    assert response_sd(ds, "PPA") == pytest.approx(ds.responses["PPA"].std(0))
-    with pytest.raises(ValueError):
-        response_sd(ds, "V1")
 
 
 def test_model_groups():
@@ -249,20 +245,6 @@ def test_similarity_by_dimension_matches_subspace_similarity():
                 subspace_similarity(panel.bases[0, n, :, :j], panel.bases[1, n, :, :j]), rel=1e-5)
     assert np.allclose(panel.similarity_by_dimension("m1", "m1"), 1.0, atol=1e-4)
     assert by_dim[:, -1] == pytest.approx(panel.similarity()[:, 0, 1], rel=1e-5)
-
-
-def test_high_frequency_fraction():
-    from probelib.transfer_study import high_frequency_fraction
-    rng = np.random.default_rng(0)
-    noise = rng.normal(size=(3, 64, 64))
-    assert high_frequency_fraction(noise) == pytest.approx(1 - np.pi * 0.25 ** 2, abs=0.03)
-    yy, xx = np.mgrid[0:64, 0:64] / 64
-    smooth = np.stack([np.sin(2 * np.pi * xx), np.cos(2 * np.pi * yy), xx * 0 + 1])
-    assert high_frequency_fraction(smooth) < 1e-6
-    checker = np.stack([(-1.0) ** (np.arange(64)[:, None] + np.arange(64)[None])] * 3)
-    assert high_frequency_fraction(torch.from_numpy(checker)) == pytest.approx(1.0)
-    with pytest.raises(ValueError):
-        high_frequency_fraction(np.zeros((3, 8, 8)))
 
 
 class _OnDevice(nn.Module):
