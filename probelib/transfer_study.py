@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ._torch import evaluating, resolve_device
-from .probes import FixedEffectResult, ProbeResult
+from .probes import FixedEffectResult, ProbeResult, sensitivity_of_change
 from .cache import cached_call
 from .geometry import perturbation_subspace, similarity_matrix
 from .pipeline import PanelFit
@@ -198,13 +198,6 @@ def fixed_effect_budget(sensitivity, eps: float, target, margin: float = 2.0,
     return min(value, float(cap)) if cap is not None else value
 
 
-def _sensitivity(clean: np.ndarray, perturbed: np.ndarray, direction: str) -> np.ndarray:
-    change = perturbed - clean
-    if direction == "abs":
-        return np.abs(change)
-    return -change if direction == "decrease" else change
-
-
 @dataclass
 class TransferResult:
     """Response changes of target models under the probes of source models.
@@ -344,8 +337,8 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
                     perturbed[si, ti, :, j] = _responses(model, applied[s][j].to(dev), batch_size)[:, units[j]]
                     control_resp[si, ti, :, j] = _responses(model, noise[s][j].to(dev), batch_size)[:, units[j]]
     return TransferResult(
-        names=names, sources=sources, change=_sensitivity(clean[None], perturbed, direction),
-        signed_change=perturbed - clean[None], control=_sensitivity(clean[None], control_resp, direction),
+        names=names, sources=sources, change=sensitivity_of_change(perturbed - clean[None], direction),
+        signed_change=perturbed - clean[None], control=sensitivity_of_change(control_resp - clean[None], direction),
         probe_norm=probe_norm, clean=clean, units=units, direction=direction, roi=roi)
 
 

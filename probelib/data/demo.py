@@ -67,7 +67,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import joblib
 import numpy as np
 import torch
 import torch.nn as nn
@@ -176,15 +175,11 @@ def _stimulus_features(digest: str, device: str = "cpu", batch: int = 16) -> np.
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def _memory(cache_dir: str | Path | None) -> joblib.Memory:
-    from ..cache import memory  # owner-only directory checks, one memory per location
-    return memory(cache_dir)
-
-
 def demo_features(cache_dir: str | Path | None = None, device: str | torch.device = "cpu") -> np.ndarray:
     """The observer's pooled smoothed features of the demo stimuli (before standardisation),
     (N, D) float32; computed once (10-20 s on 2 CPU cores) and cached with joblib.Memory."""
-    cached = _memory(cache_dir).cache(_stimulus_features, ignore=["device", "batch"])
+    from ..cache import memory  # owner-only directory checks, one memory per location
+    cached = memory(cache_dir).cache(_stimulus_features, ignore=["device", "batch"])
     return cached(_stimuli_digest(), device=str(device))
 
 

@@ -22,6 +22,7 @@ Images in a batch must be processed independently by the model (true for eval-mo
 """
 from __future__ import annotations
 
+from ._common import sensitivity_of_change
 from .controls import random_control, shuffled_control
 from .fgsm import fgsm
 from .fixed_effect import fixed_effect
@@ -32,4 +33,4 @@ from .transfer import transfer
 
 __all__ = ["DIRECTIONS", "NORMS", "ProbeResult", "FixedEffectResult", "OptimizationResult",
            "fgsm", "pgd", "shuffled_control", "random_control", "fixed_effect",
-           "maximize", "minimize", "transfer"]
+           "maximize", "minimize", "transfer", "sensitivity_of_change"]

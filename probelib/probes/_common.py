@@ -52,8 +52,9 @@ def _directions(direction: str) -> tuple[int, ...]:
 
 
 
-def _from_change(change: np.ndarray, direction: str) -> np.ndarray:
-    """Sensitivity from the signed response change ``r(x + d) - r(x)``."""
+def sensitivity_of_change(change: np.ndarray, direction: str) -> np.ndarray:
+    """Sensitivity from the signed response change ``r(x + d) - r(x)`` (any shape) under the
+    definition of ``direction``: ``-change`` (decrease), ``change`` (increase), ``|change|`` (abs)."""
     if direction == "decrease":
         return -change
     if direction == "increase":
@@ -64,7 +65,7 @@ def _from_change(change: np.ndarray, direction: str) -> np.ndarray:
 
 def _sensitivity(clean: np.ndarray, perturbed: np.ndarray, direction: str) -> np.ndarray:
     """Sensitivity from clean (N, U) and perturbed (n_eps, N, U) responses."""
-    return _from_change(perturbed - clean[None], direction)
+    return sensitivity_of_change(perturbed - clean[None], direction)
 
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .._checks import check_images, check_positive_int, check_units
 from .._torch import clean_responses, evaluating, images_on, resolve_device
-from ._common import (_bar, _check_nonneg_float, _check_scalar_eps, _check_seed, _directions, _from_change,
+from ._common import (_bar, _check_nonneg_float, _check_scalar_eps, _check_seed, _directions, sensitivity_of_change,
                       _image_keys, _np_dtype, _numpy, _sensitivity, _want_store)
 from .pgd import _check_pgd_args, _clean_start, _pgd_both, _row_step_sizes, _Start
 from .results import DeviceLike, FixedEffectResult, UnitsLike
@@ -100,7 +100,7 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
                                            _row_step_sizes(eps_t, step_size, steps), direction,
                                            norm, steps, random_start, restarts, seed, row_keys)
                 resp_np = resp.cpu().numpy().astype(np.float64)
-                ok = _from_change(resp_np - base_np[r], direction) >= row_target[r]
+                ok = sensitivity_of_change(resp_np - base_np[r], direction) >= row_target[r]
                 keep = ok | first  # at eps_max keep the best effort even when it falls short
                 if first:
                     reached[r] = ok
