@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the only place the version is written (pyproject reads it from here)
 
 _EXPORTS = {
     "probes": ["FixedEffectResult", "OptimizationResult", "ProbeResult", "fgsm",

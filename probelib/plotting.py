@@ -8,10 +8,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
+def _checkout_root() -> Path | None:
+    """The repository root when probelib runs from a source checkout (not from an installed copy)."""
+    package = Path(__file__).resolve().parent
+    root = package.parent
+    installed = {"site-packages", "dist-packages"} & set(package.parts)
+    return root if not installed and (root / "pyproject.toml").is_file() else None
+
+
 def figures_dir() -> Path:
-    """``$PROBELIB_FIGURES`` or ``<repository>/figures`` (created on demand)."""
+    """Where :func:`savefig` writes (created on demand): ``$PROBELIB_FIGURES`` if set, else
+    ``<repository>/figures`` when probelib runs from a checkout (beside the book's build), else
+    ``./figures`` in the current working directory. Never inside the installed package."""
     env = os.environ.get("PROBELIB_FIGURES")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "figures"
+    if env:
+        path = Path(env).expanduser()
+    else:
+        root = _checkout_root()
+        path = (root if root is not None else Path.cwd()) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
