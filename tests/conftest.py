@@ -40,13 +40,24 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.path.name == "test_browser.py")  # stable: order otherwise kept
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef, request):
-    """Remember the directory of tests/test_notebooks.py's quick book, for ``quick_book_html``."""
-    result = yield
-    if fixturedef.argname == "quick_book":
-        request.config.stash[_QUICK_BOOK] = Path(result)
-    return result
+class _RememberQuickBook:
+    """Remembers the directory of tests/test_notebooks.py's quick book, for ``quick_book_html``.
+
+    A plugin rather than a hook of this conftest: a conftest's hooks only see the nodes below it,
+    and a session-scoped fixture is set up for the session node.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        result = yield
+        if fixturedef.argname == "quick_book":
+            request.config.stash[_QUICK_BOOK] = Path(result)
+        return result
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("probelib-quick-book"):
+        config.pluginmanager.register(_RememberQuickBook(), "probelib-quick-book")
 
 
 @pytest.fixture(scope="session")
