@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book test bench notebooks venv clean
+.PHONY: book test check-book bench notebooks venv clean
 
 venv: $(STAMP)
 
@@ -31,9 +31,17 @@ book: $(STAMP)
 notebooks: $(STAMP)
 	$(BIN)/python scripts/execute_notebooks.py
 
-## Unit tests plus a small-parameter execution of every chapter.
+## Unit tests, a small-parameter execution of every chapter, and that quick book in headless
+## Chromium (scripts/install_test_deps.sh installs Debian's chromium package when run as root).
 test: $(STAMP)
+	bash scripts/install_test_deps.sh
 	$(BIN)/python -m pytest tests
+
+## The book that `make book` built, in headless Chromium and offline: formulas typeset, images
+## loaded, no JavaScript error, no request off the machine; screenshots in _build/screenshots.
+check-book: $(STAMP)
+	bash scripts/install_test_deps.sh
+	$(BIN)/python scripts/browser_check.py _build/html
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -23,6 +23,23 @@
 # 2. a ridge readout fitted on training images predicts held-out responses, up to the noise
 #    ceiling of the data.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 01 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/01_encoding_models.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -33,7 +50,7 @@ device = "cpu"          # "cuda" on a GPU machine
 seed = 0
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -68,7 +85,7 @@ print(ds.name, "|", ds.n_images, "images | ROIs:", {r: v.shape[1] for r, v in ds
 # %% [markdown]
 # The classifier runs at the networks' native 224 pixels on a few of the photographs of objects.
 
-# %%
+# %% tags=["hide-input"]
 labels = pl.imagenet_labels()
 rng = np.random.default_rng(seed)
 n_show = 4 if quick else 8
@@ -111,7 +128,7 @@ print(f"{roi}: {Y.shape[1]} voxel(s); alpha per voxel in [{alphas.min():.3g}, {a
 print(f"held-out Pearson r: median {np.median(r):.3f}"
       + (f" | noise ceiling: median {np.median(ceiling):.3f}" if ceiling is not None else ""))
 
-# %%
+# %% tags=["hide-input"]
 v = int(np.argmax(r)) if Y.shape[1] > 1 else 0
 fig, ax = plt.subplots(figsize=(4, 4))
 ax.scatter(pred[:, v], Y[test, v], s=18, alpha=0.8)

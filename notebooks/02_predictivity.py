@@ -25,6 +25,23 @@
 # about equally well: predictivity alone barely separates them. The next chapter asks whether
 # adversarial sensitivity does.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 02 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/02_predictivity.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -41,7 +58,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -89,7 +106,7 @@ example_roi = example_roi if example_roi in rois else rois[0]
 # infinitely many exact solutions; `probelib` returns the minimum-norm one (what
 # `numpy.linalg.lstsq` and scikit-learn's `LinearRegression` return too).
 
-# %%
+# %% tags=["hide-input"]
 extra = {"subjects": list(subjects)} if dataset == "nsd" else {}
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed,
                   average_subjects=average_subjects, **extra)
@@ -99,7 +116,7 @@ print(f"{ds.n_images} images ({len(train)} training, {len(test)} held out), {ima
       f"units per ROI: {({r: ds.responses[r].shape[1] for r in rois})}")
 print("models:", ", ".join(models))
 
-# %%
+# %% tags=["hide-input"]
 # the panel of fitted models (probelib.pipeline.fit_panel, with each image encoded once)
 fit = fit_panel(ds, models, rois=rois, kind=readout, device=device, seed=seed, n_samples=n_samples)
 table = fit.table()
@@ -112,7 +129,7 @@ print(f"{readout} readouts fitted on {len(train)} images; features per model: {f
 #
 # Every dot is one image that was not used to fit the readout. The dotted line is $x = y$.
 
-# %%
+# %% tags=["hide-input"]
 pred = fit.predictions[(example_model, example_roi)]
 obs = ds.responses[example_roi][test]
 v = 0 if pred.shape[1] == 1 else int(np.argmax(fit.predictivity[(example_model, example_roi)]))
@@ -152,7 +169,7 @@ print(f"{example_model} in {example_roi}: held-out R = {r_ex:.2f} (P = {p_ex:.1e
 # conservative reference: the correlation a perfect model can reach with the noisy mean is its
 # square root, printed below.)
 
-# %%
+# %% tags=["hide-input"]
 if average_subjects or "subject" not in ds.voxels.get(rois[0], {}):
     table["subject"] = "all"
 else:
@@ -178,7 +195,7 @@ pivot = per_rep.pivot_table(index="model", columns="roi", values="r", sort=False
 pivot["mean"], pivot["SEM"] = summary["mean"], summary["sem"]
 pivot.round(3)
 
-# %%
+# %% tags=["hide-input"]
 by_subject = per_rep.subject.nunique() > 1
 rep_label = "single subject and region" if by_subject else "single region"
 fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(models), 4.2))
@@ -204,7 +221,7 @@ ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 savefig(fig, "02_predictivity_per_model")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 trained = [m for m in models if ":untrained" not in m]
 best = summary["mean"].idxmax()
 spread = summary["mean"].max() - summary["mean"].min()

@@ -30,6 +30,23 @@
 # - **Fig. 3D**: how well sensitivity and predictivity discriminate the models (sparseness and
 #   normalised variance across models).
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 03 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/03_adversarial_sensitivity.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -48,7 +65,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -109,7 +126,7 @@ PREFERRED = {"FFA": "face", "EBA": "body", "PPA": "place", "VWFA": "word"}
 # of the region across all images (*relative* sensitivity): a relative sensitivity of 1 means the
 # probe moves the prediction by as much as the responses differ across the whole image set.
 
-# %%
+# %% tags=["hide-input"]
 extra = {"subjects": list(subjects)} if dataset == "nsd" else {}
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
 # the panel of fitted models (probelib.pipeline.fit_panel, with each image encoded once)
@@ -122,7 +139,7 @@ print(f"{len(models)} models x {len(rois)} regions, {readout} readouts; probing 
                                      if cats is not None else ""))
 print("budgets eps = " + ", ".join(f"{e:g}/255" for e in eps))
 
-# %%
+# %% tags=["hide-input"]
 sweep = sweep_panel(fit, eps_grid, index, controls={"random": random_eps, "shuffled": [focus]}, seed=seed)
 df = sensitivity_frame(sweep, ds)
 # mean over images per (model, region, probe, budget): the unit of the error bars is the region
@@ -140,7 +157,7 @@ print(f"{len(df)} sensitivities ({df.probe.nunique()} kinds of probe)")
 # responses to all images, with the clean prediction, the prediction for the perturbed image and
 # the prediction for the image plus shuffled noise marked.
 
-# %%
+# %% tags=["hide-input"]
 example_rois = [r for r in ("FFA", "PPA") if r in rois] or rois[:1]
 # the example model's predictions for every image (features cached on disk, shared by the ROIs)
 feats_all = torch.from_numpy(extract_features(fit.models[(example_model, rois[0])].encoder, ds.stimuli,
@@ -213,7 +230,7 @@ for roi in example_rois:
 # noise values at shuffled positions (both amplified by the same factor), and the model's
 # predictions for the clean image and the two noisy ones.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(len(rois), 4, figsize=(10, 2.3 * len(rois)),
                          gridspec_kw={"width_ratios": [1, 1, 1, 1.6]}, squeeze=False)
 scale = 0.5 / focus
@@ -252,7 +269,7 @@ print(f"Mean relative sensitivity at eps = {eps_focus:g}/255 over models and reg
 # control at `eps_focus`; the triangle marks the budget used in the following figures.
 # Sensitivity here is relative (in s.d. of the observed responses across images).
 
-# %%
+# %% tags=["hide-input"]
 colors = dict(zip(models, plt.cm.tab10(np.arange(len(models)) % 10)))
 fig, ax = plt.subplots(figsize=(7.5, 4.6))
 x_eps = np.asarray(eps, dtype=float)
@@ -298,7 +315,7 @@ print(f"Random noise of the largest budget probed ({x_ctrl[-1]:g}/255) moves the
 # mean relative sensitivity over images, error bars SEM, dots single regions; the black line is
 # the random-noise control.
 
-# %%
+# %% tags=["hide-input"]
 sens_focus = at_focus[at_focus.probe == "targeted"]
 bar = sens_focus.groupby("model", sort=False).relative.agg(
     mean="mean", sem=lambda v: sem(v) if len(v) > 1 else np.nan).reindex(models)
@@ -366,7 +383,7 @@ summary.round(3)
 # this for the whole panel and, closer to the paper's question ("models with similarly high
 # predictivity"), for the models with trained weights only.
 
-# %%
+# %% tags=["hide-input"]
 groups = {"all models": models}
 trained = [m for m in models if ":untrained" not in m]
 if 2 <= len(trained) < len(models):

@@ -36,6 +36,23 @@
 # reading the predictivity panel. With `dataset = "nsd"` the chapter runs the paper's ladder
 # (`probelib.zoo.PAPER1_LADDER`) once its checkpoints are in the weights cache.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 04 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/04_robustness_ladder.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -60,7 +77,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -127,7 +144,7 @@ print(ladder.to_string(index=False))
 # ladder uses `n_samples` draws (12 by default; the other chapters use 4 for their single smoothed
 # model), and the check further below measures how much the number of draws matters.
 
-# %%
+# %% tags=["hide-input"]
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
 units = rs.response_units(ds, rois)
@@ -166,7 +183,7 @@ display(per_model.rename(columns={"relative": "relative sensitivity", "relative_
 # for every region and their mean (black). Bottom: held-out predictivity (Pearson r) of the same
 # models. One column per ladder.
 
-# %%
+# %% tags=["hide-input"]
 level_name = ladder.level_name.iloc[0]
 fig, axes = plt.subplots(2, len(families), figsize=(5.2 * len(families), 7), squeeze=False, sharex="col")
 for c, fam in enumerate(families):
@@ -195,7 +212,7 @@ fig.tight_layout()
 savefig(fig, "04_ladder")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 def trend(values, levels):
     rho = stats.spearmanr(levels, values).statistic if len(levels) > 2 else np.sign(values[-1] - values[0])
     return rho
@@ -231,7 +248,7 @@ for fam in families:
 # The same smoothed network (`check_sigma`) with other numbers of draws (each version fitted and
 # probed like the ladder): its sensitivity is compared with the original network's (dashed line).
 
-# %%
+# %% tags=["hide-input"]
 check = []
 if n_samples_check and dataset != "nsd":
     for base in (check_bases if check_bases is not None else bases[:1]):
@@ -299,7 +316,7 @@ else:
 # clean label agrees with the original network's, a proxy for the clean accuracy that smoothing
 # costs (these networks were never trained on noisy images).
 
-# %%
+# %% tags=["hide-input"]
 if dataset == "demo":
     from probelib.data.demo import load_demo_stimuli
     photos, cats, _ = load_demo_stimuli(classify_size)
@@ -335,7 +352,7 @@ if len(cls):
     print(f"classical check on {len(pick)} object photographs at {classify_size} px: {time.time() - t0:.0f} s")
     display(cls.round(3))
 
-# %%
+# %% tags=["hide-input"]
 if len(cls):
     fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), squeeze=False)
     for c, fam in enumerate(families):

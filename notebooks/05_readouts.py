@@ -33,6 +33,23 @@
 # randomized-smoothing versions ($\sigma = 0.25$) and three untrained (random-weight) networks as
 # controls.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 05 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/05_readouts.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -54,7 +71,7 @@ device = "cpu"          # cuda on a GPU machine
 seed = 0
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -102,7 +119,7 @@ READOUT_NAMES = {"ols": "OLS", "lasso": "L1 (lasso)", "ridge": "L2 (ridge)", "ml
 # hidden layer of 128 units across the outputs, like the paper's mapping
 # $g:\mathbb{R}^{C\times H\times W}\to\mathbb{R}^n$).
 
-# %%
+# %% tags=["hide-input"]
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, average_subjects=False,
                   **extra)
@@ -149,7 +166,7 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 #   the mean Pearson r on a 20 % validation split of the training images.
 
 
-# %%
+# %% tags=["hide-input"]
 def lasso_options(features, responses):
     """Choose the lasso penalty by cross-validated predictive accuracy; return the fit options."""
     sel = rs.select_lasso_alpha(features, responses, alphas=lasso_alphas, relative=lasso_relative, seed=seed)
@@ -185,7 +202,7 @@ print(f"Table 1: {len(table_models)} networks x {len(readouts)} readouts fitted 
 # %% [markdown]
 # The hyper-parameters each readout chose:
 
-# %%
+# %% tags=["hide-input"]
 def chosen(fit):
     hp = fit.hparams
     if fit.kind == "ridge":
@@ -214,7 +231,7 @@ with pd.option_context("display.max_colwidth", 200):
 # comparison.
 
 
-# %%
+# %% tags=["hide-input"]
 per_image = (table_df.groupby(["model", "readout", "image"], sort=False)[["sensitivity", "relative"]]
              .mean().reset_index())
 summary = (per_image.groupby(["model", "readout"], sort=False)
@@ -247,7 +264,7 @@ paper_table1 = pd.DataFrame({"OLS": [1.453, 1.782], "L1 (lasso)": [0.891, 0.821]
 print("The paper's Table 1 (sensitivity, NSD):")
 display(paper_table1)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 width = 0.8 / len(table_models)
 x = np.arange(len(order))
@@ -273,7 +290,7 @@ fig.tight_layout()
 savefig(fig, "05_readouts")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 def describe_table():
     lines = []
     for spec in table_models:
@@ -315,7 +332,7 @@ print(describe_table())
 # units compares the two readouts for each network. As in the paper, * marks $p < 0.001$, and a
 # network's name is **bold** when L1 lowered its sensitivity significantly.
 
-# %%
+# %% tags=["hide-input"]
 t0 = time.time()
 if alpha_subject not in set(units_subj.subject.tolist()):
     raise ValueError(f"alpha_subject {alpha_subject} is not among the subjects {sorted(set(units_subj.subject))}")
@@ -341,7 +358,7 @@ panel_df = pd.concat(panel_frames, ignore_index=True)
 print(f"Fig. 5B: {len(models)} networks x 2 readouts x {units_subj.n_units} units fitted and probed in "
       f"{time.time() - t0:.0f} s")
 
-# %%
+# %% tags=["hide-input"]
 per_unit = (panel_df.groupby(["model", "readout", "unit", "label", "roi", "subject"], sort=False)
             [["sensitivity", "relative"]].mean().reset_index())
 tests = []
@@ -365,7 +382,7 @@ display(tests.set_index("network")[["feature s.d. (median)", "alpha_max (subject
                                     "at grid edge", "non-zero weights"]]
         .rename(columns={"chosen alpha": alpha_label}).round(4))
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(max(6, 1.35 * len(models)), 4.4))
 offset = 0.2
 rng = np.random.default_rng(seed)

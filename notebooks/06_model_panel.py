@@ -36,6 +36,23 @@
 # responses are replaced by the simulated observer of the embedded demo (chapter 1 and the
 # introduction describe it). With `dataset = "nsd"` the same code runs the paper's panel.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 06 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/06_model_panel.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -55,7 +72,7 @@ voxel_models = ["mobilenet_v2", "efficientnet_lite0"]  # models of the voxel-wis
 n_voxels = 16           # voxels of the first ROI in the voxel-wise comparison
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import itertools
 
 import matplotlib.pyplot as plt
@@ -94,7 +111,7 @@ print(f"L2 budget eps = {eps:g} at 224 px -> {eps_px:.3f} at {image_size} px "
       f"(same RMS change per pixel: {eps_px / np.sqrt(3 * image_size ** 2):.4f} = "
       f"{255 * eps_px / np.sqrt(3 * image_size ** 2):.2f}/255)")
 
-# %%
+# %% tags=["hide-input"]
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed)
 print(ds.name, "|", ds.n_images, "images |", len(ds.split["train"]), "train /",
       len(ds.split["test"]), "test | ROIs:", rois)
@@ -113,7 +130,7 @@ pred = fit.table().groupby(["model", "roi"], sort=False)[["r", "ceiling"]].mean(
 pred_wide = pred["r"].unstack("roi").loc[models, rois]
 pred_wide.round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(1.1 * len(models) + 2, 3.6))
 width = 0.8 / len(rois)
 for i, roi in enumerate(rois):
@@ -148,7 +165,7 @@ plt.show()
 # Sensitivities are in response units and, to compare ROIs, also divided by the standard deviation
 # of the observed responses across images.
 
-# %%
+# %% tags=["hide-input"]
 probe_kw = l2_probe_settings(image_size, eps=eps, steps=steps)
 idx = probe_images(ds, n_images, seed=seed)
 images = torch.from_numpy(ds.stimuli[idx])
@@ -168,7 +185,7 @@ for roi in rois:
 sens = pd.DataFrame(rows)
 sens.pivot(index="model", columns="roi", values="relative").loc[models, rois].round(3)
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(rois), figsize=(3.2 * len(rois) + 1, 3.8), sharey=True, squeeze=False)
 for ax, roi in zip(axes[0], rois):
     d = sens[sens.roi == roi].set_index("model").loc[models]
@@ -186,7 +203,7 @@ fig.tight_layout()
 savefig(fig, "06_sensitivity")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 by_group = sens.groupby("group")[["relative", "control_relative", "r"]].mean()
 print(by_group.round(3).to_string())
 if {"standard", "robust"} <= set(by_group.index):
@@ -207,7 +224,7 @@ if {"standard", "robust"} <= set(by_group.index):
 # The same probes at a grid of budgets (224 px units, scaled as above) for the trained models
 # (`curve_models`), in the first ROI and on the first four probed images, to keep the cost down. The black line is the random-direction control averaged over models.
 
-# %%
+# %% tags=["hide-input"]
 idx_curve = idx[: min(len(idx), 4)]
 sd0 = float(response_sd(ds.responses[roi0])[0])
 curve_rows = []
@@ -259,7 +276,7 @@ print(slope.loc[curve_models].round(2).to_string())
 # sensitivity (a response change) can be compared. Here they are computed across the models for
 # each ROI (dots) and averaged (bars).
 
-# %%
+# %% tags=["hide-input"]
 trained = [m for m in models if group_of[m] != "untrained"]
 panels = {"all models": models}
 if 2 <= len(trained) < len(models):
@@ -316,7 +333,7 @@ for panel in panels:
 # `linf_eps` (the Part I attack) with the PGD L2 probes above, both in the "either direction"
 # definition. A voxel's sensitivity is its mean over images.
 
-# %%
+# %% tags=["hide-input"]
 dsv = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, average_subjects=False)
 fitv = fit_panel(dsv, voxel_models, [roi0], kind="ridge", device=device, seed=seed, n_samples=n_samples,
                  progress=False)

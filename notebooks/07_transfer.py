@@ -33,6 +33,23 @@
 # robust ResNet-50s, MobileNet-v2 / EfficientNet-Lite0 (real weights) and untrained networks for the
 # paper's panel, the simulated observer for NSD (see chapter 6 and the introduction).
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 07 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/07_transfer.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -52,7 +69,7 @@ fe_steps = 3            # PGD steps per bisection trial of the fixed-effect sear
 fe_tol = 0.2            # relative precision of the fixed-effect budget
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -81,7 +98,7 @@ eps_px = scale_eps(eps, image_size)
 print("models:", groups)
 print(f"fixed budget: L2 eps = {eps:g} at 224 px = {eps_px:.3f} at {image_size} px")
 
-# %%
+# %% tags=["hide-input"]
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed)
 fit = fit_panel(ds, models, rois, kind="ridge", device=device, seed=seed, n_samples=n_samples,
                 progress=False)
@@ -90,7 +107,7 @@ probe_kw = l2_probe_settings(image_size, eps=eps, steps=steps)
 print(ds.name, "|", len(idx), "probed test images | ROIs:", rois)
 
 
-# %%
+# %% tags=["hide-input"]
 def short(name: str) -> str:
     """Compact model label for matrix axes."""
     return (name.replace("efficientnet_lite0", "effnet-lite0").replace("mobilenet_v2", "mobilenet-v2")
@@ -106,7 +123,7 @@ def short(name: str) -> str:
 # the observed responses across images; the diagonal is each model's own sensitivity. The bottom row
 # is the control: random directions with the same L2 norm, applied to each target.
 
-# %%
+# %% tags=["hide-input"]
 fb = {}
 for roi in rois:
     probes = {m: cached_probe(fit, m, roi, image_index=idx, **probe_kw) for m in models}
@@ -134,7 +151,7 @@ plt.show()
 # of the same size causes. Transfer is measured relative to each target's own sensitivity, so that
 # 1 means "moves the target as much as the target's own probe".
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for roi in rois:
     res, sd = fb[roi], float(response_sd(ds.responses[roi])[0])
@@ -183,7 +200,7 @@ for roi in rois:
 # probes have the same L2 norm). The talk contrasts the noise-like patterns of standard models with
 # the structured patterns of robust ones.
 
-# %%
+# %% tags=["hide-input"]
 roi = rois[0]
 probes = {m: cached_probe(fit, m, roi, image_index=idx, **probe_kw) for m in models}
 pos = int(np.argmax([np.mean([probes[m].sensitivity[0, i, 0] for m in models]) for i in range(len(idx))]))
@@ -208,7 +225,7 @@ plt.show()
 # fall short are counted as unreached. Fewer images are used here (`n_images_fe`): the search costs
 # several probes per image.
 
-# %%
+# %% tags=["hide-input"]
 idx_fe = idx[:n_images_fe]
 fe, fe_rows = {}, []
 for roi in rois:
@@ -231,7 +248,7 @@ summary = need.groupby(["roi", "model"], sort=False).agg(
     median_eps_224=("eps_224", "median"), reached=("reached", "mean"))
 summary
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(1.0 * len(fe_models) * len(rois) + 2, 3.6))
 labels = []
 for k, (key, d) in enumerate(need.groupby(["roi", "model"], sort=False)):
@@ -266,7 +283,7 @@ if {"standard", "robust"} <= set(med.index):
 # on the target as on its source); the bottom rows are random noise with the norm of each source's
 # probes, averaged over targets.
 
-# %%
+# %% tags=["hide-input"]
 ft = {roi: transfer_study(fit, roi, fe[roi], idx_fe, targets=models, seed=seed) for roi in rois}
 fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) + 2.5, 0.75 * len(fe_models) + 2.8),
                          squeeze=False)
@@ -290,7 +307,7 @@ fig.tight_layout()
 savefig(fig, "07_transfer_fixed_effect")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 for roi in rois:
     res = ft[roi]
     target = target_change * float(response_sd(ds.responses[roi])[0])

@@ -41,6 +41,23 @@
 # for adversarial training, MobileNet-v2 / EfficientNet-Lite0 (real weights) and untrained networks
 # for the 14 networks, the simulated observer for NSD.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 08 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/08_subspaces.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -57,7 +74,7 @@ n_samples = 16          # noise draws of each smoothed model (cost grows in prop
 n_show = 3              # singular vectors shown as images per model
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -87,7 +104,7 @@ def short(name: str) -> str:
             .replace(":untrained", " (untr.)").replace("+smooth", " σ="))
 
 
-# %%
+# %% tags=["hide-input"]
 dsv = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, average_subjects=False)
 fitv = fit_panel(dsv, models, rois, kind="ridge", device=device, seed=seed, n_samples=n_samples,
                  progress=False)
@@ -111,7 +128,7 @@ print(f"{len(idx)} test images, k = {k}, D = {3 * image_size ** 2} pixels: "
 # matrix $J J^\top$ (`probelib.geometry.perturbation_subspace`, exact). Similarities are computed
 # per image and then averaged over images.
 
-# %%
+# %% tags=["hide-input"]
 panels = {roi: panel_subspaces(fitv, models, roi, idx, k, units=units[roi], device=device, progress=False)
           for roi in rois}
 sims = {roi: panels[roi].similarity() for roi in rois}          # (N, M, M) per ROI
@@ -134,7 +151,7 @@ plt.show()
 # The same matrix summarised by model group (pairs of different models only; error bars: SEM over
 # images). The dotted line is the chance level $k/D$.
 
-# %%
+# %% tags=["hide-input"]
 tabs = []
 for roi in rois:
     t = group_means(sims[roi], models, groups)
@@ -159,7 +176,7 @@ fig.tight_layout()
 savefig(fig, "08_group_similarity")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 print(gtab[["roi", "from", "to", "mean", "sem", "n_pairs"]].round(4).to_string(index=False))
 for roi in rois:
     d = gtab[gtab.roi == roi].set_index("pair")["mean"]
@@ -188,7 +205,7 @@ for roi in rois:
 # The bases are nested (the top-$j$ directions for any $j \le k$), so the similarity can be read
 # off for every dimension up to $k$ at no extra cost; chance grows as $j/D$.
 
-# %%
+# %% tags=["hide-input"]
 roi = rois[0]
 P = panels[roi]
 pairs_by_group = {}
@@ -219,7 +236,7 @@ plt.show()
 # observed responses, it is a first-order sensitivity comparable with chapter 6: robust models
 # should have smaller singular values.
 
-# %%
+# %% tags=["hide-input"]
 eps_px = scale_eps(eps, image_size)
 fig, ax = plt.subplots(figsize=(5, 3.6))
 sv_rows = []
@@ -248,7 +265,7 @@ pd.DataFrame(sv_rows).round(3)
 # smoothed models' directions are smoother, because smoothing averages the gradient over noisy
 # copies of the image.
 
-# %%
+# %% tags=["hide-input"]
 pos = 0
 img = dsv.stimuli[idx[pos]]
 fig, axes = plt.subplots(len(models), n_show + 1, figsize=(1.9 * (n_show + 1), 1.9 * len(models)), squeeze=False)

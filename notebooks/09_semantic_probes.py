@@ -27,6 +27,23 @@
 # same images are produced, and because the demo's responses come from a known observer we can
 # also *measure* whether the probes move the "brain" the way they move the model.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 09 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/09_semantic_probes.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -46,7 +63,7 @@ image_size = 96         # pixels per side of the stimuli fed to the models
 n_images = 1            # start images per ROI and direction (test images)
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import imageio.v2 as imageio
 import matplotlib.pyplot as plt
 import numpy as np
@@ -101,7 +118,7 @@ print(f"probe budget: L2 {eps:g} at 224 px -> {eps_px:.2f} at {image_size} px "
 # the ladder and take the most strongly smoothed one whose mean held-out correlation over the
 # ROIs is at least `min_relative` of the best in the ladder (`recovery.select_robust`).
 
-# %%
+# %% tags=["hide-input"]
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed)
 digest = dataset_digest(ds)
 fit = fit_panel(ds, models, rois, n_samples=n_samples, device=device, seed=seed, progress=False)
@@ -114,7 +131,7 @@ print(f"chosen robust model: {robust} (mean r = {pred_table.loc[robust, 'mean']:
       f"{pred_table['mean'].idxmax()} with {pred_table['mean'].max():.3f}); standard model: {standard} "
       f"(mean r = {pred_table.loc[standard, 'mean']:.3f})")
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for roi in rois:
     ax.plot(levels, pred_table[roi], "o-", label=roi, alpha=0.8)
@@ -138,7 +155,7 @@ plt.show()
 # therefore evaluate the same smoothed network with `probe_samples` draws and the same readout
 # (`recovery.with_noise_samples`), and check on the test images that it predicts as well.
 
-# %%
+# %% tags=["hide-input"]
 _encoders = {}
 
 
@@ -178,7 +195,7 @@ for roi, cols in zip(rois, robust_all.columns):
 # radius `eps` around the start image and onto the pixel box [0, 1]; every step is a frame of the
 # video. The standard and the robust model get exactly the same procedure.
 
-# %%
+# %% tags=["hide-input"]
 cats = np.asarray(ds.categories) if ds.categories is not None else None
 preferred = {"FFA": "face", "PPA": "place", "EBA": "body", "VWFA": "word"}
 
@@ -225,7 +242,7 @@ print(f"{len(runs)} trajectories of {steps} steps")
 # noise of the same L2 norm as each frame's perturbation. All changes are in units of the
 # standard deviation of the observed ROI responses across the photographs.
 
-# %%
+# %% tags=["hide-input"]
 observer = None
 if dataset == "demo":
     observer = recovery.observer_for_rois(ds, rois, seed=seed, device=device)
@@ -258,7 +275,7 @@ for run in runs:
 # change of the model's own prediction and, on the demo, of the observer, in the intended
 # direction (s.d. units).
 
-# %%
+# %% tags=["hide-input"]
 first = [r for r in runs if r["image"] == start_images(r["roi"])[0 if r["mode"] == "minimize" else 1][0]]
 pairs = {}
 for r in first:
@@ -291,7 +308,7 @@ plt.show()
 # right the robust model; each frame is one gradient step (the last frame is held). The GIFs are
 # saved next to the figures (`figures/09_<ROI>_probes.gif`).
 
-# %%
+# %% tags=["hide-input"]
 def _label(panel: np.ndarray, text: str, scale: int) -> np.ndarray:
     """(3, H, W) in [0, 1] -> uint8 (H * scale + 14, W * scale, 3) with a text label on top."""
     img = (np.clip(panel.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
@@ -337,7 +354,7 @@ for roi in rois:
 # from the start at different rates. Dashed: the model's own predicted change; solid: the
 # observer's change; grey: random noise of the same norm (demo only).
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(len(rois), 2, figsize=(9, 2.8 * len(rois)), squeeze=False, sharex=True)
 for i, roi in enumerate(rois):
     for j, mode in enumerate(("minimize", "maximize")):
@@ -367,7 +384,7 @@ plt.show()
 # demo, how much the observer moved in the intended direction when both models' probes have the
 # same L2 norm (the smaller of the two final norms).
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for roi in rois:
     for mode in ("minimize", "maximize"):
@@ -386,7 +403,7 @@ for roi in rois:
 summary = pd.DataFrame(rows)
 display(summary.round(3))
 
-# %%
+# %% tags=["hide-input"]
 labels = [f"{r}\n{m[:3]}" for r, m in summary.groupby(["roi", "mode"], sort=False).size().index]
 wide = {k: summary[summary.model == k].groupby(["roi", "mode"], sort=False).mean(numeric_only=True)
         for k in ("standard", "robust")}
@@ -415,7 +432,7 @@ fig.tight_layout()
 savefig(fig, "09_probe_summary")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 s, rb = summary[summary.model == "standard"], summary[summary.model == "robust"]
 print(f"High-frequency fraction of the perturbations: standard {s.high_freq.mean():.2f}, robust "
       f"{rb.high_freq.mean():.2f} (white noise 0.80).")
@@ -445,7 +462,7 @@ if has_obs:
 #   order of magnitude in gradient size, so the weight is set per model such that the penalty's
 #   gradient is `mei_tv` times the response gradient at the start (`recovery.tv_weight`).
 
-# %%
+# %% tags=["hide-input"]
 g = torch.Generator().manual_seed(seed)
 neutral = (0.5 + 0.05 * torch.randn(3, image_size, image_size, generator=g)).clamp(0, 1)
 record = max(1, mei_steps // 12)
@@ -478,7 +495,7 @@ for (roi, kind), res in meis.items():
 mei_table = pd.DataFrame(mei_rows)
 display(mei_table.round(2))
 
-# %%
+# %% tags=["hide-input"]
 n_cols = 3 if ds.categories is not None else 2
 fig, axes = plt.subplots(len(rois), n_cols, figsize=(3.0 * n_cols, 3.1 * len(rois)), squeeze=False)
 for i, roi in enumerate(rois):
@@ -498,7 +515,7 @@ fig.tight_layout()
 savefig(fig, "09_mei")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 grid = [[meis[(roi, kind)].images for roi in rois] for kind in ("standard", "robust")]
 labels = [[f"{roi} MEI: {kind}" for roi in rois] for kind in ("standard", "robust")]
 path = write_gif(grid, labels, "09_mei", duration=0.2)

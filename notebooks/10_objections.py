@@ -44,6 +44,23 @@
 # between models at a fixed budget, and perturbation subspaces spanned by the top right singular
 # vectors of the Jacobian $J = \partial r / \partial x$.
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value is read as a Python literal), for example to run the
+# chapter on the Natural Scenes Dataset with a GPU:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 10 \
+#     -p dataset nsd -p nsd_root /data/nsd -p device cuda
+# ```
+#
+# This writes `book/generated/10_objections.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
@@ -66,7 +83,7 @@ n_images = 8            # held-out images probed
 n_samples = 4           # noise draws of each smoothed model
 quick = False           # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -111,7 +128,7 @@ print(f"L2 budget: {eps:g} at 224 px -> {eps_px:.2f} at {image_size} px (same RM
 # fitted on the training photographs; `n_images` held-out photographs are probed. Sensitivities are
 # reported in units of the standard deviation of the observed ROI responses across photographs.
 
-# %%
+# %% tags=["hide-input"]
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed)
 digest = dataset_digest(ds)
 fit = fit_panel(ds, models, rois, n_samples=n_samples, device=device, seed=seed, progress=False)
@@ -129,7 +146,7 @@ display(predictivity.round(3))
 # absolute change kept) on the same held-out images and ROIs. If lower sensitivity were a quirk of
 # one architecture, the smoothing ladder would lower it in one family and not the other.
 
-# %%
+# %% tags=["hide-input"]
 sweep = probe_panel(fit, "pgd", image_index=idx, eps=eps_px, norm="l2", steps=steps, direction="abs",
                     store_perturbations=True, progress=False, device=device)
 sens = sensitivity_table(sweep)
@@ -144,7 +161,7 @@ per_model_own = sens.groupby(["model", "image"])["own_relative"].mean().unstack(
 # The observer of the demo can be probed the same way: its sensitivity is the "ground-truth
 # brain" level against which the models are compared below (demo only).
 
-# %%
+# %% tags=["hide-input"]
 observer = None
 if dataset == "demo":
     observer = recovery.observer_for_rois(ds, rois, seed=seed, device=device)
@@ -154,7 +171,7 @@ if dataset == "demo":
                                        device=device)
     obs_rel = obs_probe.sensitivity[0] / np.array([sd[r] for r in rois])  # (N, R)
 
-# %%
+# %% tags=["hide-input"]
 ladder_rows = []
 for arch in architectures:
     for sigma in sigmas:
@@ -194,7 +211,7 @@ fig.tight_layout()
 savefig(fig, "10_ladders")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 for arch, group in ladder.groupby("architecture", sort=False):
     for col, table, what in (("sensitivity", per_model, "s.d. of observed responses"),
                              ("own", per_model_own, "s.d. of own predictions")):
@@ -243,7 +260,7 @@ if observer is not None:
 # sign pattern of the same budget is the control. If weak transfer were caused by a weak attack, a
 # stronger attack should raise the other models' change along with the source's.
 
-# %%
+# %% tags=["hide-input"]
 attack_settings = {
     "FGSM": ("fgsm", {"eps": [eps_linf]}),
     f"PGD-{strong_steps}": ("pgd", {"eps": eps_linf, "norm": "linf", "steps": strong_steps}),
@@ -269,7 +286,7 @@ transfer = pd.concat(frames, ignore_index=True)
 strength = transfer.groupby(["attack", "target"], sort=False)[["change", "control", "gain"]].mean()
 display(strength.unstack("attack").round(3))
 
-# %%
+# %% tags=["hide-input"]
 attack_names = list(attack_settings)
 target_names = list(dict.fromkeys(transfer.target))
 fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
@@ -301,7 +318,7 @@ fig.tight_layout()
 savefig(fig, "10_attack_strength")
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 own = [strength.loc[(a, source_model), "change"] for a in attack_names]
 oth = [np.mean([strength.loc[(a, t), "change"] for t in others]) for a in attack_names]
 gain = [np.mean([strength.loc[(a, t), "gain"] for t in others]) for a in attack_names]
@@ -349,7 +366,7 @@ print(f"{source_model}: L2 (eps {eps_px:.2f}) vs L-inf ({eps_linf * 255:.0f}/255
 #   noise of the same size (`brain_gain`, not ranked): how well the candidate's probes would work
 #   on the "brain".
 
-# %%
+# %% tags=["hide-input"]
 if observer is None:
     print("Model recovery needs the demo's known generative model; skipped for dataset =", dataset)
 else:
@@ -383,7 +400,7 @@ else:
     print(f"true family: {truth}; chance level of the subspace similarity: {agree.chance:.1e}")
     display(recov.set_index("model").round(3))
 
-# %%
+# %% tags=["hide-input"]
 if observer is not None:
     labels_c = {"predictivity": "predictivity\n(r)", "log_level_error": "sensitivity level\n|log ratio|",
                 "profile_r": "sensitivity\nprofile r", "gradient_cosine": "gradient\ncosine",

@@ -1,4 +1,8 @@
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +10,9 @@ import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(2)
+
+ROOT = Path(__file__).resolve().parents[1]
+_QUICK_BOOK = pytest.StashKey[Path]()
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +32,60 @@ def chelsea() -> torch.Tensor:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# -- the quick book, built once a session --------------------------------------------------------
+def pytest_collection_modifyitems(config, items):
+    """The browser tests run last, on the quick book that tests/test_notebooks.py has built by then."""
+    items.sort(key=lambda item: item.path.name == "test_browser.py")  # stable: order otherwise kept
+
+
+class _RememberQuickBook:
+    """Remembers the directory of tests/test_notebooks.py's quick book, for ``quick_book_html``.
+
+    A plugin rather than a hook of this conftest: a conftest's hooks only see the nodes below it,
+    and a session-scoped fixture is set up for the session node.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        result = yield
+        if fixturedef.argname == "quick_book":
+            request.config.stash[_QUICK_BOOK] = Path(result)
+        return result
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.has_plugin("probelib-quick-book"):
+        config.pluginmanager.register(_RememberQuickBook(), "probelib-quick-book")
+
+
+@pytest.fixture(scope="session")
+def quick_book_html(request, tmp_path_factory) -> Path:
+    """The HTML of the quick (small-parameter) book.
+
+    The book that tests/test_notebooks.py executed and rendered in this session; rendered here from
+    its notebooks if that test did not render them; executed and rendered here if tests/test_notebooks.py
+    did not run at all. When its chapters failed this fails at once rather than executing them again.
+    """
+    book = request.config.stash.get(_QUICK_BOOK, None)
+    if book is not None and (book / "_build" / "html" / "index.html").exists():
+        return book / "_build" / "html"
+    build = tmp_path_factory.mktemp("browserbook")
+    names = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))]
+    if book is not None:
+        missing = [n for n in names if not (book / "generated" / f"{n}.ipynb").exists()]
+        if missing:
+            pytest.fail(f"no quick book: chapters {missing} failed in tests/test_notebooks.py")
+        shutil.copytree(book / "generated", build / "generated")
+    else:
+        env = dict(os.environ, PROBELIB_CACHE=str(build / "cache"), PROBELIB_FIGURES=str(build / "figures"))
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "execute_notebooks.py"), "--quick",
+                               "--out", str(build / "generated")], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("_config.yml", "_toc.yml", "book/intro.md"):
+        shutil.copy(ROOT / name, build / Path(name).name)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", str(build)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return build / "_build" / "html"
