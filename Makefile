@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book test check-book bench notebooks venv clean
+.PHONY: book test check check-book bench notebooks venv clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,14 @@ test: $(STAMP)
 	bash scripts/install_test_deps.sh
 	$(BIN)/python -m pytest tests
 
+## Re-execute the chapters that `make book` built and compare every output (nbval; durations,
+## paths and memory addresses sanitised): says whether a rerun gives the book's numbers.
+check: $(STAMP)
+	$(BIN)/python scripts/execute_notebooks.py --check
+	MPLBACKEND=module://matplotlib_inline.backend_inline TQDM_DISABLE=1 $(BIN)/python -m pytest \
+	    -p no:cacheprovider --nbval --nbval-current-env \
+	    --nbval-sanitize-with tests/nbval_sanitize.cfg book/generated
+
 ## The book that `make book` built, in headless Chromium and offline: formulas typeset, images
 ## loaded, no JavaScript error, no request off the machine; screenshots in _build/screenshots.
 check-book: $(STAMP)
@@ -47,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf _build book/generated figures .cache
+	rm -rf _build book/_build book/generated figures .cache

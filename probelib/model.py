@@ -6,7 +6,7 @@ import contextlib
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
+from ._progress import progress_bar
 
 from ._checks import check_images, check_positive_int
 from ._torch import check_module, evaluating, model_device
@@ -38,7 +38,7 @@ def batched(fn, images, batch_size: int = 32, device=None, progress: bool | None
     show = progress if progress is not None else n > 4 * batch_size
     out = []
     with context, torch.no_grad():
-        for i in tqdm(range(0, n, batch_size), desc=desc, disable=not show, leave=False):
+        for i in progress_bar(range(0, n, batch_size), desc=desc, disable=not show, leave=False):
             xb = x[i:i + batch_size].to(device) if device is not None else x[i:i + batch_size]
             out.append(fn(xb).float().cpu().numpy())
     return np.concatenate(out)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from ._progress import progress_bar
 
 from . import probes
 from ._checks import as_float32_array, check_choice
@@ -96,7 +96,7 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
     fit_options = dict(readout_options)
     if kind in ("mlp", "cnn"):  # trained readouts: train where the features are computed
         fit_options.setdefault("device", device)
-    for spec in tqdm(list(specs), desc="fitting models", disable=not progress):
+    for spec in progress_bar(list(specs), desc="fitting models", disable=not progress):
         enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed,
                             spatial=(kind == "cnn"))
         # every image passes the encoder once per model (features cached on disk); ROIs share them
@@ -175,7 +175,7 @@ def probe_panel(fit: PanelFit, attack: str = "fgsm", image_index=None, progress:
                 **kwargs) -> dict[tuple[str, str], object]:
     """:func:`cached_probe` for every (model, ROI) of the panel; returns a dict of results."""
     out = {}
-    for key in tqdm(list(fit.models), desc=f"{attack} probes", disable=not progress):
+    for key in progress_bar(list(fit.models), desc=f"{attack} probes", disable=not progress):
         out[key] = cached_probe(fit, *key, attack=attack, image_index=image_index, **kwargs)
     return out
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from ._progress import progress_bar
 
 from . import probes
 from .probes import ProbeResult
@@ -128,7 +128,7 @@ def sweep_panel(fit: PanelFit, eps, image_index=None,
     plan = dict(controls) if isinstance(controls, Mapping) else {c: None for c in controls}
     eps_grid = [float(e) for e in np.atleast_1d(eps)]
     out: dict[tuple[str, str], dict[str, ProbeResult]] = {}
-    for spec, roi in tqdm(list(fit.models), desc="FGSM + controls", disable=not progress):
+    for spec, roi in progress_bar(list(fit.models), desc="FGSM + controls", disable=not progress):
         entry = {"targeted": cached_probe(fit, spec, roi, "fgsm", image_index=image_index,
                                           eps=eps_grid, direction=direction,
                                           store_perturbations=True)}

@@ -464,7 +464,7 @@ def panel_subspaces(fit: PanelFit, specs: Sequence[str], roi: str, image_index, 
     units : outputs of the readout spanning the Jacobian (default all V of the ROI; k <= U).
     Cost per model and image: one forward and U backward passes (``method="exact"``).
     """
-    from tqdm import tqdm
+    from ._progress import progress_bar
 
     index = np.asarray(image_index)
     images = np.ascontiguousarray(fit.dataset.stimuli[index])
@@ -473,7 +473,7 @@ def panel_subspaces(fit: PanelFit, specs: Sequence[str], roi: str, image_index, 
     if int(k) < 1 or int(k) > len(units_arr):
         raise ValueError(f"k must be in [1, U = {len(units_arr)}] (the Jacobian has U rows); got {k}")
     bases, values = [], []
-    for spec in tqdm(list(specs), desc=f"subspaces {roi}", disable=not progress):
+    for spec in progress_bar(list(specs), desc=f"subspaces {roi}", disable=not progress):
         if (spec, roi) not in fit.models:
             raise ValueError(f"no fitted model for {spec!r} in ROI {roi!r}")
         key = _fit_key(fit, [spec], roi) | {"spec": spec, "images": index.tolist()}

@@ -73,7 +73,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 from scipy.io import loadmat
-from tqdm import tqdm
+from .._progress import progress_bar
 
 from .._checks import check_choice
 from ..metrics import correlation_ceiling, ncsnr_ceiling
@@ -573,7 +573,7 @@ def _zscore(x: np.ndarray) -> tuple[np.ndarray, int]:
 
 def _extract_subject(root: Path, subject: int, n_sessions: int, design: NSDDesign, image_ids: np.ndarray,
                      vox: _SubjectVoxels, betas_format: str, zscore: bool, chunk: int,
-                     bar: tqdm) -> np.ndarray:
+                     bar) -> np.ndarray:
     """(N, 3, U) single-trial responses of the union voxels to ``image_ids``, in order of presentation."""
     trial_ids = design.trial_images(subject, n_sessions)
     pos = np.searchsorted(image_ids, trial_ids)
@@ -828,7 +828,7 @@ def _build(root: Path, subjects: tuple[int, ...], spec: dict[str, tuple[str, tup
                              "lower t_threshold or choose other subjects")
 
     trials: dict[int, np.ndarray] = {}
-    with tqdm(total=sum(counts[s] for s in subjects), desc="NSD sessions", unit="session",
+    with progress_bar(total=sum(counts[s] for s in subjects), desc="NSD sessions", unit="session",
               disable=not progress) as bar:
         for s in subjects:
             trials[s] = _extract_subject(root, s, counts[s], design, image_ids, voxels[s], betas_format,
@@ -906,7 +906,7 @@ def _download(url: str, relpath: str, dest: Path, timeout: float, progress: bool
                           not (resp.headers.get("Content-Range") or "").startswith(f"bytes {start}-")):
                 start = 0                                   # server ignored the range: start over
             with open(part, "ab" if start else "wb") as f, \
-                    tqdm(total=size, initial=start, unit="B", unit_scale=True, leave=False,
+                    progress_bar(total=size, initial=start, unit="B", unit_scale=True, leave=False,
                          desc=Path(relpath).name, disable=not progress) as bar:
                 while data := resp.read(block):
                     f.write(data)
@@ -931,7 +931,7 @@ def fetch_nsd(root: str | os.PathLike, subjects: int | Sequence[int], base_url: 
     root = Path(root)
     paths = []
     files = nsd_files(subjects, betas_format, sessions, include_stimuli)
-    for rel in tqdm(files, desc="NSD files", unit="file", disable=not progress):
+    for rel in progress_bar(files, desc="NSD files", unit="file", disable=not progress):
         url = f"{base_url.rstrip('/')}/{quote(rel)}"
         try:
             _download(url, rel, root / rel, timeout, progress)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
+from .._progress import progress_bar
 
 from .._checks import check_eps, check_finite_responses, check_images
 from .._torch import clean_responses, forward_responses
@@ -99,10 +99,10 @@ def _want_store(n_bytes: int, store: bool | None, what: str) -> bool:
 
 
 
-def _bar(total: int | None, passes: int, x: Tensor, progress: bool | None, desc: str) -> tqdm:
+def _bar(total: int | None, passes: int, x: Tensor, progress: bool | None, desc: str) -> object:
     """Progress bar; ``progress=None`` shows it when ``passes`` image passes of ``x`` are costly."""
     show = passes * x[0].numel() >= _AUTO_PROGRESS_PIXELS if progress is None else bool(progress)
-    return tqdm(total=total, desc=desc, disable=not show, leave=False)
+    return progress_bar(total=total, desc=desc, disable=not show, leave=False)
 
 
 
