@@ -6,6 +6,7 @@ and in the demo's simulated localiser.
 """
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -18,17 +19,30 @@ from probelib.data.demo import load_demo
 from probelib.data.nsd import load_nsd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nsd_fixture import make_mini_nsd  # noqa: E402
+import nsd_fixture  # noqa: E402
 
 T7 = np.float32(7.0)
 ABOVE = np.nextafter(T7, np.float32(np.inf))     # the smallest float32 above 7
 BELOW = np.nextafter(T7, np.float32(-np.inf))
 
 
+def _shared_rows_only(path, order, subjectim, sharedix, rng):
+    """nsd_stim_info_merged.csv with only the columns and rows the loader cross-checks (the 73,000
+    rows of the full table take seconds to write and read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["", "nsdId", "shared1000"])
+        for i in (np.asarray(sharedix) - 1).tolist():
+            w.writerow([i, i, True])
+
+
 @pytest.fixture(scope="module")
 def boundary_nsd(tmp_path_factory):
     """A miniature NSD tree whose FFA-1 / FFA-2 voxels of subject 1 have t = 7 - ulp, 7, 7 + ulp, ..."""
-    mini = make_mini_nsd(tmp_path_factory.mktemp("nsd_boundary"))
+    with pytest.MonkeyPatch.context() as mp:      # the shared rows of the stimulus table suffice here
+        mp.setattr(nsd_fixture, "_write_stim_info", _shared_rows_only)
+        mini = nsd_fixture.make_mini_nsd(tmp_path_factory.mktemp("nsd_boundary"))
     rel = nsd.nsd_path("floc_tval", subject=1, tval_name=nsd.FLOC_TVAL_NAMES["faces"])
     tval = mini.tval[(1, "faces")].copy()
     ffa = [ijk for ijk, name, _ in mini.planted[(1, "faces")] if name in ("FFA-1", "FFA-2")]
