@@ -123,6 +123,8 @@ def test_no_warning_where_none_is_due():
 def test_smallest_valid_inputs_are_accepted():
     assert pearson_r([1.0, 2.0], [3.0, 5.0]) == pytest.approx(1.0)          # N = 2
     assert isinstance(pearson_r([1.0, 2.0, 4.0], [3.0, 5.0, 1.0]), float)   # one voxel: a float
+    assert type(sparseness([1.0, 2.0])) is float and type(normalized_variance([1.0, 2.0])) is float
+    assert type(sem([1.0, 2.0])) is float and type(ncsnr_ceiling(1.0, 3)) is float
     res = paired_test([1.0, 2.0], [0.0, 0.5])                               # 2 pairs
     assert res.n == 2 and res.mean_difference == pytest.approx(1.25)
     reps = np.random.default_rng(2).standard_normal((3, 2, 2))               # N = 3 images
