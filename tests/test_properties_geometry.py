@@ -100,12 +100,12 @@ class _Diag(nn.Module):
         return x.flatten(1) @ self.w.T
 
 
-@pytest.mark.parametrize("method", ["exact", "power", "randomized"])
+@pytest.mark.parametrize("method", ["exact", "power"])
 def test_subspace_is_the_top_of_the_spectrum(method):
     s = [9.0, 5.0, 2.0, 1.0, 0.5]
     model = _Diag(s)
     x = torch.full((3, 3, 3), 0.5, dtype=torch.float64)
-    sub = pl.perturbation_subspace(model, x, k=2, method=method, n_iter=20 if method != "exact" else None)
+    sub = pl.perturbation_subspace(model, x, k=2, method=method, n_iter=8 if method != "exact" else None)
     np.testing.assert_allclose(sub.singular_values.numpy(), s[:2], rtol=1e-6)
     assert subspace_similarity(sub.basis, model.v[:, :2]) == pytest.approx(1.0, abs=1e-6)
     assert subspace_similarity(sub.basis, model.v[:, 3:]) == pytest.approx(0.0, abs=1e-6)
