@@ -1,0 +1,264 @@
+"""Cache keys: every argument that changes a result must change its key, and nothing else may.
+
+The probe cache is called twice with different images of the same shape (and the same images
+again); every attack argument, the model's weights, buffers, code settings and plain tensor
+attributes, and the bytes, dtype and shape of arrays are varied one at a time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from probelib import cache
+from probelib.cache import array_digest, cached_call, content_key, module_key
+from probelib.pipeline import cached_attack
+
+SIDE = 6
+
+
+class Lin(nn.Module):
+    def __init__(self, seed: int = 0, n_units: int = 2):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(n_units, 3 * SIDE * SIDE, generator=g))
+        self.register_buffer("offset", torch.zeros(n_units))
+        self.gain = 1.0
+
+    def forward(self, x):
+        return self.gain * (x.flatten(1) @ self.weight.T) + self.offset
+
+
+def _images(seed: int, n: int = 2) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 3, SIDE, SIDE)).astype(np.float32) * 0.8 + 0.1
+
+
+@pytest.fixture
+def counted(monkeypatch, tmp_path):
+    """Count the attacks that really run (a cache hit runs none)."""
+    import probelib.pipeline as pipeline
+
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    calls = []
+    real = pipeline._probe_impl
+
+    def impl(key, model, images, attack, kwargs):
+        calls.append(attack)
+        return real(key, model, images, attack, kwargs)
+
+    impl.__wrapped__ = real
+    monkeypatch.setattr(pipeline, "_probe_impl", impl)
+    return calls
+
+
+def test_probe_cache_key_holds_the_image_content(counted):
+    model = Lin()
+    a = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, eps=0.02)
+    b = cached_attack(model, _images(1), "fgsm", key={"model": "lin"}, eps=0.02)   # same shape, other pixels
+    assert len(counted) == 2
+    assert not np.allclose(a.clean, b.clean)
+    np.testing.assert_allclose(b.images, _images(1))
+    again = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, eps=0.02)
+    assert len(counted) == 2                                     # served from the cache
+    np.testing.assert_array_equal(again.sensitivity, a.sensitivity)
+    one_pixel = _images(0)
+    one_pixel[1, 2, 3, 4] += 0.01
+    cached_attack(model, one_pixel, "fgsm", key={"model": "lin"}, eps=0.02)
+    assert len(counted) == 3
+    cached_attack(model, torch.from_numpy(_images(0)), "fgsm", key={"model": "lin"}, eps=0.02)
+    assert len(counted) == 3                                     # a tensor of the same pixels: same key
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"eps": 0.03}, {"eps": [0.02, 0.03]}, {"units": [1]}, {"direction": "increase"}, {"direction": "abs"},
+])
+def test_probe_cache_key_holds_every_fgsm_argument(counted, kwargs):
+    model = Lin()
+    base = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, eps=0.02)
+    other = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, **{"eps": 0.02, **kwargs})
+    assert len(counted) == 2
+    assert base.sensitivity.shape != other.sensitivity.shape or not np.allclose(base.change, other.change)
+
+
+@pytest.mark.parametrize("kwargs", [{"norm": "linf"}, {"steps": 3}, {"step_size": 0.001}, {"restarts": 2},
+                                    {"random_start": True}, {"seed": 1, "random_start": True}])
+def test_probe_cache_key_holds_every_pgd_argument(counted, kwargs):
+    model = Lin()
+    common = {"eps": 0.5, "steps": 2, "norm": "l2"}
+    if "seed" in kwargs:
+        common["random_start"] = True
+    cached_attack(model, _images(0), "pgd", key={"model": "lin"}, **common)
+    cached_attack(model, _images(0), "pgd", key={"model": "lin"}, **{**common, **kwargs})
+    assert len(counted) == 2
+
+
+def test_probe_cache_key_holds_the_model_not_its_name(counted):
+    x = _images(0)
+    a = cached_attack(Lin(0), x, "fgsm", key={"model": "lin"}, eps=0.02)
+    b = cached_attack(Lin(1), x, "fgsm", key={"model": "lin"}, eps=0.02)             # same key, other weights
+    assert len(counted) == 2 and not np.allclose(a.clean, b.clean)
+    cached_attack(Lin(0), x, "fgsm", key={"model": "lin"}, eps=0.02, device="cpu", progress=True)
+    assert len(counted) == 2                                     # device and progress are not in the key
+    cached_attack(Lin(0), x, "fgsm", key={"model": "other"}, eps=0.02)
+    assert len(counted) == 3                                     # the description is in the key
+    cached_attack(Lin(0), x, "fgsm", eps=0.02)
+    cached_attack(Lin(0), x, "fgsm", eps=0.02)
+    assert len(counted) == 5                                     # no key: nothing cached
+    cached_attack(Lin(0), x, "pgd", key={"model": "lin"}, eps=0.02)
+    assert counted[-1] == "pgd"
+
+
+# --------------------------------------------------------------------------- module_key
+
+def test_module_key_follows_what_the_module_computes():
+    base = module_key(Lin(0))
+    assert module_key(Lin(0)) == base
+    assert set(base) == {"class", "digest"}
+    changed = []
+    m = Lin(0)
+    with torch.no_grad():
+        m.weight[0, 0] += 1e-3
+    changed.append(m)
+    m = Lin(0)
+    m.offset += 1.0                                               # a buffer
+    changed.append(m)
+    m = Lin(0)
+    m.gain = 2.0                                                  # a public setting
+    changed.append(m)
+    m = Lin(0)
+    m.scale = torch.ones(3)                                       # a tensor kept as a plain attribute
+    changed.append(m)
+    m = Lin(0)
+    m.table = np.ones(3)
+    changed.append(m)
+    m = Lin(0)
+    m.sizes = (1, 2)
+    changed.append(m)
+    m = Lin(0, n_units=3)
+    changed.append(m)
+    m = Lin(0).double()                                           # dtype
+    changed.append(m)
+    keys = [module_key(c)["digest"] for c in changed]
+    assert base["digest"] not in keys
+    assert len(set(keys)) == len(keys)
+    a, b = Lin(0), Lin(0)
+    b.scale = torch.ones(3)
+    a.scale = torch.ones(3) * 2
+    assert module_key(a) != module_key(b)
+
+
+def test_module_key_ignores_what_does_not_change_the_result():
+    base = module_key(Lin(0))
+    m = Lin(0)
+    m.name, m.weights_source, m.trained = "another name", "/some/path.pth", True
+    m._private = 5
+    m.train()
+    assert module_key(m) == base
+    m.eval()
+    assert module_key(m) == base
+
+
+def test_module_key_of_nested_modules_and_their_classes():
+    class Wrap(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    class Wrap2(Wrap):
+        pass
+
+    assert module_key(Wrap(Lin(0))) != module_key(Wrap(Lin(1)))
+    assert module_key(Wrap(Lin(0))) == module_key(Wrap(Lin(0)))
+    assert module_key(Wrap(Lin(0)))["digest"] != module_key(Wrap2(Lin(0)))["digest"]
+    assert module_key(Wrap(Lin(0)))["class"].endswith(module_key(Wrap(Lin(1)))["class"].split(".")[-1])
+    assert "Wrap" in module_key(Wrap(Lin(0)))["class"]
+    m = Wrap(Lin(0))
+    m.inner.weight = None                                         # a parameter slot left empty
+    module_key(m)
+    with pytest.raises(ValueError, match=r"^expected a torch.nn.Module; got ndarray$"):
+        module_key(np.ones(2))
+
+
+# --------------------------------------------------------------------------- arrays and content
+
+def test_array_digest_holds_bytes_dtype_and_shape():
+    a = np.arange(6, dtype=np.float32)
+    base = array_digest(a)
+    assert len(base) == 16 and array_digest(a.copy()) == base
+    assert array_digest(a.reshape(2, 3)) != base
+    assert array_digest(a.astype(np.float64)) != base
+    b = a.copy()
+    b[5] = np.nextafter(b[5], np.float32(10))
+    assert array_digest(b) != base
+    assert array_digest(a[::2]) == array_digest(np.ascontiguousarray(a[::2]))
+    t = torch.arange(6, dtype=torch.float32)
+    assert len(array_digest(t)) == 16 and array_digest(t) == array_digest(t.clone())
+    assert array_digest(t.reshape(2, 3)) != array_digest(t)
+    assert array_digest(t.double()) != array_digest(t)
+
+
+def test_content_key_describes_containers_by_content():
+    x = np.ones((2, 3))
+    key = content_key({"a": [x, 3, "s"], 1: (Lin(0),)})
+    assert key["a"][0] == {"array": array_digest(x), "shape": [2, 3]}
+    assert key["a"][1:] == [3, "s"]
+    assert key["1"][0] == module_key(Lin(0))
+    assert content_key(torch.ones(2))["shape"] == [2]
+    assert content_key(5) == 5
+
+
+def test_cached_call_keys_ignored_arrays_by_content(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    calls = []
+
+    def total(key, values, scale, verbose):
+        calls.append(1)
+        return float(np.sum(values)) * scale
+
+    a, b = np.ones(4), np.full(4, 2.0)
+    assert cached_call(total, {"k": 1}, a, 1.0, False, ignore=("values", "verbose")) == 4.0
+    assert cached_call(total, {"k": 1}, b, 1.0, False, ignore=("values", "verbose")) == 8.0
+    assert cached_call(total, {"k": 1}, a, 1.0, True, ignore=("values", "verbose")) == 4.0
+    assert len(calls) == 2                                        # verbose is ignored: a hit
+    assert cached_call(total, {"k": 1}, a, 3.0, False, ignore=("values", "verbose")) == 12.0
+    assert cached_call(total, {"k": 2}, a, 1.0, False, ignore=("values", "verbose")) == 4.0
+    assert cached_call(total, "plain key", a, 1.0, False, ignore=("values", "verbose")) == 4.0
+    assert len(calls) == 5
+    assert cached_call(total, None, a, 1.0, False, ignore=("values", "verbose")) == 4.0
+    assert cached_call(total, None, a, 1.0, False, ignore=("values", "verbose")) == 4.0
+    assert len(calls) == 7                                        # key None: never cached
+
+
+def test_cached_call_recomputes_a_value_that_fails_its_check(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    results = iter([[1, 2], (1, 2), (1, 2)])
+
+    def make(key):
+        return next(results)
+
+    ok = lambda v: isinstance(v, tuple)  # noqa: E731
+    with pytest.warns(UserWarning, match=r"^a cached result of make is not what it returns \(got list\); "
+                                         r"recomputing it$"):
+        assert cached_call(make, {"k": 1}, check=ok) == (1, 2)
+    assert cached_call(make, {"k": 1}, check=ok) == (1, 2)        # the entry was replaced
+    bad_values = iter([[1], [1]])
+
+    def bad(key):
+        return next(bad_values)
+
+    with pytest.warns(UserWarning), pytest.raises(TypeError, match=r"^bad returned list, which fails its own"):
+        cached_call(bad, {"k": 2}, check=ok)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "c"))
+    assert cache.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("PROBELIB_CACHE")
+    assert cache.cache_dir().name in (".cache", "probelib")
+    target = tmp_path / "new" / "dir"
+    assert cache.check_cache_dir(target) == target
+    assert (target.stat().st_mode & 0o777) == 0o700

@@ -1,0 +1,256 @@
+"""Properties of probelib.metrics: documented promises, boundaries, axes and error reports.
+
+Each test pins a rule the docstrings state: errors name the argument at fault (the message starts
+with it), each documented warning is the only warning, the boundaries of every
+check (``N >= 2``, ``n_splits >= 1``, ``noise_ceiling <= 1``, ...), every ``axis`` argument, the
+choice between all half splits and random ones, and results that stay within [-1, 1].
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+import probelib as pl
+from probelib.metrics import (correlation_ceiling, discriminability, ncsnr_ceiling, normalized_variance,
+                              paired_test, pearson_r, sem, sensitivity_summary, sparseness, spearman_brown,
+                              split_half_ceiling)
+
+GOOD = np.array([[1.0, 2.0], [2.0, 1.0], [4.0, 5.0]])
+NAN = np.array([[1.0, 2.0], [2.0, np.nan], [4.0, 5.0]])
+REPEATS = np.random.default_rng(0).standard_normal((6, 2, 2))
+NAN_REPEATS = REPEATS.copy()
+NAN_REPEATS[1, 0, 1] = np.nan
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: pearson_r(NAN, GOOD), r"^pred contain 1 NaN/inf values in columns \[1\]$"),
+    (lambda: pearson_r(GOOD, NAN), r"^obs contain 1 NaN/inf values in columns \[1\]$"),
+    (lambda: split_half_ceiling(NAN_REPEATS), r"^repeats contain 1 NaN/inf values in columns \[1\]$"),
+    (lambda: ncsnr_ceiling([0.5, np.nan], 3), r"^ncsnr contain 1 NaN/inf values$"),
+    (lambda: ncsnr_ceiling([0.5], np.inf), r"^n_trials contain 1 NaN/inf values$"),
+    (lambda: correlation_ceiling([np.nan]), r"^noise_ceiling contain 1 NaN/inf values$"),
+    (lambda: sparseness([1.0, np.nan]), r"^x contain 1 NaN/inf values$"),
+    (lambda: normalized_variance([1.0, np.nan]), r"^x contain 1 NaN/inf values$"),
+    (lambda: sem([1.0, np.nan]), r"^x contain 1 NaN/inf values$"),
+    (lambda: discriminability({"m1": [np.nan], "m2": [1.0]}), r"^scores_by_model\['m1'\] contain 1 NaN/inf"),
+    (lambda: discriminability(np.array([np.nan, 1.0])), r"^scores_by_model contain 1 NaN/inf values$"),
+    (lambda: paired_test([np.nan, 1.0], [1.0, 2.0]), r"^a contain 1 NaN/inf values$"),
+    (lambda: paired_test([0.0, 1.0], [1.0, np.inf]), r"^b contain 1 NaN/inf values$"),
+    (lambda: sensitivity_summary(NAN), r"^sensitivity contain 1 NaN/inf values in columns \[1\]$"),
+    (lambda: pearson_r(["a", "b", "c"], [1.0, 2.0, 3.0]), r"^pred must be numeric; got list$"),
+    (lambda: spearman_brown(0.5, 0), r"^factor must be > 0; got 0$"),
+    (lambda: split_half_ceiling(REPEATS, n_splits=0), r"^n_splits must be >= 1; got 0$"),
+    (lambda: split_half_ceiling(REPEATS, n_target=0), r"^n_target must be >= 1 repeats; got 0$"),
+    (lambda: split_half_ceiling(REPEATS[None]), r"^repeats must have shape \(N images >= 3, R repeats >= 2"),
+    (lambda: split_half_ceiling(REPEATS[:2]), r"^repeats must have shape \(N images >= 3"),
+    (lambda: ncsnr_ceiling([-1.0, 0.0, 2.0, -0.5], 3), r"^ncsnr must be >= 0; got 2 negative values$"),
+    (lambda: ncsnr_ceiling([1.0], 0), r"^n_trials must be > 0$"),
+    (lambda: correlation_ceiling([0.5, 1.5]),
+     r"^noise_ceiling must be a fraction <= 1 \(divide NSD percentages by 100\)$"),
+    (lambda: correlation_ceiling(2.5), r"^noise_ceiling must be a fraction"),
+    (lambda: discriminability({}), r"^need scores of at least 2 models along axis -1; got shape \(0,\)$"),
+    (lambda: discriminability({"a": [1.0], "b": [1.0, 2.0], "c": [1.0]}),
+     r"^every model needs a score of the same shape"),
+    (lambda: paired_test([1.0], [2.0]), r"^need at least 2 pairs along axis 0; got 1$"),
+    (lambda: paired_test([1.0, 2.0], [2.0, 3.0], alternative="up"),
+     r"^unknown alternative 'up'; valid: 'two-sided', 'greater', 'less'$"),
+    (lambda: paired_test([1.0, 2.0], [2.0, 3.0], method="z"), r"^unknown method 'z'; valid: 't', 'wilcoxon'$"),
+    (lambda: sem([1.0]), r"^need more than 1 values along axis 0; got shape \(1,\)$"),
+    (lambda: sensitivity_summary(np.ones((0, 3)), axis=0), r"^no values to summarise along axis 0"),
+    (lambda: sensitivity_summary(np.ones(3), axis=(0, 1)), r"^axis \(0, 1\) out of range"),
+])
+def test_errors_name_the_argument_at_fault(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def _one_warning(call, message):
+    """Run ``call``; it must emit exactly one warning, a RuntimeWarning with ``message``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = call()
+    assert [str(w.message) for w in caught] == [message]
+    assert caught[0].category is RuntimeWarning
+    return out
+
+
+def _no_warning(call):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return call()
+
+
+def test_warnings_are_the_documented_ones():
+    x = np.array([[1.0, 3.0, 2.0], [2.0, 3.0, 1.0], [3.0, 3.0, 5.0]])
+    y = np.array([[1.0, 2.0, 7.0], [0.0, 1.0, 7.0], [5.0, 4.0, 7.0]])
+    r = _one_warning(lambda: pearson_r(x, y), "2 of 3 voxels are constant across images: their correlation is NaN")
+    assert np.isnan(r[1]) and np.isnan(r[2]) and np.isfinite(r[0])
+    r = _one_warning(lambda: pearson_r(y, x), "2 of 3 voxels are constant across images: their correlation is NaN")
+    r = _one_warning(lambda: pearson_r(x[:, :2], y[:, :2]),
+                     "1 of 2 voxels are constant across images: their correlation is NaN")
+    reps = np.stack([x, x + y], axis=1)  # (3 images, 2 repeats, 3 voxels): voxel 1 constant in a half
+    _one_warning(lambda: split_half_ceiling(reps),
+                 "1 voxels are constant within a half of the repeats: their ceiling is NaN")
+    assert _one_warning(lambda: sparseness([-1.0, 2.0]),
+                        "sparseness expects non-negative scores; got negative values") == pytest.approx(1 - 0.25 / 2.5)
+    assert np.isnan(_one_warning(lambda: sparseness([0.0, 0.0]), "sparseness of all-zero scores is undefined: NaN"))
+    out = _one_warning(lambda: normalized_variance([[0.0, 0.0], [1.0, 3.0]]),
+                       "normalized variance needs a positive maximum: NaN")
+    assert np.isnan(out[0]) and out[1] == pytest.approx(np.var([1 / 3, 1.0]))
+    assert np.isnan(_one_warning(lambda: normalized_variance([-1.0, -2.0]),
+                                 "normalized variance needs a positive maximum: NaN"))
+
+
+def test_no_warning_where_none_is_due():
+    rng = np.random.default_rng(1)
+    _no_warning(lambda: pearson_r(rng.standard_normal((5, 3)), rng.standard_normal((5, 3))))
+    _no_warning(lambda: split_half_ceiling(rng.standard_normal((6, 3, 2))))
+    assert _no_warning(lambda: sparseness([0.0, 0.0, 1.0])) == pytest.approx(1 - 1 / 3)   # zeros are fine
+    assert _no_warning(lambda: sparseness([0.5, 0.25])) == pytest.approx(1 - 0.375**2 / 0.15625)
+    assert _no_warning(lambda: normalized_variance([0.5, 0.25])) == pytest.approx(np.var([1.0, 0.5]))
+    # Spearman-Brown where the denominator vanishes: -inf / nan, silently (vectorised use)
+    assert _no_warning(lambda: spearman_brown(-1.0, 2)) == -np.inf
+    assert np.isnan(_no_warning(lambda: spearman_brown(np.inf, 2)))
+
+
+# --------------------------------------------------------------------------- boundaries
+
+def test_smallest_valid_inputs_are_accepted():
+    assert pearson_r([1.0, 2.0], [3.0, 5.0]) == pytest.approx(1.0)          # N = 2
+    assert isinstance(pearson_r([1.0, 2.0, 4.0], [3.0, 5.0, 1.0]), float)   # one voxel: a float
+    assert type(sparseness([1.0, 2.0])) is float and type(normalized_variance([1.0, 2.0])) is float
+    assert type(sem([1.0, 2.0])) is float and type(ncsnr_ceiling(1.0, 3)) is float
+    res = paired_test([1.0, 2.0], [0.0, 0.5])                               # 2 pairs
+    assert res.n == 2 and res.mean_difference == pytest.approx(1.25)
+    reps = np.random.default_rng(2).standard_normal((3, 2, 2))               # N = 3 images
+    assert split_half_ceiling(reps).shape == (2,)
+    assert split_half_ceiling(reps, n_splits=1).shape == (2,)
+    assert sem([1.0, 3.0]) == pytest.approx(1.0)                            # n = ddof + 1
+    s = sensitivity_summary(np.array([[2.0]]))                              # one value
+    assert s.n == 1 and s.mean == 2.0 and s.std == 0.0
+    s = sensitivity_summary(np.array([1.0, 2.0, 3.0, 4.0]), axis=0)         # 1-D
+    assert s.n == 4 and s.median == 2.5
+    assert ncsnr_ceiling(0.0, 3) == 0.0
+    assert ncsnr_ceiling(1.0, 1e-12) == pytest.approx(1e-12, rel=1e-6)
+
+
+def test_noise_ceiling_tolerance_and_clipping():
+    assert correlation_ceiling(1.0) == 1.0
+    assert correlation_ceiling(1.0 + 1e-9) == 1.0          # at the tolerance: accepted, clipped to 1
+    assert correlation_ceiling(1.0 + 5e-10) == 1.0
+    assert correlation_ceiling(-0.2) == 0.0                # sqrt(max(nc, 0))
+    np.testing.assert_array_equal(correlation_ceiling([0.25, -1.0, 1.0]), [0.5, 0.0, 1.0])
+    with pytest.raises(ValueError):
+        correlation_ceiling(1.0 + 3e-9)
+
+
+def test_correlations_stay_within_minus_one_and_one():
+    """Rounding can push the raw ratio past +-1 (these inputs do); the result is clipped."""
+    x = np.random.default_rng(5).standard_normal(5)
+    assert pearson_r(x, 3 * x + 1) == 1.0
+    x = np.random.default_rng(6).standard_normal(5)
+    assert pearson_r(x, -3 * x + 1) == -1.0
+
+
+def test_inputs_are_read_as_float64_from_any_array_like():
+    x = torch.tensor([1.0, 2.0, 4.0, 3.0], requires_grad=True)
+    y = np.array([2.0, 1.0, 5.0, 3.0], dtype=np.float32)
+    assert pearson_r(x, y) == pytest.approx(stats.pearsonr([1, 2, 4, 3], [2, 1, 5, 3])[0], abs=1e-12)
+    r32 = float(np.float32(0.3))          # computed in float64, not float32
+    assert spearman_brown(np.float32(0.3), 2) == 2 * r32 / (1 + r32)
+    assert sparseness(torch.tensor([1.0, 0.0])) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- half splits
+
+def _reference_ceiling(reps, splits, n_target):
+    half = len(splits[0][0])
+    rs = []
+    for a, b in splits:
+        ma, mb = reps[:, list(a)].mean(1), reps[:, list(b)].mean(1)
+        rs.append([stats.pearsonr(ma[:, v], mb[:, v])[0] for v in range(reps.shape[2])])
+    r = np.mean(rs, axis=0)
+    m = n_target / half
+    return np.where(r > 0, m * r / (1 + (m - 1) * r), r)
+
+
+def _all_splits(n_repeats, half):
+    out = []
+    for a in itertools.combinations(range(n_repeats), half):
+        rest = [i for i in range(n_repeats) if i not in a]
+        out += [(a, b) for b in itertools.combinations(rest, half) if a < b]
+    return out
+
+
+def test_all_distinct_splits_are_used_when_there_are_at_most_n_splits():
+    """R = 5: 15 distinct pairs of disjoint halves of 2. With n_splits >= 15 all are used (the
+    seed does not matter); with fewer, n_splits random ones drawn with the seed."""
+    rng = np.random.default_rng(7)
+    reps = rng.standard_normal((12, 1, 3)) + rng.standard_normal((12, 5, 3))
+    splits = _all_splits(5, 2)
+    assert len(splits) == 15
+    exhaustive = _reference_ceiling(reps, splits, 5)
+    for n_splits, seed in ((15, 0), (15, 3), (100, 1)):
+        np.testing.assert_allclose(split_half_ceiling(reps, seed=seed, n_splits=n_splits), exhaustive, rtol=1e-10)
+    few = [split_half_ceiling(reps, seed=s, n_splits=12) for s in (0, 1)]
+    assert not np.allclose(few[0], few[1])
+    # the random splits: permutations drawn with default_rng(seed), halves p[:h] and p[h:2h]
+    gen = np.random.default_rng(4)
+    perms = [gen.permutation(5) for _ in range(6)]
+    random_splits = [(tuple(p[:2]), tuple(p[2:4])) for p in perms]
+    np.testing.assert_allclose(split_half_ceiling(reps, seed=4, n_splits=6),
+                               _reference_ceiling(reps, random_splits, 5), rtol=1e-10)
+
+
+def test_split_half_defaults_are_seed_0_and_100_splits():
+    reps = np.random.default_rng(8).standard_normal((10, 10, 2))   # 126 distinct splits > 100
+    np.testing.assert_array_equal(split_half_ceiling(reps), split_half_ceiling(reps, seed=0, n_splits=100))
+    assert not np.array_equal(split_half_ceiling(reps), split_half_ceiling(reps, seed=0, n_splits=101))
+    assert not np.array_equal(split_half_ceiling(reps), split_half_ceiling(reps, seed=1, n_splits=100))
+
+
+# --------------------------------------------------------------------------- axes
+
+def test_axis_arguments_select_the_axis():
+    rng = np.random.default_rng(9)
+    a = rng.random((3, 4)) + 0.1          # 3 models x 4 subjects
+    d = discriminability(a, axis=0)
+    np.testing.assert_allclose(d.sparseness, [sparseness(a[:, j]) for j in range(4)])
+    np.testing.assert_allclose(d.normalized_variance, [normalized_variance(a[:, j]) for j in range(4)])
+    np.testing.assert_allclose(normalized_variance(a), [np.var(row / row.max()) for row in a])
+    np.testing.assert_allclose(normalized_variance(a, ddof=1), [np.var(row / row.max(), ddof=1) for row in a])
+    np.testing.assert_allclose(sparseness(a, axis=0), [sparseness(a[:, j]) for j in range(4)])
+
+    x, y = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
+    for method in ("t", "wilcoxon"):
+        res = paired_test(x, y, method=method, alternative="greater", axis=1)
+        ref = (stats.ttest_rel if method == "t" else stats.wilcoxon)(x, y, axis=1, alternative="greater")
+        np.testing.assert_allclose(res.statistic, ref.statistic)
+        np.testing.assert_allclose(res.pvalue, ref.pvalue)
+        np.testing.assert_allclose(res.mean_difference, (x - y).mean(1))
+        np.testing.assert_allclose(res.median_difference, np.median(x - y, 1))
+        np.testing.assert_allclose(res.sem_difference, stats.sem(x - y, axis=1))
+        assert res.alternative == "greater" and res.method == method and res.n == 6
+    less = paired_test(x[0], y[0], alternative="less")
+    assert less.pvalue == pytest.approx(stats.ttest_rel(x[0], y[0], alternative="less").pvalue)
+
+    s = rng.random((2, 5, 3))
+    summary = sensitivity_summary(s)
+    np.testing.assert_allclose(summary.std, s.reshape(2, -1).std(1))
+    np.testing.assert_allclose(summary.q25, np.percentile(s.reshape(2, -1), 25, axis=1))
+    np.testing.assert_allclose(summary.q75, np.percentile(s.reshape(2, -1), 75, axis=1))
+    np.testing.assert_allclose(summary.median, np.median(s.reshape(2, -1), axis=1))
+    np.testing.assert_allclose(summary.mean, s.reshape(2, -1).mean(1))
+    assert summary.n == 15
+    one = sensitivity_summary(s, axis=1)
+    np.testing.assert_allclose(one.q75, np.percentile(s, 75, axis=1))
+    assert one.n == 5
+
+
+def test_top_level_names_are_the_metrics():
+    assert pl.pearson_r is pearson_r and pl.split_half_ceiling is split_half_ceiling

@@ -1,0 +1,300 @@
+"""Properties of probelib.readouts: closed forms, boundaries, tie rules and full error messages.
+
+Ridge's leave-one-out error is checked against refitting without each image; ties go to the first
+alpha (ridge) or the larger penalty (lasso CV); network readouts standardise inputs and outputs
+inside and record their settings; every validation message names the parameter at fault.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from probelib.readouts import (fit_readout, lasso_alpha_max, lasso_cv, lasso_cv_predictions, lasso_lars,
+                               ridge_loo)
+
+
+def _data(n=12, d=5, v=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, X[:, :2] @ rng.normal(size=(2, v)) + 0.5 * rng.normal(size=(n, v))
+
+
+X12, Y12 = _data()
+SPATIAL = np.random.default_rng(1).normal(size=(12, 2, 2, 2))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: fit_readout("ridge", X12, Y12, alphas=[]),
+     r"^alphas must not be empty: give at least one value > 0$"),
+    (lambda: fit_readout("ridge", X12, Y12, alphas=[1.0, 0.0]), r"^alphas must be finite and > 0; got \[0\.0\]$"),
+    (lambda: fit_readout("ridge", X12, Y12, alphas="1"),
+     r"^alphas must be a number or a 1-D sequence of numbers > 0; got '1'$"),
+    (lambda: fit_readout("mlp", X12, Y12, weight_decays=[-1.0]),
+     r"^weight_decays must be finite and >= 0; got \[-1\.0\]$"),
+    (lambda: fit_readout("mlp", X12, Y12, weight_decays=[]),
+     r"^weight_decays must not be empty: give at least one value >= 0$"),
+    (lambda: fit_readout("ridge", X12, Y12, per_voxel=1), r"^per_voxel must be True or False; got 1$"),
+    (lambda: fit_readout("lasso", X12, Y12, alphas=[0.1, 0.2], cv=1), r"^cv must be an integer >= 2; got 1$"),
+    (lambda: fit_readout("lasso", X12, Y12, alphas=[0.1], max_iter=0), r"^max_iter must be an integer >= 1; got 0$"),
+    (lambda: fit_readout("mlp", X12, Y12, hidden=0), r"^hidden must be an integer >= 1; got 0$"),
+    (lambda: fit_readout("mlp", X12, Y12, epochs=True), r"^epochs must be an integer >= 1; got True$"),
+    (lambda: fit_readout("mlp", X12, Y12, lr=0.0), r"^lr must be a finite number > 0; got 0\.0$"),
+    (lambda: fit_readout("mlp", X12, Y12, lr=True), r"^lr must be a finite number > 0; got True$"),
+    (lambda: fit_readout("ols", X12[:1], Y12[:1]),
+     r"^too few images: features and responses have N = 1 rows; an ols fit with an intercept needs N >= 2$"),
+    (lambda: fit_readout("ridge", X12[:1], Y12[:1], alphas=[1.0]),
+     r"^too few images: features and responses have N = 1 rows; a ridge fit with an intercept needs N >= 2$"),
+    (lambda: fit_readout("ridge", X12[:2], Y12[:2], alphas=[1.0, 2.0]),
+     r"^too few images: features and responses have N = 2 rows; ridge's leave-one-out choice among several "
+     r"alphas needs N >= 3$"),
+    (lambda: fit_readout("lasso", X12[:1], Y12[:1], alphas=[0.1]),
+     r"^too few images: features and responses have N = 1 rows; a lasso fit with an intercept needs N >= 2$"),
+    (lambda: fit_readout("mlp", X12[:1], Y12[:1], weight_decays=[0.1], epochs=1),
+     r"^too few images: features and responses have N = 1 rows; a mlp readout \(inputs and outputs are "
+     r"standardised\) needs N >= 2$"),
+    (lambda: fit_readout("mlp", X12[:3], Y12[:3], weight_decays=[0.1, 1.0], epochs=1),
+     r"^too few images: features and responses have N = 3 rows; choosing among several weight_decays holds "
+     r"out 2 for validation, leaving 1 to train on; needs N >= 4 \(or give a single weight decay\)$"),
+    (lambda: fit_readout("lasso", X12, Y12, alphas=[0.1, 0.2], cv=13),
+     r"^cv must be in \[2, N=12\] \(at least one image per fold\); got cv=13$"),
+    (lambda: fit_readout("lasso", X12[:3], Y12[:3], alphas=[0.1, 0.2], cv=2),
+     r"^cv=2 folds of N=3 images leave 1 image\(s\) to fit on in some fold; lasso cross-validation needs 2 "
+     r"\(more images, or another cv\)$"),
+    (lambda: fit_readout("ridge", X12, Y12, alpha=3), r"^unknown readout options: alpha$"),
+    (lambda: fit_readout("svm", X12, Y12), r"^unknown readout kind 'svm'; valid: 'ols', 'ridge', 'lasso'"),
+    (lambda: fit_readout("cnn", X12, Y12), r"^the cnn readout needs spatial features \(N, C, h, w\); got \(12, 5\)"),
+    (lambda: fit_readout("ols", X12.astype(str), Y12), r"^features must be a real numeric array; got dtype <U"),
+    (lambda: fit_readout("ols", X12, Y12.astype(complex)), r"^responses must be a real numeric array; got dtype"),
+    (lambda: fit_readout("ols", X12[:, 0], Y12), r"^features must have shape \(N, D\) or \(N, C, h, w\); got shape"),
+    (lambda: fit_readout("ols", X12, Y12[:, :, None]), r"^responses must have shape \(N, V\), or \(N,\) for one"),
+    (lambda: fit_readout("ols", X12, Y12[:5]), r"^features \(N, \.\.\.\) and responses \(N, V\) must share N"),
+    (lambda: fit_readout("ols", X12[:0], Y12[:0]), r"^features and responses have no rows \(N = 0\)"),
+    (lambda: fit_readout("ols", X12[:, :0], Y12), r"^features have no feature columns; got shape \(12, 0\)$"),
+    (lambda: fit_readout("ols", X12, Y12[:, :0]), r"^responses have no voxel columns; got shape \(12, 0\)$"),
+    (lambda: fit_readout("ols", np.where(np.eye(12, 5) > 0, np.nan, X12), Y12),
+     r"^features contain 5 NaN/inf values in columns \[0, 1, 2, 3, 4\]$"),
+    (lambda: fit_readout("ols", X12, np.where(np.eye(12, 3) > 0, np.inf, Y12)),
+     r"^responses contain 3 NaN/inf values in columns \[0, 1, 2\]$"),
+    (lambda: lasso_lars(X12, Y12, [0.1, 0.2]), r"^alpha must be one penalty or one per voxel \(3\); got 2$"),
+    (lambda: lasso_lars(X12, Y12, 0.0), r"^alpha \(lasso penalty\) must be finite and > 0; got \[0\.0\]$"),
+    (lambda: lasso_cv_predictions(X12, Y12, [0.1], []),
+     r"^folds must hold at least one \(train, validation\) pair; got none$"),
+    (lambda: lasso_cv_predictions(X12, Y12, [0.1], [(np.arange(1), np.arange(1, 12))]),
+     r"^every fold needs >= 2 training and >= 1 validation images; got a fold with 1 and 11$"),
+    (lambda: lasso_cv_predictions(X12, Y12, [0.1], [(np.arange(12), np.arange(0))]),
+     r"^every fold needs >= 2 training and >= 1 validation images; got a fold with 12 and 0$"),
+])
+def test_errors_name_the_parameter_at_fault(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_readouts_check_the_features_they_were_fitted_on():
+    lin = fit_readout("ols", X12, Y12)
+    with pytest.raises(ValueError, match=r"^this readout was fitted on 5 features per image; got features of "
+                                         r"shape \(6,\) \(6 per image\): features of another encoder"):
+        lin(torch.zeros(2, 6))
+    mlp = fit_readout("mlp", X12, Y12, weight_decays=[0.0], epochs=1, hidden=2)
+    with pytest.raises(ValueError, match=r"^this readout was fitted on 5 features per image; got"):
+        mlp(torch.zeros(2, 4))
+    cnn = fit_readout("cnn", SPATIAL, Y12, weight_decays=[0.0], epochs=1, hidden=2)
+    with pytest.raises(ValueError, match=r"^this cnn readout was fitted on features of shape \(2, 2, 2\) per "
+                                         r"image; got \(2, 4, 1\)"):
+        cnn(torch.zeros(2, 2, 4, 1))
+    assert cnn(torch.zeros(3, 2, 2, 2)).shape == (3, 3)
+    assert mlp(torch.zeros(3, 5)).shape == (3, 3)
+
+
+# --------------------------------------------------------------------------- boundaries
+
+def test_smallest_valid_inputs_are_accepted():
+    for kind, opts in (("ols", {}), ("ridge", {"alphas": [1.0]}), ("lasso", {"alphas": [0.01]})):
+        r = fit_readout(kind, X12[:2], Y12[:2], **opts)           # N = 2
+        assert r(torch.as_tensor(X12[:2], dtype=torch.float32)).shape == (2, 3)
+    with pytest.warns(UserWarning, match="edge of the grid"):
+        fit_readout("ridge", X12[:3], Y12[:3], alphas=[0.1, 1.0])     # several alphas: N = 3
+    w, b, alpha, mse = lasso_cv(X12[:6], Y12[:6], [0.01, 0.1], cv=3)   # cv folds leave 4 >= 2 to train
+    assert alpha.shape == (3,)
+    lasso_cv(X12[:4], Y12[:4], [0.01, 0.1], cv=2)                 # N - ceil(N / cv) = 2
+    lasso_cv(X12[:3], Y12[:3], [0.01, 0.1], cv=3)                 # cv = N: leave-one-out, 2 to train
+    r = fit_readout("mlp", X12[:4], Y12[:4], weight_decays=[0.0, 0.1], epochs=1, hidden=2)   # N = 4
+    assert set(r.hparams["validation_r"]) == {0.0, 0.1}
+    fit_readout("mlp", X12[:2], Y12[:2], weight_decays=[0.0], epochs=1, hidden=2)            # one decay
+    with pytest.warns(RuntimeWarning, match=r"^the LARS path stopped after max_iter=1 steps at alpha=\S+ > 0\.1; "
+                                            r"raise max_iter$"):
+        fit_readout("lasso", X12, Y12, alphas=[0.1], max_iter=1)
+    fit_readout("mlp", X12, Y12, weight_decays=0.0, epochs=1, hidden=1, lr=1e-9)
+
+
+# --------------------------------------------------------------------------- ridge
+
+def _loo_by_refitting(X, Y, alpha):
+    """Leave-one-out squared error of ridge with an unpenalised intercept, by refitting N times."""
+    n = len(X)
+    err = np.zeros(Y.shape[1])
+    for i in range(n):
+        keep = np.arange(n) != i
+        xm, ym = X[keep].mean(0), Y[keep].mean(0)
+        Xc, Yc = X[keep] - xm, Y[keep] - ym
+        W = np.linalg.solve(Xc.T @ Xc + alpha * np.eye(X.shape[1]), Xc.T @ Yc)
+        err += ((X[i] - xm) @ W + ym - Y[i]) ** 2
+    return err / n
+
+
+def test_ridge_loo_error_is_refitting_without_each_image():
+    X, Y = _data(n=9, d=4, v=2, seed=3)
+    alphas = [0.01, 1.0, 30.0]
+    w, b, alpha, loo = ridge_loo(X, Y, alphas)
+    for a_i, a in enumerate(alphas):
+        np.testing.assert_allclose(loo[a_i], _loo_by_refitting(X, Y, a), rtol=1e-8)
+    np.testing.assert_array_equal(alpha, np.asarray(alphas)[np.argmin(loo, axis=0)])
+    ref = fit_readout("ridge", X, Y, alphas=[alpha[0]])
+    np.testing.assert_allclose(w[0], ref.weight.numpy()[0].astype(np.float64), rtol=1e-5)
+    # the intercept is exact: the fitted responses have the responses' mean
+    np.testing.assert_allclose((X @ w.T + b).mean(0), Y.mean(0), atol=1e-10)
+    # a shared alpha minimises the voxel-averaged LOO error
+    _, _, shared, _ = ridge_loo(X, Y, alphas, per_voxel=False)
+    assert np.all(shared == alphas[int(np.argmin(loo.mean(1)))])
+
+
+def test_ridge_ties_go_to_the_first_alpha():
+    """A constant voxel has zero LOO error at every alpha: the first alpha of the grid is kept."""
+    X, Y = _data(n=8, d=3, v=2, seed=4)
+    Y[:, 1] = 2.0
+    for alphas in ([0.1, 1.0, 10.0], [10.0, 1.0, 0.1]):
+        _, b, alpha, loo = ridge_loo(X, Y, alphas)
+        np.testing.assert_allclose(loo[:, 1], 0.0, atol=1e-20)
+        assert alpha[1] == alphas[0]
+        assert b[1] == pytest.approx(2.0)
+        _, _, shared, _ = ridge_loo(X, np.repeat(Y[:, 1:], 2, axis=1), alphas, per_voxel=False)
+        assert np.all(shared == alphas[0])
+
+
+def test_ridge_hparams_and_the_edge_warning():
+    X, Y = _data(n=20, d=4, v=2, seed=5)
+    with pytest.warns(UserWarning, match="edge of the grid"):
+        r = fit_readout("ridge", X, Y, alphas=[1e-3, 1e-2])
+    assert r.kind == "ridge" and r.hparams["kind"] == "ridge"
+    assert r.hparams["n_train"] == 20 and r.hparams["n_features"] == 4
+    assert r.hparams["alphas"] == [1e-3, 1e-2] and r.hparams["per_voxel"] is True
+    assert r.hparams["loo_mse"].shape == (2, 2) and r.hparams["alpha"].shape == (2,)
+    with warnings.catch_warnings(record=True) as caught:          # every voxel at an edge of the grid
+        warnings.simplefilter("always")
+        fit_readout("ridge", X, Y, alphas=[1e-3, 1e-2])
+    assert [str(w.message) for w in caught] == [
+        "100% of voxels chose an alpha at the edge of the grid [0.001, 0.01]; consider widening it"]
+    with warnings.catch_warnings():                               # one alpha: no grid, no edge
+        warnings.simplefilter("error")
+        fit_readout("ridge", X, Y, alphas=[1e-3])
+
+
+def test_ols_is_least_squares_with_an_intercept():
+    X, Y = _data(n=10, d=3, v=2, seed=6)
+    r = fit_readout("ols", X, Y)
+    A = np.column_stack([X, np.ones(10)])
+    coef = np.linalg.lstsq(A, Y, rcond=None)[0]
+    np.testing.assert_allclose(r.weight.numpy(), coef[:3].T, rtol=1e-5)
+    np.testing.assert_allclose(r.bias.numpy(), coef[3], rtol=1e-5, atol=1e-6)
+    assert r.hparams == {"kind": "ols", "n_train": 10, "n_features": 3}
+
+
+# --------------------------------------------------------------------------- lasso
+
+def test_lasso_alpha_max_is_where_every_weight_vanishes():
+    X, Y = _data(n=15, d=6, v=2, seed=7)
+    amax = lasso_alpha_max(X, Y)
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    np.testing.assert_allclose(amax, np.abs(Xc.T @ Yc).max(0) / 15)
+    for v in range(2):
+        at, _ = lasso_lars(X, Y[:, v], amax[v])
+        below, _ = lasso_lars(X, Y[:, v], amax[v] * 0.99)
+        assert np.all(at == 0) and np.count_nonzero(below) == 1
+    w, b = lasso_lars(X, Y, amax * 2)
+    assert np.all(w == 0)
+    np.testing.assert_allclose(b, Y.mean(0))
+    w, _ = lasso_lars(X, Y, amax * np.array([2.0, 0.5]))            # one penalty per voxel
+    assert np.all(w[0] == 0) and np.any(w[1] != 0)
+
+
+def test_lasso_cv_ties_go_to_the_larger_penalty_and_relative_alphas_scale():
+    X, Y = _data(n=12, d=4, v=2, seed=8)
+    amax = lasso_alpha_max(X, Y)
+    big = [10 * amax.max(), 20 * amax.max()]                       # both zero every weight: a tie
+    _, _, alpha, mse = lasso_cv(X, Y, big, cv=3)
+    assert np.all(alpha == max(big))
+    np.testing.assert_allclose(mse[0], mse[1])
+    _, _, alpha, _ = lasso_cv(X, Y, big[::-1], cv=3)
+    assert np.all(alpha == max(big))
+    folds = [(np.arange(6, 12), np.arange(6)), (np.arange(6), np.arange(6, 12))]
+    pred_rel, nz_rel = lasso_cv_predictions(X, Y, [1.001, 0.5], folds, relative=True)
+    assert pred_rel.shape == (2, 12, 2) and nz_rel.shape == (2, 2)
+    assert np.all(nz_rel[0] == 0) and np.all(nz_rel[1] > 0)        # at alpha_max: nothing survives
+    for tr, va in folds:                                            # at alpha_max: the training mean
+        np.testing.assert_allclose(pred_rel[0][va], np.broadcast_to(Y[tr].mean(0), (len(va), 2)))
+    pred_abs, _ = lasso_cv_predictions(X, Y, [1e-6], folds)
+    for tr, va in folds:
+        w, b = lasso_lars(X[tr], Y[tr], 1e-6)
+        np.testing.assert_allclose(pred_abs[0][va], X[va] @ w.T + b, rtol=1e-6, atol=1e-8)
+
+
+def test_lasso_hparams():
+    X, Y = _data(n=12, d=4, v=2, seed=9)
+    r = fit_readout("lasso", X, Y, alphas=[0.05, 0.5], cv=3)
+    w = r.weight.numpy()
+    assert r.hparams["solver"] == "lars" and r.hparams["cv"] == "3-fold on training images"
+    assert r.hparams["cv_mse"].shape == (2, 2) and r.hparams["alphas"] == [0.05, 0.5]
+    assert r.hparams["nonzero_fraction"] == pytest.approx(float((w != 0).mean()))
+    np.testing.assert_array_equal(r.hparams["nonzero_per_unit"], (w != 0).sum(1))
+    one = fit_readout("lasso", X, Y, alphas=0.05)
+    np.testing.assert_array_equal(one.hparams["alpha"], [0.05, 0.05])
+    ref_w, ref_b = lasso_lars(X, Y, 0.05)
+    np.testing.assert_allclose(one.weight.numpy(), ref_w, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(one.bias.numpy(), ref_b, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- network readouts
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_network_readouts_standardise_inside_and_record_their_settings(kind):
+    X = SPATIAL * 3.0 + 5.0 if kind == "cnn" else X12 * 3.0 + 5.0
+    Y = Y12 * 10.0 - 4.0
+    r = fit_readout(kind, X, Y, seed=2, weight_decays=[0.0, 0.5], epochs=3, hidden=3, lr=1e-2)
+    dims = (0, 2, 3) if kind == "cnn" else (0,)
+    Xt = torch.as_tensor(X, dtype=torch.float32)
+    torch.testing.assert_close(r.in_mean, Xt.mean(dims, keepdim=True)[0])
+    torch.testing.assert_close(r.in_std, Xt.std(dims, keepdim=True)[0])
+    Yt = torch.as_tensor(Y, dtype=torch.float32)
+    torch.testing.assert_close(r.out_mean, Yt.mean(0))
+    torch.testing.assert_close(r.out_std, Yt.std(0))
+    with torch.no_grad():
+        inner = r.net(((Xt if kind == "cnn" else Xt.flatten(1)) - r.in_mean) / r.in_std)
+        torch.testing.assert_close(r(Xt), inner * r.out_std + r.out_mean)
+    hp = r.hparams
+    assert hp["hidden"] == 3 and hp["epochs"] == 3 and hp["lr"] == 1e-2 and hp["seed"] == 2
+    assert hp["weight_decay"] in (0.0, 0.5) and hp["weight_decays"] == [0.0, 0.5]
+    assert set(hp["validation_r"]) == {0.0, 0.5}
+    assert hp["weight_decay"] == max(hp["validation_r"], key=hp["validation_r"].get)
+    assert hp["kind"] == kind and hp["n_train"] == 12 and np.isfinite(hp["final_train_mse"])
+    assert all(not p.requires_grad for p in r.parameters())
+    assert not r.net.training
+    again = fit_readout(kind, X, Y, seed=2, weight_decays=[0.0, 0.5], epochs=3, hidden=3, lr=1e-2)
+    torch.testing.assert_close(again(Xt), r(Xt))
+    other = fit_readout(kind, X, Y, seed=3, weight_decays=[0.0, 0.5], epochs=3, hidden=3, lr=1e-2)
+    assert not torch.allclose(other(Xt), r(Xt))
+    if kind == "mlp":
+        assert r.net[0].out_features == 3 and r.net[0].in_features == 5
+    else:
+        assert r.net[0].out_channels == 3 and r.net[0].kernel_size == (3, 3) and r.net[0].padding == (1, 1)
+
+
+def test_network_readouts_train_with_adam_on_the_standardised_data():
+    """More epochs lower the training error; one decay needs no validation split."""
+    X, Y = _data(n=30, d=4, v=2, seed=10)
+    short = fit_readout("mlp", X, Y, weight_decays=[0.0], epochs=1, hidden=8, lr=1e-2)
+    long = fit_readout("mlp", X, Y, weight_decays=[0.0], epochs=10, hidden=8, lr=3e-2)
+    assert long.hparams["final_train_mse"] < short.hparams["final_train_mse"]
+    assert short.hparams["validation_r"] == {}
+    assert short.hparams["final_train_mse"] < 2.0                  # standardised targets: about 1 at start
