@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book test check check-book bench notebooks venv clean
+.PHONY: book test check check-book bench mutation notebooks venv clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,12 @@ check-book: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+## Mutation testing of the scientific core (slow; not part of `make test`): one module at a time,
+## killed / survived / score per module in benchmarks/MUTATION.md. `make mutation MODULES=metrics`.
+mutation: $(STAMP)
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python scripts/mutation.py $(MODULES)
 
 clean:
 	rm -rf _build book/_build book/generated figures .cache
