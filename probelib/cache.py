@@ -186,24 +186,27 @@ def cached_call(impl: Callable, key, *args, ignore: Sequence[str] = (),
                 check: Callable[[Any], bool] | None = None):
     """``impl(key, *args)``, memoised on disk; computed without the cache when ``key`` is None.
 
-    joblib hashes ``key``, probelib's version and the arguments not named in ``ignore``. Ignored arguments that hold
-    networks, arrays or tensors (passed by reference for speed) are added to the key by content
-    (:func:`content_key`); other ignored arguments (``device``, ``batch_size``, ``progress``) must
-    not change the result. ``key`` must describe everything else that changes the result.
+    Arguments that hold networks, arrays or tensors enter the key by content
+    (:func:`content_key`); joblib hashes ``key``, probelib's version and the other arguments,
+    except those named in ``ignore``, which must not change the result (``device``,
+    ``batch_size``, ``progress``). ``key`` must describe everything else that changes the result.
 
     ``check(result) -> bool`` vets a value read from the cache (type, shape); a value that fails it
     is recomputed and replaces the entry.
     """
     if key is None:
         return impl(None, *args)
-    bound = inspect.signature(impl).bind(key, *args).arguments
     from . import __version__
 
+    bound = inspect.signature(impl).bind(key, *args).arguments
+    # networks, arrays and tensors are keyed here by content (xxHash), not by joblib: faster, and
+    # joblib then neither pickles them for hashing nor writes their repr next to the result
+    by_content = [name for name in list(bound)[1:] if name in ignore or _holds_content(bound[name])]
     extra = {"_probelib": __version__,
-             "_content": {name: content_key(bound[name]) for name in ignore
-                          if _holds_content(bound.get(name))}}
+             "_content": {name: content_key(bound[name]) for name in by_content
+                          if _holds_content(bound[name])}}
     key = {**key, **extra} if isinstance(key, dict) else {"key": key, **extra}
-    fn = memory().cache(impl, ignore=list(ignore))
+    fn = memory().cache(impl, ignore=by_content)
     out = fn(key, *args)
     if check is not None and not check(out):
         warnings.warn(f"a cached result of {impl.__name__} is not what it returns "
