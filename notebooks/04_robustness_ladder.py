@@ -302,7 +302,7 @@ else:
 # with few draws the features of noisy copies are weaker, the readout scales them up, and the
 # gradient of a few-draw average is still dominated by the jagged gradients of the individual
 # copies. Each draw costs a full forward and backward pass, so the number of draws is a
-# compromise with the cost. The smoothed models of the other chapters use 4 draws: cheap
+# compromise with the cost. The smoothed models of the other chapters use 16 draws: cheap
 # stand-ins for "a robustified network", and this check says how far such a stand-in is from
 # robust.
 #

@@ -439,8 +439,8 @@ print(f"chapter run time: {time.time() - t_start:.0f} s")
 # so each kept feature's own gradient passes through undiluted. Which effect wins depends on the
 # features, so the sign of the difference can change from network to network. (2) *The penalty
 # scale.* The paper's absolute grid ($10^{-4}$ to $0.1$) suits features of one scale; the column
-# $lpha_{\max}$ of the penalty table shows how far apart the demo networks are (untrained
-# networks especially), which is why the demo chooses among fractions of $lpha_{\max}$; with
+# $\alpha_{\max}$ of the penalty table shows how far apart the demo networks are (untrained
+# networks especially), which is why the demo chooses among fractions of $\alpha_{\max}$; with
 # `lasso_relative = False` some networks get an empty or an essentially unpenalised lasso and the
 # comparison changes. (3) *The ground truth.* The simulated observer reads out smoothed,
 # spatially pooled features with sparse non-negative weights; it is locally smooth by

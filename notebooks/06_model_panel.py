@@ -27,14 +27,14 @@
 # - the **sensitivity-versus-budget** curve;
 # - **discriminability** of models by sensitivity vs by predictivity (sparseness and normalised
 #   variance across models, the measures of Part I);
-# - the **L-inf vs L2** voxel-wise comparison (the abstract's R = .97).
+# - the **L-inf vs L2** voxel-wise comparison (R = .97, one of the key findings listed on the 2025 paper's abstract page).
 #
 # **What the demo substitutes.** The paper's 14 networks (ImageNet CNNs, CLIP, adversarially
 # trained "robust" ResNet-50s) on NSD are replaced by MobileNet-v2 and EfficientNet-Lite0 with their
 # real ImageNet weights, the same two networks under Gaussian randomized smoothing (sigma = 0.25,
 # the stand-in for the robust ResNet-50s) and three untrained networks as controls; the NSD
 # responses are replaced by the simulated observer of the embedded demo (chapter 1 and the
-# introduction describe it). With `dataset = "nsd"` the same code runs the paper's panel.
+# introduction describe it). With `dataset = "nsd"` the same code runs this panel on NSD; `zoo.model_panel` reconstructs the paper's 14 networks from its description (a reconstruction, not a list published with the paper).
 
 # %% [markdown]
 # ````{admonition} Run this chapter with other parameters
@@ -326,7 +326,7 @@ for panel in panels:
 # %% [markdown]
 # ## L-inf versus L2 probes, voxel by voxel
 #
-# The paper's abstract reports that voxel-wise sensitivities from L-inf-bounded probes correlate
+# The key findings on the 2025 paper's abstract page report that voxel-wise sensitivities from L-inf-bounded probes correlate
 # with those from L2-bounded probes at R = .97. Here single voxels (not ROI means: the data are
 # loaded with `average_subjects=False`) of the first ROI get a ridge readout each; for a random
 # subset of voxels and the probed images we compare FGSM L-inf probes at

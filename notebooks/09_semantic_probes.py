@@ -536,11 +536,12 @@ if observer is not None:
 # ## What this shows, and how it compares with the paper
 #
 # **The paper reports** that probes of standard models are unstructured, noise-like patterns,
-# whereas a robustified ResNet-50, given a larger budget, changes images in semantically
-# meaningful ways: minimising FFA alters the face, maximising PPA enhances scene structure while
-# minimising it blurs or removes scene elements, and maximally exciting images of FFA and PPA show
-# face-like and scene-like structure. The paper presents these as qualitative evidence and notes
-# that whether such images really drive the human regions remains to be tested experimentally.
+# whereas probes of a robustified ResNet-50, given a larger budget, produce "semantically
+# meaningful" changes; its talk shows them as videos (minimise FFA on a face photograph, maximise
+# and minimise EBA, maximise PPA) and shows maximally exciting images, without describing their
+# content in words (the paper's summary names face-like transformations for FFA as an example).
+# The paper presents these as qualitative evidence and notes that whether such images really drive
+# the human regions remains to be tested experimentally.
 #
 # **On the demo** (the numbers are printed above, from this run):
 #
