@@ -93,7 +93,7 @@ from probelib.cache import cache_dir
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import sem
 from probelib.plotting import savefig
-from probelib.zoo import PAPER1_LADDER, demo_ladder
+from probelib.zoo import PAPER1_LADDER, smoothing_ladder
 
 t_start = time.time()
 torch.manual_seed(seed)
@@ -108,7 +108,7 @@ if quick:
     models = list(models)[:2] if models is not None else None
 if models is None:
     models = (list(PAPER1_LADDER) if dataset == "nsd"
-              else [spec for base in bases for spec in demo_ladder(base, sigmas)])
+              else [spec for base in bases for spec in smoothing_ladder(base, sigmas)])
 models = list(models)
 ladder = pd.DataFrame([(spec, *rs.ladder_position(spec)) for spec in models],
                       columns=["model", "family", "level", "level_name"])

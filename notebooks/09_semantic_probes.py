@@ -79,7 +79,7 @@ from probelib.metrics import high_frequency_fraction, response_sd
 from probelib.model import EncodingModel
 from probelib.pipeline import dataset_digest, fit_panel
 from probelib.plotting import amplify, figures_dir, savefig, show_image
-from probelib.zoo import PAPER1_LADDER, demo_ladder
+from probelib.zoo import PAPER1_LADDER, smoothing_ladder
 
 torch.manual_seed(seed)
 if quick:
@@ -88,7 +88,7 @@ if quick:
 if models is None:
     if dataset == "demo":
         models = (["mobilenet_v2", "mobilenet_v2+smooth0.25"] if quick
-                  else list(demo_ladder("mobilenet_v2", sigmas=(0.0, 0.1, 0.25, 0.5))))
+                  else list(smoothing_ladder("mobilenet_v2", sigmas=(0.0, 0.1, 0.25, 0.5))))
     else:
         models = list(PAPER1_LADDER[::4]) if quick else list(PAPER1_LADDER)
 models = list(models)

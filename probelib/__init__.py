@@ -23,10 +23,10 @@ _EXPORTS = {
                 "spearman_brown", "split_half_ceiling"],
     "model": ["EncodingModel", "extract_features", "fit_encoding_model"],
     "readouts": ["fit_readout"],
-    "zoo": ["build_encoder", "demo_ladder", "model_panel"],
+    "zoo": ["build_encoder", "demo_ladder", "model_panel", "smoothing_ladder"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBMODULES = {"cache", "data", "encoders", "geometry", "metrics", "model", "pipeline",
+_SUBMODULES = {"adversarial_training", "cache", "data", "encoders", "geometry", "metrics", "model", "pipeline",
                "plotting", "probes", "readout_study", "readouts", "recovery", "sensitivity", "transfer_study",
                "zoo"}
 __all__ = sorted(_WHERE)

@@ -37,7 +37,6 @@ dataset (the demo and NSD betas are z-scored per voxel, ROI means average those)
 """
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from .model import EncodingModel, extract_features
 from .pipeline import cached_attack, dataset_digest
 from .readouts import LinearReadout, fit_readout, lasso_cv_predictions, lasso_lars
 from .readouts import lasso_alpha_max
-from .zoo import build_encoder, parse_model
+from .zoo import build_encoder, parse_model, robust_checkpoint
 
 __all__ = [
     "PAPER_LASSO_ALPHAS",
@@ -431,9 +430,6 @@ def select_lasso_alpha(features, responses, alphas: Sequence[float] | None = Non
 # ----------------------------------------------------------------------------------------------
 
 
-_ROBUST = re.compile(r"^resnet50_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
-
-
 def ladder_position(spec: str) -> tuple[str, float, str]:
     """Where a model spec sits on a robustness ladder: ``(family, level, level_name)``.
 
@@ -442,12 +438,12 @@ def ladder_position(spec: str) -> tuple[str, float, str]:
     paper (``"resnet50_l2_eps3"``) -> ``("resnet50_l2", 3.0, "adversarial training eps (L2)")``.
     """
     name, untrained, sigma = parse_model(spec)
-    m = _ROBUST.match(name)
-    if m:
+    robust = robust_checkpoint(name)
+    if robust:
         if sigma > 0:
             raise ValueError(f"{spec!r} is both adversarially trained and smoothed: not on one ladder")
-        norm = {"l2": "L2", "linf": "L-inf"}[m["norm"]]
-        return f"resnet50_{m['norm']}", float(m["eps"]), f"adversarial training eps ({norm})"
+        norm = {"l2": "L2", "linf": "L-inf"}[robust[0]]
+        return f"resnet50_{robust[0]}", robust[1], f"adversarial training eps ({norm})"
     return name + (":untrained" if untrained else ""), float(sigma), "smoothing sigma"
 
 

@@ -31,7 +31,6 @@ Conventions as in the rest of probelib: images (N, 3, H, W) with pixels in [0, 1
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +44,7 @@ from ._checks import as_float32_array
 from .cache import cached_call, module_key
 from .geometry import jacobian, subspace_similarity
 from .model import EncodingModel
+from .zoo import parse_spec, robust_checkpoint
 
 __all__ = [
     "robustness_level",
@@ -67,7 +67,6 @@ __all__ = [
     "cached_responses",
 ]
 
-_ROBUST_EPS = re.compile(r"_(l2|linf)_eps(?P<eps>[0-9.]+)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,15 +75,19 @@ _ROBUST_EPS = re.compile(r"_(l2|linf)_eps(?P<eps>[0-9.]+)")
 
 def robustness_level(spec: str) -> float:
     """Robustness of a model spec: the smoothing sigma of ``"...+smooth<sigma>"`` (pixel units),
-    else the training budget of an adversarially trained ``"resnet50_l2_eps<eps>"``, else 0.
+    the L-inf budget of ``"...+adv<k>"`` (k/255, pixel units), the training budget of an
+    adversarially trained ``"resnet50_l2_eps<eps>"``, else 0.
 
     >>> robustness_level("mobilenet_v2+smooth0.25"), robustness_level("resnet50_l2_eps3")
     (0.25, 3.0)
     """
-    if "+smooth" in spec:
-        return float(spec.rsplit("+smooth", 1)[1])
-    m = _ROBUST_EPS.search(spec)
-    return float(m["eps"]) if m else 0.0
+    p = parse_spec(spec)
+    if p.sigma > 0:
+        return p.sigma
+    if p.adv > 0:
+        return p.adv / 255  # an L-inf training budget in pixel units
+    robust = robust_checkpoint(p.name)
+    return robust[1] if robust else 0.0
 
 
 def select_robust(predictivity: Mapping[str, float], min_relative: float = 0.95) -> str:

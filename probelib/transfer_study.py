@@ -14,7 +14,6 @@ responses to express sensitivities relative to it.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,7 +45,6 @@ __all__ = [
 
 #: Side in pixels of the images the papers' budgets refer to (224 px ImageNet-size stimuli).
 REFERENCE_SIZE = 224
-_ROBUST = re.compile(r"_(?:l2|linf)_eps(?P<eps>[0-9.]+)$")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,15 +91,13 @@ def model_groups(specs: Sequence[str]) -> dict[str, list[str]]:
     and adversarially trained networks (``..._l2_eps<e>`` / ``..._linf_eps<e>`` with e > 0);
     ``untrained``: ``:untrained`` specs; everything else is ``standard``.
     """
-    from .zoo import parse_model
+    from .zoo import is_robust, parse_spec
 
     out: dict[str, list[str]] = {"standard": [], "robust": [], "untrained": []}
     for spec in specs:
-        name, untrained, sigma = parse_model(spec)
-        m = _ROBUST.search(name)
-        if untrained:
+        if parse_spec(spec).untrained:
             out["untrained"].append(spec)
-        elif sigma > 0 or (m is not None and float(m["eps"]) > 0):
+        elif is_robust(spec):
             out["robust"].append(spec)
         else:
             out["standard"].append(spec)

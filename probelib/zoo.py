@@ -167,6 +167,24 @@ def parse_model(spec: str) -> tuple[str, bool, float]:
     return p.name, p.untrained, p.sigma
 
 
+_ROBUST_RESNET = re.compile(r"^resnet50_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
+
+
+def robust_checkpoint(name: str) -> tuple[str, float] | None:
+    """``"resnet50_l2_eps3"`` -> ``("l2", 3.0)``: the norm and budget of one of the papers'
+    adversarially trained ResNet-50s; None for any other registry name."""
+    m = _ROBUST_RESNET.match(name)
+    return None if m is None else (m["norm"], float(m["eps"]))
+
+
+def is_robust(spec: str) -> bool:
+    """Trained and robustified: smoothed, adversarially fine-tuned (``+adv``) or one of the
+    papers' robust ResNet-50s with a budget > 0."""
+    p = parse_spec(spec)
+    robust = robust_checkpoint(p.name)
+    return not p.untrained and (p.sigma > 0 or p.adv > 0 or (robust is not None and robust[1] > 0))
+
+
 def ladder_position(spec: str) -> tuple[str, float, str]:
     """Where a spec sits on a robustness ladder: ``(family, level, level_name)``.
 
@@ -176,13 +194,13 @@ def ladder_position(spec: str) -> tuple[str, float, str]:
     with family ``"<name>+smooth"`` (a separate comparison, not the ladder).
     """
     p = parse_spec(spec)
-    robust = re.match(r"^resnet50_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$", p.name)
+    robust = robust_checkpoint(p.name)
     name = p.name + (":untrained" if p.untrained else "")
     if p.sigma > 0 and (p.adv > 0 or robust):
         raise ValueError(f"{spec!r} is both adversarially trained and smoothed: not on one ladder")
     if robust:
-        norm = {"l2": "L2", "linf": "L-inf"}[robust["norm"]]
-        return f"resnet50_{robust['norm']}", float(robust["eps"]), f"adversarial training eps ({norm})"
+        norm = {"l2": "L2", "linf": "L-inf"}[robust[0]]
+        return f"resnet50_{robust[0]}", robust[1], f"adversarial training eps ({norm})"
     if p.sigma > 0:
         return f"{name}+smooth", p.sigma, "smoothing sigma"
     tail = "" if p.adv_steps is None else f"@{p.adv_steps}"

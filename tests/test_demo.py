@@ -187,9 +187,10 @@ def test_observer_is_differentiable_and_voxelwise(demo_cache, observer, voxels):
 
 def test_observer_is_not_a_candidate_encoder():
     from probelib.encoders import REGISTRY
-    from probelib.zoo import DEMO_MODELS, DEMO_SIGMAS, demo_ladder, parse_model
+    from probelib.zoo import DEMO_MODELS, DEMO_SIGMAS, demo_ladder, parse_model, smoothing_ladder
 
     candidates = set(DEMO_MODELS) | set(demo_ladder("mobilenet_v2")) | set(demo_ladder("efficientnet_lite0"))
+    candidates |= set(smoothing_ladder("mobilenet_v2")) | set(smoothing_ladder("efficientnet_lite0"))
     assert D.OBSERVER_SIGMA in DEMO_SIGMAS  # same family as the smoothing ladder ...
     for spec in candidates:
         name, untrained, sigma = parse_model(spec)

@@ -49,14 +49,14 @@ def test_robustness_level():
 
 
 def test_select_robust_prefers_most_robust_that_predicts():
-    r = {"m": 0.80, "m+smooth0.1": 0.86, "m+smooth0.25": 0.85, "m+smooth0.5": 0.70}
-    assert recovery.select_robust(r, 0.95) == "m+smooth0.25"   # 0.5 falls below 0.95 * 0.86
-    assert recovery.select_robust(r, 0.80) == "m+smooth0.5"
+    r = {"alexnet": 0.80, "alexnet+smooth0.1": 0.86, "alexnet+smooth0.25": 0.85, "alexnet+smooth0.5": 0.70}
+    assert recovery.select_robust(r, 0.95) == "alexnet+smooth0.25"   # 0.5 falls below 0.95 * 0.86
+    assert recovery.select_robust(r, 0.80) == "alexnet+smooth0.5"
     # untrained models never count as robust candidates
-    r2 = {"m": 0.8, "a:untrained+smooth0.5": 0.9, "m+smooth0.1": 0.5}
-    assert recovery.select_robust(r2, 0.95) == "m+smooth0.1"   # fallback: best robust predictor
+    r2 = {"alexnet": 0.8, "vgg16:untrained+smooth0.5": 0.9, "alexnet+smooth0.1": 0.5}
+    assert recovery.select_robust(r2, 0.95) == "alexnet+smooth0.1"   # fallback: best robust predictor
     with pytest.raises(ValueError, match="no robust"):
-        recovery.select_robust({"m": 0.8})
+        recovery.select_robust({"alexnet": 0.8})
     with pytest.raises(ValueError, match="min_relative"):
         recovery.select_robust(r, 1.5)
 
