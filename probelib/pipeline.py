@@ -136,7 +136,9 @@ def _run_attack(key: dict | None, model, images: np.ndarray, attack: str, kwargs
         key = dict(key, attack=attack, version=PROBE_CACHE_VERSION,
                    kwargs={k: v for k, v in kwargs.items() if k not in ("device", "progress")})
     return cached_call(_probe_impl, key, model, images, attack, kwargs,
-                       ignore=("model", "images", "kwargs"))
+                       ignore=("model", "images", "kwargs"),
+                       check=lambda r: (isinstance(r, (probes.ProbeResult, probes.FixedEffectResult))
+                                        and r.images.shape == images.shape))
 
 
 def cached_attack(model: torch.nn.Module, images, attack: str = "pgd", key: Mapping | None = None,

@@ -297,7 +297,10 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
         fit_options.setdefault("device", str(device))
     readout, pred = cached_call(_fit_impl, key if cache else None, f_train, units.responses[train], f_test,
                                 kind, int(seed), fit_options,
-                                ignore=("features_train", "responses_train", "test_features"))
+                                ignore=("features_train", "responses_train", "test_features"),
+                                check=lambda r: (isinstance(r, tuple) and len(r) == 2
+                                                 and isinstance(r[0], torch.nn.Module)
+                                                 and np.shape(r[1])[0] == len(f_test)))
     model = EncodingModel(encoder, readout, name=f"{spec}/{kind}").to(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant prediction (empty lasso) -> NaN
@@ -418,7 +421,9 @@ def select_lasso_alpha(features, responses, alphas: Sequence[float] | None = Non
     key = {"X": array_digest(np.asarray(X, dtype=np.float32)), "Y": array_digest(Y), "alphas": alphas.tolist(),
            "relative": bool(relative), "cv": int(cv), "seed": int(seed)}
     per_unit, nonzero = cached_call(_cv_lasso_scores, key if cache else None, X, Y, alphas, bool(relative),
-                                    int(cv), int(seed), ignore=("X", "Y"))
+                                    int(cv), int(seed), ignore=("X", "Y"),
+                                    check=lambda r: (isinstance(r, tuple) and len(r) == 2
+                                                     and np.shape(r[0])[0] == len(alphas)))
     scores = per_unit.mean(1)
     best = int(np.argmax(scores))
     at_edge = len(alphas) > 1 and alphas[best] in (alphas.min(), alphas.max())
@@ -531,4 +536,6 @@ def classification_robustness(encoder, images, eps, labels=None, batch_size: int
     key = {"encoder": module_key(encoder), "images": array_digest(x), "eps": eps_list,
            "labels": None if lab is None else lab.tolist()}
     return cached_call(_classification_impl, key if cache else None, encoder, x, eps_list, lab,
-                       int(batch_size), ignore=("encoder", "images", "batch_size"))
+                       int(batch_size), ignore=("encoder", "images", "batch_size"),
+                       check=lambda r: (isinstance(r, ClassificationRobustness)
+                                        and len(r.clean_label) == len(x)))

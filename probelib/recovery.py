@@ -316,7 +316,8 @@ def input_gradients(model: nn.Module, images, units=None, key: Mapping | None = 
     x = _images(images)
     u = None if units is None else [int(i) for i in np.atleast_1d(units)]
     return cached_call(_gradients_impl, None if key is None else dict(key), model, x, u, device,
-                       ignore=("model", "device"))
+                       ignore=("model", "device"),
+                       check=lambda g: isinstance(g, np.ndarray) and g.ndim == 3 and len(g) == len(x))
 
 
 @dataclass
@@ -470,7 +471,9 @@ def transfer_table(probes: Mapping[str, ProbeResult], images: torch.Tensor,
     full = None if key is None else {"key": dict(key), "targets": list(targets)}
     return pd.DataFrame(cached_call(_transfer_rows, full, dict(probes), x, dict(targets), float(scale),
                                     int(eps_index), int(control_seed), device,
-                                    ignore=("targets", "device")))
+                                    ignore=("targets", "device"),
+                                    check=lambda rows: (isinstance(rows, list)
+                                                        and all(isinstance(r, dict) for r in rows))))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -500,7 +503,8 @@ def cached_optimize(model: nn.Module, image, unit, mode: str = "maximize", key: 
     kwargs = {"progress": False, **kwargs}
     settings = {k: v for k, v in kwargs.items() if k not in ("device", "progress")}
     full = None if key is None else {"key": dict(key), "settings": settings}
-    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("model", "kwargs"))
+    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("model", "kwargs"),
+                       check=lambda r: isinstance(r, OptimizationResult))
 
 
 def _responses_impl(key: dict, model: nn.Module, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -515,4 +519,5 @@ def cached_responses(model: nn.Module, images, key: Mapping | None = None,
     cached on disk by ``key`` (a JSON-able description of the model) and the image content."""
     x = _images(images)
     return cached_call(_responses_impl, None if key is None else dict(key), model, x, batch_size,
-                       ignore=("model", "batch_size"))
+                       ignore=("model", "batch_size"),
+                       check=lambda r: isinstance(r, np.ndarray) and r.ndim == 2 and len(r) == len(x))
