@@ -94,7 +94,7 @@ def main() -> None:
               help="On the demo, leave out the comparisons with the simulated observer (faster).")
 @click.option("--image-size", type=click.IntRange(min=8), default=64, show_default=True,
               help="Side in pixels of the images fed to the networks.")
-@click.option("--n-images", type=click.IntRange(min=2), default=6, show_default=True,
+@click.option("--n-images", type=click.IntRange(min=2), default=5, show_default=True,
               help="Held-out images probed (stratified by category on the demo).")
 @click.option("--device", default=None,
               help="cpu, cuda, cuda:1 ... or auto (cuda when present). Default: where each network lives "

@@ -416,6 +416,12 @@ class ScoreReport:
         s = self.subspaces[(self.subspaces.model == self.model) & (self.subspaces.reference != self.model)]
         rois = list(dict.fromkeys(s["roi"]))
         refs = list(dict.fromkeys(s["reference"]))
+        if not refs:
+            fig, ax = plt.subplots(figsize=(4, 1.2))
+            ax.text(0.5, 0.5, "no reference panel: nothing to compare the subspaces with", ha="center",
+                    va="center", fontsize=9)
+            ax.set_axis_off()
+            return fig
         values = np.full((len(rois), len(refs)), np.nan)
         chance = np.full(len(rois), np.nan)
         for i, roi in enumerate(rois):
@@ -525,7 +531,8 @@ class ScoreReport:
         return "\n".join(lines)
 
     def to_html(self, figures: Mapping[str, object] | None = None) -> str:
-        """A self-contained one-page HTML report (figures inlined as PNG)."""
+        """A self-contained one-page HTML report (figures inlined as PNG). ``figures``: name ->
+        matplotlib Figure or PNG bytes (default: :meth:`figures`)."""
         figures = self.figures() if figures is None else figures
         s = self.settings
         parts = [f"<h1>probelib score: {html.escape(str(s.get('model')))}</h1>",
@@ -565,12 +572,17 @@ class ScoreReport:
         (out / "score.md").write_text(self.to_markdown(), encoding="utf-8")
         written["score.md"] = out / "score.md"
         figures = self.figures()
+        pngs = {}
         for name, fig in figures.items():
+            pngs[name] = _png(fig)  # drawn once: the PNG file and the report share it
             for fmt in formats:
                 path = out / f"{name}.{fmt}"
-                fig.savefig(path, dpi=130, bbox_inches="tight")
+                if fmt == "png":
+                    path.write_bytes(pngs[name])
+                else:
+                    fig.savefig(path, dpi=130, bbox_inches="tight")
                 written[path.name] = path
-        (out / "report.html").write_text(self.to_html(figures), encoding="utf-8")
+        (out / "report.html").write_text(self.to_html(pngs), encoding="utf-8")
         written["report.html"] = out / "report.html"
         for fig in figures.values():
             plt.close(fig)
@@ -625,10 +637,15 @@ def _settings_text(s: dict, markdown: bool) -> str:
     return "<br>".join(f"<b>{html.escape(str(k))}</b>: {html.escape(str(v))}" for k, v in items)
 
 
-def _png64(fig) -> str:
+def _png(fig, dpi: int = 130) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _png64(fig_or_png) -> str:
+    data = fig_or_png if isinstance(fig_or_png, bytes) else _png(fig_or_png)
+    return base64.b64encode(data).decode("ascii")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -707,7 +724,7 @@ def score_report(model, layer: str | None = None, *, dataset: str | Dataset = "d
                  transfer_to: Sequence[str] | None = None,
                  device: str | torch.device | None = None, seed: int = 0, progress: bool = False,
                  weights="default", name: str | None = None, mean=None, std=None, image_size: int = 64,
-                 n_images: int = 6, steps: int = 5, direction: str = "decrease", k: int = 3,
+                 n_images: int = 5, steps: int = 5, direction: str = "decrease", k: int = 3,
                  n_units: int = 8, n_subspace_images: int = 3, n_samples: int = 4,
                  transfer_budgets: Sequence[float] | str | None = None, observer: bool = True,
                  nsd_root=None, cache: bool = True) -> ScoreReport:
@@ -747,7 +764,7 @@ def score_report(model, layer: str | None = None, *, dataset: str | Dataset = "d
     seed : seeds the demo data, the readout fits, the probe images, PGD and the controls.
     progress : show a progress bar.
     image_size : side in pixels of the images fed to the networks.
-    n_images : held-out images probed (stratified by category on the demo).
+    n_images : held-out images probed (stratified by category on the demo: 5 = one per category).
     steps : PGD steps; direction : ``"decrease"`` (paper 1), ``"increase"`` or ``"abs"``.
     k, n_units, n_subspace_images : subspace dimension, voxels per ROI spanning the Jacobian
         (the most reliable), images at which it is taken (the first of the probed ones).
