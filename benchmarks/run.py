@@ -46,6 +46,7 @@ COMPARISONS: dict[str, tuple[str, str, str]] = {
     "subspace_curve": ("bench_geometry", "run_curve", "matrix-free subspace methods: similarity / time"),
     "ridge": ("bench_readouts", "run_ridge", "per-voxel ridge LOO vs sklearn RidgeCV"),
     "cache_key": ("bench_cache", "run_cache_key", "content key of a network vs the extraction it keys"),
+    "score": ("bench_score", "run_score", "probelib score of one network on the demo: cold vs warm cache"),
     "nsd": ("run", "run_nsd", "NSD ROI extraction vs whole-volume load (benchmarks/bench_nsd.py)"),
     "book": ("bench_book", "run_book", "cold / warm build of the demo book (opt-in, slow)"),
 }
@@ -68,6 +69,7 @@ SIZES: dict[str, tuple[Any, str]] = {
     "power_iters": ((3, 10), "n_iter caps of method='power' on the curve (30 = its default)"),
     "randomized_iters": ((0, 2, 4), "power iterations of method='randomized' on the curve"),
     "curve_repeats": (1, "cap on the timed runs per curve point (informational; each costs seconds)"),
+    "score_model": ("timm:resnet18@layer3", "network@layer of the score row (untrained)"),
     "cache_images": (64, "images of the feature extraction that a network's cache key is timed against"),
     "ridge_n": (400, "training images N of the ridge fit"),
     "ridge_sizes": (("2000x100", "10000x1000"),

@@ -62,7 +62,7 @@ from IPython.display import display
 import probelib as pl
 from probelib.encoders import check_encoder, layer_names, load_encoder
 from probelib.plotting import savefig
-from probelib.score import default_reference, score_report
+from probelib.scoring import default_reference, score_report
 
 torch.manual_seed(seed)
 options = {}

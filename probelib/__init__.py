@@ -15,19 +15,21 @@ _EXPORTS = {
     "probes": ["FixedEffectResult", "OptimizationResult", "ProbeResult", "fgsm",
                "fixed_effect", "maximize", "minimize", "pgd", "random_control", "shuffled_control",
                "transfer"],
-    "encoders": ["available_encoders", "imagenet_labels", "load_encoder", "smooth"],
+    "encoders": ["available_encoders", "check_encoder", "imagenet_labels", "layer_names", "load_encoder",
+                 "smooth", "weights_status"],
     "geometry": ["Subspace", "jacobian", "perturbation_subspace", "principal_angles",
                  "similarity_matrix", "subspace_similarity"],
     "metrics": ["correlation_ceiling", "discriminability", "ncsnr_ceiling", "normalized_variance",
                 "paired_test", "pearson_r", "sem", "sensitivity_summary", "sparseness",
                 "spearman_brown", "split_half_ceiling"],
     "model": ["EncodingModel", "extract_features", "fit_encoding_model"],
-    "readouts": ["fit_readout"],
+    "readouts": ["Readout", "as_readout", "fit_readout"],
+    "scoring": ["ScoreReport", "score", "score_report"],
     "zoo": ["build_encoder", "demo_ladder", "model_panel", "smoothing_ladder"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBMODULES = {"adversarial_training", "cache", "data", "encoders", "geometry", "metrics", "model", "pipeline",
-               "plotting", "probes", "readout_study", "readouts", "recovery", "sensitivity", "transfer_study",
+_SUBMODULES = {"adversarial_training", "cache", "cli", "data", "encoders", "geometry", "metrics", "model", "pipeline",
+               "plotting", "probes", "readout_study", "readouts", "recovery", "scoring", "sensitivity", "transfer_study",
                "zoo"}
 __all__ = sorted(_WHERE)
 

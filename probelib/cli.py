@@ -5,7 +5,7 @@
     probelib models
     probelib --help, probelib score --help, probelib models --help
 
-``probelib score`` runs :func:`probelib.score.score_report` and writes its tables (CSV and
+``probelib score`` runs :func:`probelib.scoring.score_report` and writes its tables (CSV and
 Markdown), figures and a one-page HTML report to ``--out``. Nothing is downloaded.
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def score(model, layer, weights, name, dataset, nsd_root, rois, readout, budgets
       probelib score --model torchvision:mobilenet_v2 --layer features.14 --budget 1/255 --budget 4/255
       probelib score --model mymodel.py:build --layer block3 --device cuda
     """
-    from .score import score_report
+    from .scoring import score_report
 
     weights_arg = None if weights.lower() in ("none", "untrained") else weights
 

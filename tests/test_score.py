@@ -1,4 +1,4 @@
-"""probelib.score: any network in (registry, torchvision:, timm:, a file, a module), one table out.
+"""probelib.score (probelib.scoring): any network in (registry, torchvision:, timm:, a file, a module), one table out.
 
 Most tests score on a small synthetic Dataset (a few seconds each); one runs the embedded demo
 with its observer. The tests of this module share one cache directory (fresh for the module), so
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 import probelib
-import probelib.score as score_module
+import probelib.scoring as score_module
 from probelib.data import Dataset, make_split
 from probelib.encoders import check_encoder, hub_weights, layer_names, load_encoder, weights_status
-from probelib.score import ScoreReport, budget_label, default_budgets, default_reference, score, score_report
+from probelib.scoring import ScoreReport, budget_label, default_budgets, default_reference, score, score_report
 
 FAST = dict(n_images=3, budgets=[2 / 255, 4 / 255], steps=2, k=2, n_units=3, n_subspace_images=2)
 
@@ -339,7 +339,7 @@ def test_score_l2_norm_and_report_files(ds, reference, tmp_path):
     assert "| model | roi | budget | fgsm | pgd | shuffled | random |" in md
 
 
-def test_module_is_callable_as_probelib_score(ds, reference):
+def test_probelib_score_is_the_function(ds, reference):
     t = probelib.score(Tiny(), "features.4", dataset=ds, reference=reference, rois=["FFA"], **FAST)
     assert t.equals(score(Tiny(), "features.4", dataset=ds, reference=reference, rois=["FFA"], **FAST))
 

@@ -25,8 +25,6 @@ Everything is cached on disk by content (the network's code, settings and weight
 and every argument; :mod:`probelib.cache`): a second call with the same arguments reads the
 whole report back; another network shares only the reference panel's results.
 
-This module is callable: ``probelib.score(...)`` is :func:`score` whether ``probelib.score``
-names the function or this module.
 """
 from __future__ import annotations
 
@@ -34,8 +32,6 @@ import base64
 import html
 import io
 import math
-import sys
-import types
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1031,13 +1027,3 @@ def _compute(models, roles, ds, dsv, s, readout, device, cache, bar) -> ScoreRep
     table = pd.DataFrame([rows[(m, roi)] for m in models for roi in rois])
     return ScoreReport(table=table, curves=pd.DataFrame(curves), subspaces=pd.DataFrame(subs_rows),
                        settings={**s, "images": index.tolist()})
-
-
-class _CallableModule(types.ModuleType):
-    """``probelib.score`` is this module once imported; calling it calls :func:`score`."""
-
-    def __call__(self, *args, **kwargs):
-        return score(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
