@@ -36,14 +36,6 @@ REPORT = ROOT / "benchmarks" / "MUTATION.md"
 EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.txt"
 
 
-def _probes_sources() -> list[str]:
-    """``probelib/attacks.py``, or the modules of the ``probelib/probes`` package once it exists."""
-    package = ROOT / "probelib" / "probes"
-    if package.is_dir():
-        return sorted(str(p.relative_to(ROOT)) for p in package.glob("*.py"))
-    return ["probelib/attacks.py"]
-
-
 #: module -> (files to mutate, test files run against its mutants)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["probelib/metrics.py"], ["tests/test_metrics.py", "tests/test_properties_metrics.py"]),
@@ -52,9 +44,10 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                             "--deselect=tests/test_readouts.py::"
                                             "test_network_readouts_learn_and_are_deterministic"]),
     "geometry": (["probelib/geometry.py"], ["tests/test_geometry.py", "tests/test_properties_geometry.py"]),
-    "checks": (["probelib/_checks.py"], ["tests/test_properties_checks.py", "tests/test_metrics.py",
+    "checks": (["probelib/_checks.py"], ["tests/test_reliability.py", "tests/test_metrics.py",
                                          "tests/test_properties_probes.py"]),
-    "probes": (_probes_sources(), ["tests/test_attacks.py", "tests/test_properties_probes.py"]),
+    "probes": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "probes").glob("*.py")),
+               ["tests/test_probes.py", "tests/test_properties_probes.py"]),
     "cache": (["probelib/cache.py"], ["tests/test_properties_cache.py", "tests/test_security.py",
                                       "tests/test_pipeline.py"]),
     "nsd": (["probelib/data/nsd.py"], ["tests/test_nsd.py", "tests/test_properties_data.py"]),
@@ -216,7 +209,7 @@ def report(modules: list[str]) -> str:
         with their reason in `benchmarks/mutation_equivalents.txt` and below.
 
         Run it with `make mutation` (every module, hours on 2 cores) or one module at a time:
-        `.venv/bin/python scripts/mutation.py metrics` (`--only 'probelib.attacks.x__pgd_rows*'` for
+        `.venv/bin/python scripts/mutation.py metrics` (`--only 'probelib.probes.pgd.x__pgd_rows*'` for
         some functions, `--report` to rewrite this file from the last runs). Scratch copies and
         results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions.
 
@@ -237,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="forget previous results of these modules")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the last runs")
     p.add_argument("--only", nargs="+", metavar="PATTERN",
-                   help="run only the mutants whose names match (e.g. 'probelib.attacks.x__pgd_rows*')")
+                   help="run only the mutants whose names match (e.g. 'probelib.probes.pgd.x__pgd_rows*')")
     args = p.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
