@@ -37,6 +37,23 @@
 # **untrained ResNet-18 from timm** (any architecture of torchvision or timm builds offline without
 # weights; with a weights file, pass `weights=PATH`).
 
+# %% [markdown]
+# ````{admonition} Run this chapter with other parameters
+# :class: tip
+#
+# The cell below holds the chapter's parameters and their defaults. From the repository root,
+# `-p NAME VALUE` sets one of them (the value takes the type of the default), for example to score
+# another network:
+#
+# ```bash
+# .venv/bin/python scripts/execute_notebooks.py 11 \
+#     -p model torchvision:resnet18 -p layer layer3
+# ```
+#
+# This writes `book/generated/11_score_your_model.ipynb`, from which
+# `jupyter-book build book` renders this page.
+# ````
+
 # %% tags=["parameters"]
 model = "timm:resnet18"  # any network: registry name, torchvision:<builder>, timm:<name>, file.py:factory
 layer = "layer3"         # the layer read out (a wrong name gets the list of valid ones)
@@ -52,7 +69,7 @@ device = "cpu"           # cuda on a GPU machine
 seed = 0
 quick = False            # small parameters for the test suite
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -71,6 +88,8 @@ if quick:
     n_images = 2
     budgets = budgets or [2 / 255, 4 / 255]
     options = {"steps": 2, "n_units": 4, "n_subspace_images": 2}
+    if reference is None and dataset == "demo":  # the robust rung with a 2-step training schedule
+        reference = list(pl.zoo.demo_ladder("mobilenet_v2", (0, 16), steps=2))
 reference = list(reference) if reference is not None else list(default_reference(dataset))
 print("reference panel:", reference)
 
@@ -104,7 +123,7 @@ print("a few of its layers:", ", ".join(n for n in layer_names(encoder.net) if n
 # probelib models          # what loads offline here, and what needs weights
 # ```
 
-# %%
+# %% tags=["hide-input"]
 report = score_report(model, layer, weights=weights, dataset=dataset, nsd_root=nsd_root, rois=rois,
                       budgets=budgets, reference=reference, image_size=image_size, n_images=n_images,
                       device=device, seed=seed, **options)
@@ -125,7 +144,7 @@ display(report.summary())
 # %% [markdown]
 # ## Predictivity
 
-# %%
+# %% tags=["hide-input"]
 fig = report.figure_predictivity()
 savefig(fig, "11_predictivity")
 plt.show()
@@ -141,7 +160,7 @@ plt.show()
 # model's PGD probes (at the largest budget) do to the transfer target, next to random noise of
 # the same size.
 
-# %%
+# %% tags=["hide-input"]
 fig = report.figure_sensitivity()
 savefig(fig, "11_sensitivity")
 plt.show()
@@ -160,7 +179,7 @@ display(sections["Transfer of the PGD probes (s.d. of responses)"])
 # same subspace, about $k/D$ (chance) for unrelated ones. The figure shows the scored model's row
 # of the model-by-model similarity matrix, as a multiple of chance.
 
-# %%
+# %% tags=["hide-input"]
 fig = report.figure_subspace()
 savefig(fig, "11_subspace")
 plt.show()

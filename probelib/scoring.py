@@ -146,7 +146,8 @@ def _zoo_spec(text: str) -> bool:
 def _build(model, layer, weights, name, mean, std, seed, spatial, n_samples, device=None) -> nn.Module:
     """The encoder of ``model`` (see :func:`score`); ``name`` overrides its display name. A
     network built here lives on ``device``; one given by the caller stays where it is."""
-    if isinstance(model, str) and "@" in model and layer is None:  # "<model>@<layer>"
+    if isinstance(model, str) and "@" in model and layer is None and not _zoo_spec(model):
+        # "<model>@<layer>" (a zoo spec such as "mobilenet_v2+adv16@2" keeps its training steps)
         model, layer = model.rsplit("@", 1)
     default = isinstance(weights, str) and weights == "default" and mean is None and std is None
     if isinstance(model, nn.Module) and hasattr(model, "layer") and hasattr(model, "name") \
