@@ -2,7 +2,7 @@
 the Slurm path, and the cost of each kind of unit projected to the papers' full grids on NSD.
 
 - ``study_local``: a demo study (``study_bench``, default ``studies/paper1_demo.toml``) cold, on the
-  local executor with 2 worker processes vs serially in one process (``workers=0``). Each run
+  local executor with 2 worker processes vs 1 worker process (serial; same code path and threads). Each run
   starts from an empty cache holding only the demo observer's features (a property of the demo
   data shared by every study, 10-20 s, computed once here). Checked: every unit's results are
   identical (digests). Target: >= 1.8x on 2 cores, judged on wall time (parallelism is the point;
@@ -106,7 +106,7 @@ def run_study_local(sizes: dict[str, Any], repeats: int) -> list[Row]:
             for name in (("serial", "parallel") if r % 2 == 0 else ("parallel", "serial")):
                 cache = _fresh_cache(base, observer)
                 if name == "serial":
-                    s, ref = _run(study, "local", cache, workers=0)
+                    s, ref = _run(study, "local", cache, workers=1)
                     serial.append(s)
                     _STATE["serial_report"] = ref
                 else:
@@ -118,7 +118,7 @@ def run_study_local(sizes: dict[str, Any], repeats: int) -> list[Row]:
         params = {"study": study.name, "units": len(ref.plan), "load_before": load_before,
                   "load_after": _load(), "cpus": os.cpu_count()}
         return [_row("study_local", f"{study.stem}: local executor, 2 workers",
-                     "serial, one process", parallel, serial, ">= 1.8x (wall) on 2 cores", 1.8, same,
+                     "local executor, 1 worker (serial)", parallel, serial, ">= 1.8x (wall) on 2 cores", 1.8, same,
                      f"identical results of all {len(ref.plan)} units" if same else "RESULTS DIFFER",
                      f"cold cache (demo observer features pre-filled); load average {load_before} -> "
                      f"{params['load_after']}", params)]
@@ -208,10 +208,10 @@ def _projection(plan, demo_costs: dict[str, float], demo_pass: float, demo_image
     n_test = 115  # NSD: 515 shared images, 400 train / 115 test
     for unit in plan.units.values():
         kind = unit.kind
-        if kind not in demo_costs:
+        if kind not in demo_costs or kind == "dataset":
             continue
         p = unit.parameters
-        n_img = {"dataset": 1.0, "fit": 515 / demo_images["all"]}.get(kind)
+        n_img = {"fit": 515 / demo_images["all"]}.get(kind)
         if n_img is None:
             n = p.get("n_images", 6)
             n = n_test if n == "all" else int(n)
@@ -227,8 +227,6 @@ def _projection(plan, demo_costs: dict[str, float], demo_pass: float, demo_image
             outputs = p["n_units"] / demo_images["subspace_units"]
         models = unit.models or ("resnet50",)
         ratio = statistics.mean(nsd_pass.get(m, nsd_pass["resnet50"]) for m in models) / demo_pass
-        if kind == "dataset":
-            ratio = 1.0
         secs = demo_costs[kind] * ratio * n_img * outputs
         r = rows.setdefault(kind, {"kind": kind, "units": 0, "cpu_s": 0.0})
         r["units"] += 1
@@ -236,86 +234,106 @@ def _projection(plan, demo_costs: dict[str, float], demo_pass: float, demo_image
     out = []
     for r in rows.values():
         r["per_unit_cpu_s"] = r["cpu_s"] / r["units"]
-        r["gpu_s"] = r["cpu_s"] / gpu_speedup if r["kind"] != "dataset" else r["cpu_s"]
+        r["gpu_s"] = r["cpu_s"] / gpu_speedup
         out.append(r)
     return out
+
+
+def _reference_costs(report, kinds) -> dict[str, list[float]]:
+    """CPU seconds of the units of ``report`` that use only the demo's reference network."""
+    out: dict[str, list[float]] = {}
+    for uid, o in report.outcomes.items():
+        unit = report.plan.units[uid]
+        if unit.kind in kinds and unit.models and set(unit.models) == {REFERENCE} and o.computed:
+            out.setdefault(unit.kind, []).append(o.cpu_seconds)
+    return out
+
+
+REFERENCE = "mobilenet_v2"
 
 
 def run_study_costs(sizes: dict[str, Any], repeats: int) -> list[Row]:
     from probelib.study import load_study, plan_study
 
-    report = _STATE.get("serial_report")
-    if report is None:
-        base = Path(tempfile.mkdtemp(prefix="bench-costs-"))
-        _, report = _run(_study_path(sizes), "local", _fresh_cache(base, None), workers=0)
-    costs: dict[str, list[float]] = {}
-    for uid, o in report.outcomes.items():
-        costs.setdefault(report.plan.units[uid].kind, []).append(o.seconds)
-    # paper 2 kinds are measured on the paper-2 demo study's smallest settings when the bench
-    # study lacks them: run the smoke study's units of those kinds
-    missing = {"l2_probe", "voxel_probes", "fixed_effect", "transfer", "subspaces"} - set(costs)
-    smoke_plan = None
-    if missing:
-        base = Path(tempfile.mkdtemp(prefix="bench-costs-"))
-        _, smoke = _run(ROOT / "studies" / "paper2_demo.toml", "local", _fresh_cache(base, None), workers=0,
-                        overrides=["panel.models=[\"mobilenet_v2\", \"mobilenet_v2+smooth0.25\"]"])
-        smoke_plan = smoke.plan
-        for uid, o in smoke.outcomes.items():
-            kind = smoke.plan.units[uid].kind
-            if kind in missing:
-                costs.setdefault(kind, []).append(o.seconds)
+    base = Path(tempfile.mkdtemp(prefix="bench-costs-"))
+    try:
+        report = _STATE.get("serial_report")
+        if report is None or "fgsm_sweep" not in report.plan.counts():
+            _, report = _run(ROOT / "studies" / "paper1_demo.toml", "local", _fresh_cache(base, None), workers=1,
+                             overrides=[f'panel.models=["{REFERENCE}"]'])
+        costs = _reference_costs(report, {"fit", "fgsm_sweep"})
+        log("[study_costs] the paper-2 demo study's units with MobileNet-v2 only (serial)")
+        _, p2 = _run(ROOT / "studies" / "paper2_demo.toml", "local", _fresh_cache(base, None), workers=1,
+                     overrides=[f'panel.models=["{REFERENCE}"]', f'analysis.linf_vs_l2.models=["{REFERENCE}"]'])
+        for kind, values in _reference_costs(p2, {"fit", "l2_probe", "voxel_probes", "fixed_effect",
+                                                  "transfer", "subspaces"}).items():
+            costs.setdefault(kind, []).extend(values)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     demo_costs = {k: statistics.median(v) for k, v in costs.items()}
     log("[study_costs] forward+backward cost per image of every network (224 px, random weights)")
     specs = sorted(set(load_study(ROOT / "studies" / "paper1_nsd.toml").models)
                    | set(load_study(ROOT / "studies" / "paper2_nsd.toml").models))
-    nsd_pass = {}
+    nsd_pass: dict[str, float] = {}
     for spec in specs:
         base_name = spec.split("_l2_eps")[0].split("_linf_eps")[0]
-        if base_name in nsd_pass:
-            nsd_pass[spec] = nsd_pass[base_name]
-            continue
-        nsd_pass[spec] = pass_cost(base_name, 224)
-        nsd_pass.setdefault(base_name, nsd_pass[spec])
-        log(f"[study_costs]   {spec}: {nsd_pass[spec]:.3f} s/image")
-    demo_pass = pass_cost("mobilenet_v2", 64)
-    # the demo studies' images per unit (probe_images of the defaults), voxels and units
+        if base_name not in nsd_pass:
+            nsd_pass[base_name] = pass_cost(base_name, 224)
+            log(f"[study_costs]   {base_name}: {nsd_pass[base_name]:.3f} s/image")
+        nsd_pass[spec] = nsd_pass[base_name]
+    demo_pass = pass_cost(REFERENCE, 64, batch=8, repeats=4)
+    # the demo studies' images per unit (their defaults), voxels and Jacobian rows
     demo_images = {"all": 169, "fgsm_sweep": 12, "l2_probe": 6, "voxel_probes": 6, "fixed_effect": 6,
                    "transfer": 6, "subspaces": 6, "voxel_units": 16, "subspace_units": 32}
     gpu = float(_size(sizes, "gpu_speedup"))
     lines = ["# Cost of the units of work, measured on the demo and projected to NSD", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs (load {_load()}), one thread "
-             f"per unit. Demo MobileNet-v2 at 64 px: {demo_pass * 1000:.1f} ms per image and forward+backward "
-             f"pass. GPU column: {gpu:g}x the per-pass speed of one CPU thread here (an assumption, see the book).",
-             "", "| unit kind | demo: median CPU s per unit (n) |", "|---|---|"]
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPUs (load average {_load()}), "
+             f"one thread per unit, units of the demo studies with {REFERENCE} at 64 px "
+             f"({demo_pass * 1000:.1f} ms per image and forward+backward pass). Projected: the NSD studies' units "
+             f"(224 px, 115 test images, their networks); GPU: {gpu:g}x the per-pass speed of one CPU thread "
+             f"here (an assumption, see book/reproduce_on_nsd.md). Dataset units (reading the betas) are I/O "
+             f"and not projected here (see the nsd rows).",
+             "", "| unit kind | demo: median CPU s per unit (units) |", "|---|---|"]
     lines += [f"| {k} | {demo_costs[k]:.2f} ({len(costs[k])}) |" for k in sorted(demo_costs)]
     lines += ["", "| network | forward+backward s per image, 224 px, 1 thread |", "|---|---|"]
-    lines += [f"| {s} | {nsd_pass[s]:.3f} |" for s in specs]
+    lines += [f"| {s} | {nsd_pass[s]:.3f} |" for s in sorted({s.split('_l2_eps')[0].split('_linf_eps')[0]
+                                                                for s in specs})]
     rows = []
     for name in ("paper1_nsd", "paper2_nsd"):
         plan = plan_study(ROOT / "studies" / f"{name}.toml")
         proj = _projection(plan, demo_costs, demo_pass, demo_images, nsd_pass, gpu)
         total_cpu = sum(r["cpu_s"] for r in proj)
         total_gpu = sum(r["gpu_s"] for r in proj)
-        lines += ["", f"## studies/{name}.toml: {len(plan)} units", "",
-                  "| unit kind | units | projected s per unit, 1 CPU thread | total CPU hours | total GPU hours |",
-                  "|---|---|---|---|---|"]
+        lines += ["", f"**studies/{name}.toml** ({len(plan)} units)", "",
+                  "| unit kind | units | projected per unit: CPU thread here | per unit: GPU | "
+                  "all units: CPU hours | all units: GPU hours |", "|---|---|---|---|---|---|"]
         for r in sorted(proj, key=lambda r: -r["cpu_s"]):
-            lines.append(f"| {r['kind']} | {r['units']} | {r['per_unit_cpu_s']:.0f} | {r['cpu_s'] / 3600:.1f} | "
-                         f"{r['gpu_s'] / 3600:.2f} |")
-        lines.append(f"| **all** | {len(plan)} | | **{total_cpu / 3600:.0f}** | **{total_gpu / 3600:.1f}** |")
+            lines.append(f"| {r['kind']} | {r['units']} | {_human(r['per_unit_cpu_s'])} | "
+                         f"{_human(r['per_unit_cpu_s'] / gpu)} | {r['cpu_s'] / 3600:.1f} | {r['gpu_s'] / 3600:.2f} |")
+        lines.append(f"| **all but the dataset units** | {sum(r['units'] for r in proj)} | | | "
+                     f"**{total_cpu / 3600:.0f}** | "
+                     f"**{total_gpu / 3600:.1f}** |")
         rows.append(Row("study_costs", f"{name}: projected GPU hours ({gpu:g}x per pass)",
-                        f"{name}: projected CPU hours (1 thread here)", total_gpu, total_cpu, total_cpu / total_gpu,
-                        "-", None, None, "projection (see study_costs.md)",
-                        notes=f"seconds columns hold the projected totals; {len(plan)} units",
-                        params={"units": len(plan), "by_kind": proj}))
+                        f"{name}: projected CPU-thread hours here", total_gpu / 3600, total_cpu / 3600,
+                        total_cpu / total_gpu, "-", None, None, "projection (benchmarks/results/study_costs.md)",
+                        notes=f"the seconds columns hold hours; {len(plan)} units",
+                        params={"units": len(plan), "by_kind": proj, "demo_costs": demo_costs,
+                                "pass_cost_224": nsd_pass, "demo_pass_64": demo_pass}))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "study_costs.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
-    del smoke_plan
     tmp = _STATE.pop("tmp", None)
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+def _human(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def run_study_all(sizes: dict[str, Any], repeats: int) -> list[Row]:

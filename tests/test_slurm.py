@@ -59,7 +59,7 @@ def local_reference(tmp_path_factory):
     old = os.environ.get("PROBELIB_CACHE")
     os.environ["PROBELIB_CACHE"] = str(cache)
     try:
-        report = run_study(SMOKE, "local", workers=0, overrides=SLOW, progress=False)
+        report = run_study(SMOKE, "local", workers=1, overrides=SLOW, progress=False)
     finally:
         if old is None:
             os.environ.pop("PROBELIB_CACHE")

@@ -174,7 +174,7 @@ class DaskBackend:
                  job_extra: Sequence[str] = ()):
         from distributed import Client
 
-        self.options = options
+        self.options, self.workers = options, workers
         self._own_client, self._cluster = client is None, None
         env = {v: str(options.threads) for v in THREAD_VARIABLES}
         env["PROBELIB_CACHE"] = options.cache_dir
@@ -221,6 +221,9 @@ class DaskBackend:
         return min(threads, sum(1 for h in handles if not h.ref.done()))
 
     def close(self):
+        import logging
+        # workers that stop (or Slurm jobs that end) make the scheduler log closed connections
+        logging.getLogger("distributed").setLevel(logging.ERROR)
         try:
             self.executor.shutdown(wait=False)
         except Exception:  # pragma: no cover
@@ -462,6 +465,26 @@ def _locality(unit: Unit) -> tuple:
     return (unit.dataset.describe().__repr__(), unit.models, repr(unit.fit))
 
 
+def _batches(units: list[Unit], size: int, slots: int = 0) -> list[list[Unit]]:
+    """Tasks of a submission round. ``size >= 1``: chunks of ``size`` units in locality order.
+    ``size == 0`` (auto): one task per group of units that share their data, fit and models (a
+    worker loads and fits them once), groups split in two while there are fewer tasks than
+    ``2 * slots`` (so that every worker has work)."""
+    if size >= 1:
+        return [units[i:i + size] for i in range(0, len(units), size)]
+    groups: list[list[Unit]] = []
+    for unit in units:
+        if groups and _locality(groups[-1][0]) == _locality(unit):
+            groups[-1].append(unit)
+        else:
+            groups.append([unit])
+    while slots and len(groups) < 2 * slots and max(len(g) for g in groups) > 1:
+        big = max(range(len(groups)), key=lambda i: len(groups[i]))
+        g = groups.pop(big)
+        groups[big:big] = [g[:len(g) // 2], g[len(g) // 2:]]
+    return groups
+
+
 def _as_study(study, overrides=()) -> Study:
     if isinstance(study, Study):
         if overrides:
@@ -513,8 +536,9 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
     study : a path to a ``.toml`` / ``.yaml`` study, a mapping of the same structure, or a
         :class:`~probelib.study.spec.Study`; ``overrides``: ``KEY=VALUE`` items applied to it.
     workers : local processes (default 2; 0 runs the units in this process) or Dask workers.
-    batch_size : units per task (one pool task, one Slurm array task, one Dask task); results
-        do not depend on it.
+    batch_size : units per task (one pool task, one Slurm array task, one Dask task); default
+        (``None`` / 0 / ``"auto"``): one task per group of units of the same data and models (see
+        :func:`_batches`). Results do not depend on it.
     device, threads : where each unit runs (``"cpu"``, ``"cuda"``) and its torch/BLAS threads
         (default 1, which makes results identical whatever the executor).
     check : how finished units are recognised (``"record"`` or ``"lookup"``, see
@@ -550,7 +574,8 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
     options = RunOptions(str(root), str(logs), device or ex.get("device", "cpu"),
                          int(threads or ex.get("threads", 1)),
                          os.environ.get("PROBELIB_TRUST_SHARED_CACHE") == "1")
-    batch = int(batch_size or ex.get("batch_size", 1))
+    batch = batch_size if batch_size is not None else ex.get("batch_size", 0)
+    batch = int(batch) if batch not in (None, "auto") else 0
     t0 = time.time()
 
     done_before = {uid: False for uid in plan.units} if force else _done_units(plan, check, options.device, options)
@@ -575,6 +600,7 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
         opts.setdefault("folder", str(root / "study" / "slurm" / st.name))
         backend = SlurmBackend(options, **opts)
 
+    slots = int(getattr(backend, "workers", 0) or 0)
     display = Progress(len(todo), f"{st.name} on {backend.name}", progress)
     live: list[_Handle] = []
     order = {uid: i for i, uid in enumerate(u for s in plan.stages for u in s)}
@@ -591,7 +617,7 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                             and all(status[d] in ("done before", "computed") for d in plan.deps[uid])),
                            key=lambda u: (_locality(plan.units[u]), order[u]))
             if ready:
-                batches = [[plan.units[u] for u in ready[i:i + batch]] for i in range(0, len(ready), batch)]
+                batches = _batches([plan.units[u] for u in ready], batch, slots)
                 for uid in ready:
                     status[uid] = "queued"
                 live += backend.submit(batches)

@@ -363,6 +363,7 @@ class UnitOutcome:
     label: str
     status: str                    # "computed", "cached" (lookup), "failed"
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     digest: str = ""
     summary: dict = field(default_factory=dict)
     hits: int = 0
@@ -465,7 +466,7 @@ def run_unit(unit: Unit, options: RunOptions | None = None, lookup_only: bool = 
     out = UnitOutcome(unit.id, unit.label, "failed", log=str(log_path or ""), host=platform.node(),
                       pid=os.getpid(), started=time.time())
     values: dict = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     job = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     where = f", slurm job {job[0]}_{job[1]}" if all(job) else (
         f", slurm job {os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else "")
@@ -480,10 +481,12 @@ def run_unit(unit: Unit, options: RunOptions | None = None, lookup_only: bool = 
         out.computed = sum(not c.hit for c in rec.calls)
         out.status = "cached" if lookup_only else "computed"
         out.seconds = time.perf_counter() - t0
+        out.cpu_seconds = time.process_time() - c0
         if not lookup_only:
             entries = list(dict.fromkeys(c.entry for c in rec.calls))
             record = {"unit": unit.describe(), "label": unit.label, "entries": entries,
                       "digest": out.digest, "summary": out.summary, "seconds": out.seconds,
+                      "cpu_seconds": out.cpu_seconds,
                       "hits": out.hits, "computed": out.computed, "host": out.host,
                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
             _atomic_write(record_path(unit, options.cache_dir), json.dumps(record, indent=1, default=str))
@@ -527,9 +530,11 @@ _PANELS: dict = {}
 
 
 def _dataset(spec: DatasetSpec):
-    if spec not in _DATASETS:
+    from ..cache import cache_dir
+
+    key = (str(cache_dir()), spec)  # per cache: a unit records the entries of the cache it fills
+    if key not in _DATASETS:
         from ..data import load_dataset
-        from ..cache import cache_dir
 
         kwargs: dict[str, Any] = {"image_size": spec.image_size, "seed": spec.seed}
         if not spec.average_subjects:
@@ -543,8 +548,8 @@ def _dataset(spec: DatasetSpec):
         ds = load_dataset(spec.name, nsd_root=spec.root, **kwargs)
         while len(_DATASETS) >= 3:
             _DATASETS.pop(next(iter(_DATASETS)))
-        _DATASETS[spec] = ds
-    return _DATASETS[spec]
+        _DATASETS[key] = ds
+    return _DATASETS[key]
 
 
 def nsd_cache_dir(spec: DatasetSpec, root) -> Path:
@@ -555,7 +560,9 @@ def nsd_cache_dir(spec: DatasetSpec, root) -> Path:
 def _panel(dataset: DatasetSpec, fit: FitSpec, models: tuple, rois: tuple, device: str):
     """The fitted panel of ``models`` with (at least) ``rois``; kept per process, extended with
     further ROIs when a later unit needs them (the encoders' features come from the cache)."""
-    key = (dataset, fit, models, device)
+    from ..cache import cache_dir
+
+    key = (str(cache_dir()), dataset, fit, models, device)
     have = _PANELS.get(key)
     if have is None or not set(rois) <= set(have.rois):
         from ..pipeline import fit_panel
