@@ -226,7 +226,7 @@ def test_dask_local_cluster_equals_serial(reference, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     cache, ref = reference
     _fresh_cache(tmp_path / "dask", cache, monkeypatch)
-    report = run_study(SMOKE, "dask", workers=2, batch_size=2, progress=False)
+    report = run_study(SMOKE, "dask", workers=2, progress=False)  # automatic batches: chains
     assert report.ok, report.summary()
     assert report.digests() == ref.digests()
 

@@ -34,19 +34,27 @@ def _init_worker(threads: int) -> None:
         os.environ[v] = str(threads)
 
 
-def run_batch(units: list[Unit], options: RunOptions, skip_done: bool = False) -> list[UnitOutcome]:
+def run_batch(units: list[Unit], options: RunOptions, skip_done: bool = False,
+              needs: Mapping[str, Sequence[str]] | None = None) -> list[UnitOutcome]:
     """Run a batch of units one after another in this process (one pool task, one Slurm array
-    task or one Dask task). ``skip_done``: a unit whose record is complete is not run again (a
-    requeued Slurm task resumes where it stopped)."""
+    task or one Dask task). ``needs``: unit id -> ids of units earlier in the batch that it needs
+    (a unit whose need failed is skipped). ``skip_done``: a unit whose record is complete is not
+    run again (a requeued Slurm task resumes where it stopped)."""
     _init_worker(options.threads)
-    out = []
+    out, failed = [], {}
     for unit in units:
-        if skip_done and unit_done(unit, options.cache_dir):
+        bad = [failed[d] for d in (needs or {}).get(unit.id, ()) if d in failed]
+        if bad:
+            out.append(UnitOutcome(unit.id, unit.label, "skipped", error="needs " + ", ".join(bad)))
+            failed[unit.id] = unit.label
+        elif skip_done and unit_done(unit, options.cache_dir):
             rec = read_record(unit, options.cache_dir) or {}
             out.append(UnitOutcome(unit.id, unit.label, "cached", digest=rec.get("digest", ""),
                                    summary=rec.get("summary", {})))
         else:
             out.append(run_unit(unit, options))
+            if out[-1].status == "failed":
+                failed[unit.id] = unit.label
     return out
 
 
@@ -60,8 +68,8 @@ class SlurmTask(_Checkpointable):
     """The callable a Slurm array task runs: :func:`run_batch`, requeued when Slurm signals a
     time limit or a pre-emption (finished units are then skipped)."""
 
-    def __call__(self, units, options):
-        return run_batch(units, options, skip_done=True)
+    def __call__(self, units, options, needs=None):
+        return run_batch(units, options, skip_done=True, needs=needs)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -69,8 +77,8 @@ class SlurmTask(_Checkpointable):
 # ------------------------------------------------------------------------------------------------
 
 class _Handle:
-    def __init__(self, units: list[Unit], ref: Any):
-        self.units, self.ref = units, ref
+    def __init__(self, units: list[Unit], ref: Any, needs: dict | None = None):
+        self.units, self.ref, self.needs = units, ref, needs or {}
         self.submitted = time.time()
         self.gone_since: float | None = None
         self.attempts = 1
@@ -87,9 +95,9 @@ class InProcessBackend:
 
     def submit(self, batches):
         out = []
-        for b in batches:
-            h = _Handle(b, None)
-            h.result = run_batch(b, self.options)
+        for b, needs in batches:
+            h = _Handle(b, None, needs)
+            h.result = run_batch(b, self.options, needs=needs)
             out.append(h)
         return out
 
@@ -123,7 +131,7 @@ class LocalBackend:
         return self._pool
 
     def submit(self, batches):
-        return [_Handle(b, self._get_pool().submit(run_batch, b, self.options)) for b in batches]
+        return [_Handle(b, self._get_pool().submit(run_batch, b, self.options, False, n), n) for b, n in batches]
 
     def poll(self, handles):
         from concurrent.futures.process import BrokenProcessPool
@@ -142,7 +150,7 @@ class LocalBackend:
             self._pool = None
             for h, exc in broken:
                 if h.attempts < 2:
-                    h.ref = self._get_pool().submit(run_batch, h.units, self.options)
+                    h.ref = self._get_pool().submit(run_batch, h.units, self.options, False, h.needs)
                     h.attempts += 1
                 else:
                     out.append((h, None, "the worker process died twice (killed, out of memory, or started "
@@ -200,7 +208,7 @@ class DaskBackend:
         self.executor = self.client.get_executor(pure=False)
 
     def submit(self, batches):
-        return [_Handle(b, self.executor.submit(run_batch, b, self.options)) for b in batches]
+        return [_Handle(b, self.executor.submit(run_batch, b, self.options, False, n), n) for b, n in batches]
 
     def poll(self, handles):
         out = []
@@ -286,8 +294,10 @@ class SlurmBackend:
         self._states: dict[str, str] = {}
 
     def submit(self, batches):
-        jobs = self.executor.map_array(self._task, batches, [self.options] * len(batches))
-        return [_Handle(b, j) for b, j in zip(batches, jobs)]
+        units = [b for b, _ in batches]
+        needs = [n for _, n in batches]
+        jobs = self.executor.map_array(self._task, units, [self.options] * len(batches), needs)
+        return [_Handle(b, j, n) for b, j, n in zip(units, jobs, needs)]
 
     def _refresh(self, handles):
         ids = sorted({str(h.ref.job_id).split("_")[0] for h in handles})
@@ -485,6 +495,42 @@ def _batches(units: list[Unit], size: int, slots: int = 0) -> list[list[Unit]]:
     return groups
 
 
+def _chains(ready: list[Unit], plan: Plan, status: dict[str, str], by_key: dict[tuple, list[str]],
+            slots: int) -> list[tuple[list[Unit], dict[str, list[str]]]]:
+    """Tasks of a submission round in automatic mode: each group of ready units that share their
+    data, fit and models (see :func:`_batches`) is extended with the waiting units of the same
+    data, fit and models whose every need is done or in the task (e.g. a model's fit and then its
+    probes): one worker loads and fits the model once and runs them in order. Returns
+    ``(units, needs)`` pairs, ``needs`` naming the needs of a unit inside its task. Groups without
+    internal needs are split while there are fewer tasks than ``2 * slots``."""
+    done = ("done before", "computed")
+    tasks = []
+    taken = {u.id for u in ready}
+    for group in _batches(ready, 0, 0):
+        members = {u.id for u in group}
+        grew = True
+        while grew:
+            grew = False
+            for uid in by_key.get(_locality(group[0]), ()):
+                if uid in taken or status[uid] != "waiting":
+                    continue
+                if all(d in members or status[d] in done for d in plan.deps[uid]):
+                    group.append(plan.units[uid])
+                    members.add(uid)
+                    taken.add(uid)
+                    grew = True
+        needs = {u.id: [d for d in plan.deps[u.id] if d in members] for u in group}
+        tasks.append((group, {k: v for k, v in needs.items() if v}))
+    while slots and len(tasks) < 2 * slots:
+        free = [i for i, (g, n) in enumerate(tasks) if not n and len(g) > 1]
+        if not free:
+            break
+        i = max(free, key=lambda i: len(tasks[i][0]))
+        g, _ = tasks.pop(i)
+        tasks[i:i] = [(g[:len(g) // 2], {}), (g[len(g) // 2:], {})]
+    return tasks
+
+
 def _as_study(study, overrides=()) -> Study:
     if isinstance(study, Study):
         if overrides:
@@ -601,9 +647,12 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
         backend = SlurmBackend(options, **opts)
 
     slots = int(getattr(backend, "workers", 0) or 0)
+    order = {uid: i for i, uid in enumerate(u for s in plan.stages for u in s)}
+    by_key: dict[tuple, list[str]] = {}
+    for uid in sorted(todo, key=order.get):  # units of the same data, fit and models, in plan order
+        by_key.setdefault(_locality(plan.units[uid]), []).append(uid)
     display = Progress(len(todo), f"{st.name} on {backend.name}", progress)
     live: list[_Handle] = []
-    order = {uid: i for i, uid in enumerate(u for s in plan.stages for u in s)}
     try:
         while True:
             # units whose dependencies failed will not run
@@ -617,10 +666,12 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                             and all(status[d] in ("done before", "computed") for d in plan.deps[uid])),
                            key=lambda u: (_locality(plan.units[u]), order[u]))
             if ready:
-                batches = _batches([plan.units[u] for u in ready], batch, slots)
-                for uid in ready:
-                    status[uid] = "queued"
-                live += backend.submit(batches)
+                tasks = (_chains([plan.units[u] for u in ready], plan, status, by_key, slots) if batch == 0
+                         else [(b, {}) for b in _batches([plan.units[u] for u in ready], batch)])
+                for units, _ in tasks:
+                    for unit in units:
+                        status[unit.id] = "queued"
+                live += backend.submit(tasks)
             finished = backend.poll(live)
             for h, results, error in finished:
                 live.remove(h)
@@ -640,7 +691,10 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                     if backend.name == "slurm" and o.status == "failed":
                         o.log = (o.log + " ; " if o.log else "") + "slurm: " + backend.logs(h)
                     outcomes[unit.id] = o
-                    status[unit.id] = {"computed": "computed", "cached": "done before"}.get(o.status, "failed")
+                    status[unit.id] = {"computed": "computed", "cached": "done before",
+                                       "skipped": "skipped"}.get(o.status, "failed")
+                    if o.status == "skipped":
+                        errors[unit.id] = o.error
             counts = {"done": sum(status[u] in ("computed", "done before") for u in todo),
                       "failed": sum(status[u] == "failed" for u in todo),
                       "skipped": sum(status[u] == "skipped" for u in todo),
