@@ -5,8 +5,9 @@ the Slurm path, and the cost of each kind of unit projected to the papers' full 
   local executor with 2 worker processes vs 1 worker process (serial; same code path and threads). Each run
   starts from an empty cache holding only the demo observer's features (a property of the demo
   data shared by every study, 10-20 s, computed once here). Checked: every unit's results are
-  identical (digests). Target: >= 1.8x on 2 cores, judged on wall time (parallelism is the point;
-  the driver's own CPU time says nothing here). The load average is recorded.
+  identical (digests). Target: >= 1.8x on 2 cores, judged on the best wall time of ``study_repeats``
+  runs per side (parallelism is the point; the driver's own CPU time says nothing here, and on a
+  shared machine other processes only slow a run down). The load average is recorded.
 - ``study_slurm``: the per-unit overhead of the Slurm path: the same finished study re-run with
   ``force=True`` (every unit rebuilds its data and models and reads its results from the cache;
   nothing is computed) through Slurm (one array task per unit, and batches of ``slurm_batch``
@@ -66,8 +67,9 @@ def _load() -> list[float]:
 
 
 def _row(comparison, candidate, baseline, cand_times, base_times, target, min_ratio, check_ok, check,
-         notes, params) -> Row:
-    cand_s, base_s = statistics.median(cand_times), statistics.median(base_times)
+         notes, params, best: bool = False) -> Row:
+    pick = min if best else statistics.median
+    cand_s, base_s = pick(cand_times), pick(base_times)
     ratio = base_s / cand_s if cand_s else None
     met = None if min_ratio is None or ratio is None else ratio >= min_ratio
     return Row(comparison, candidate, baseline, cand_s, base_s, ratio, target, met, check_ok, check,
@@ -117,11 +119,14 @@ def run_study_local(sizes: dict[str, Any], repeats: int) -> list[Row]:
         same = ref.digests() == par.digests()
         params = {"study": study.name, "units": len(ref.plan), "load_before": load_before,
                   "load_after": _load(), "cpus": os.cpu_count()}
+        # best of the repeats: on a shared machine other processes only ever slow a run down
         return [_row("study_local", f"{study.stem}: local executor, 2 workers",
                      "local executor, 1 worker (serial)", parallel, serial, ">= 1.8x (wall) on 2 cores", 1.8, same,
                      f"identical results of all {len(ref.plan)} units" if same else "RESULTS DIFFER",
-                     f"cold cache (demo observer features pre-filled); load average {load_before} -> "
-                     f"{params['load_after']}", params)]
+                     f"cold cache (demo observer features pre-filled); best of {reps} runs per side; load "
+                     f"average {load_before} -> {params['load_after']}; CPU seconds of the units: serial "
+                     f"{sum(o.cpu_seconds for o in ref.outcomes.values()):.1f}, 2 workers "
+                     f"{sum(o.cpu_seconds for o in par.outcomes.values()):.1f}", params, best=True)]
     finally:
         _STATE["tmp"] = base
 
@@ -347,7 +352,7 @@ def run_study_all(sizes: dict[str, Any], repeats: int) -> list[Row]:
 #: Sizes this module adds to the runner's (``KEY=VALUE``): default and meaning.
 SIZES = {
     "study_bench": ("studies/paper1_demo.toml", "study of the study_local / study_slurm rows"),
-    "study_repeats": (1, "cold runs of each side of study_local (each takes about a minute)"),
+    "study_repeats": (2, "cold runs of each side of study_local (best of them; each takes under a minute)"),
     "slurm_batch": ((1, 8), "units per Slurm array task in the study_slurm rows"),
     "gpu_speedup": (40.0, "assumed GPU speed-up per forward+backward pass over one CPU thread here"),
 }

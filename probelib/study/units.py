@@ -522,7 +522,17 @@ class Context:
         return _dataset(spec)
 
     def fit(self, dataset: DatasetSpec, fit: FitSpec, models, rois):
-        return _panel(dataset, fit, tuple(models), tuple(rois), self.device)
+        """The fitted panel of exactly ``models`` x ``rois`` (panel-wide calls such as
+        ``sweep_panel`` then compute this unit's part only)."""
+        from dataclasses import replace as _replace
+
+        panel = _panel(dataset, fit, tuple(models), tuple(rois), self.device)
+        if set(panel.rois) == set(rois):
+            return panel
+        keep = [k for k in panel.models if k[1] in set(rois)]
+        return _replace(panel, models={k: panel.models[k] for k in keep},
+                        predictivity={k: panel.predictivity[k] for k in keep},
+                        predictions={k: panel.predictions[k] for k in keep})
 
 
 _DATASETS: dict = {}
