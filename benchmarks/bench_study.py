@@ -165,7 +165,7 @@ def run_study_slurm(sizes: dict[str, Any], repeats: int) -> list[Row]:
             s, rep = _run(study, "slurm", Path(warm), force=True, batch_size=int(batch))
             log(f"[study_slurm] batch {batch}: slurm {s:.1f} s, local {local_s:.1f} s for {n} units")
             same = rep.digests() == report.digests()
-            rows.append(_row("study_slurm", f"local executor, 2 workers: s/unit",
+            rows.append(_row("study_slurm", "local executor, 2 workers: s/unit",
                              f"slurm (submitit arrays, {batch} unit(s) per task): s/unit",
                              [local_s / n], [s / n], "- (overhead)", None, same,
                              "same digests" if same else "RESULTS DIFFER",

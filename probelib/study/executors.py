@@ -671,7 +671,13 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                 for units, _ in tasks:
                     for unit in units:
                         status[unit.id] = "queued"
-                live += backend.submit(tasks)
+                try:
+                    live += backend.submit(tasks)
+                except Exception as exc:  # the engine refused the work (no sbatch, scheduler gone)
+                    raise StudyError(f"could not submit {sum(len(u) for u, _ in tasks)} unit(s) to "
+                                     f"{backend.name}: {type(exc).__name__}: {exc}"
+                                     + (" (is Slurm running? scripts/slurm_start.sh starts a "
+                                        "single-node cluster)" if backend.name == "slurm" else "")) from exc
             finished = backend.poll(live)
             for h, results, error in finished:
                 live.remove(h)
@@ -699,9 +705,9 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                       "failed": sum(status[u] == "failed" for u in todo),
                       "skipped": sum(status[u] == "skipped" for u in todo),
                       "waiting": sum(status[u] == "waiting" for u in todo)}
-            running = backend.running(live)
-            counts["running"] = running
-            counts["queued"] = sum(status[u] == "queued" for u in todo) - running
+            running = min(backend.running(live), sum(status[u] == "queued" for u in todo))
+            counts["running"] = running  # tasks that are running (each may hold several units)
+            counts["queued"] = max(0, sum(status[u] == "queued" for u in todo) - running)
             unresolved = [u for u in todo if status[u] in ("waiting", "queued")]
             display.update(counts, force=not unresolved)
             if not unresolved:
