@@ -200,6 +200,7 @@ class DaskBackend:
             self._cluster = SLURMCluster(
                 cores=cores or options.threads, processes=1, memory=memory, walltime=walltime,
                 queue=queue, account=account, job_extra_directives=list(job_extra),
+                log_directory=str(Path(options.log_dir) / "dask-jobqueue"),
                 job_script_prologue=[f"export {k}={v}" for k, v in env.items()])
             self._cluster.scale(jobs=workers)
             self.client = Client(self._cluster)
