@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: book test check check-book bench mutation notebooks venv clean
+.PHONY: book test check check-book bench mutation slurm notebooks venv clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,11 @@ check: $(STAMP)
 check-book: $(STAMP)
 	bash scripts/install_test_deps.sh
 	$(BIN)/python scripts/browser_check.py _build/html
+
+## A single-node Slurm on this machine (root; installs slurm-wlm and munge if missing), for
+## tests/test_slurm.py and `probelib run STUDY --executor slurm`.
+slurm:
+	bash scripts/slurm_start.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

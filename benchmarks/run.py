@@ -47,6 +47,7 @@ COMPARISONS: dict[str, tuple[str, str, str]] = {
     "ridge": ("bench_readouts", "run_ridge", "per-voxel ridge LOO vs sklearn RidgeCV"),
     "cache_key": ("bench_cache", "run_cache_key", "content key of a network vs the extraction it keys"),
     "score": ("bench_score", "run_score", "probelib score of one network on the demo: cold vs warm cache"),
+    "study": ("bench_study", "run_study_all", "demo study: 2 workers vs 1, Slurm overhead, NSD projection"),
     "nsd": ("run", "run_nsd", "NSD ROI extraction vs whole-volume load (benchmarks/bench_nsd.py)"),
     "book": ("bench_book", "run_book", "cold / warm build of the demo book (opt-in, slow)"),
 }
@@ -69,6 +70,10 @@ SIZES: dict[str, tuple[Any, str]] = {
     "power_iters": ((3, 10), "n_iter caps of method='power' on the curve (30 = its default)"),
     "randomized_iters": ((0, 2, 4), "power iterations of method='randomized' on the curve"),
     "curve_repeats": (1, "cap on the timed runs per curve point (informational; each costs seconds)"),
+    "study_bench": ("studies/paper1_demo.toml", "study of the study_local / study_slurm rows"),
+    "study_repeats": (2, "cold runs of each side of study_local (best of them; each takes under a minute)"),
+    "slurm_batch": ((1, 8), "units per Slurm array task in the study_slurm rows"),
+    "gpu_speedup": (40.0, "assumed GPU speed-up per forward+backward pass over one CPU thread here"),
     "score_model": ("timm:resnet18@layer3", "network@layer of the score row (untrained)"),
     "cache_images": (64, "images of the feature extraction that a network's cache key is timed against"),
     "ridge_n": (400, "training images N of the ridge fit"),

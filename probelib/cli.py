@@ -183,5 +183,9 @@ def models(hubs, only_found):
                    "variants <name>:untrained and <name>+smooth<sigma>, and path/to/file.py:factory.")
 
 
+from .study.cli import run_command  # noqa: E402  (the study layer's command: probelib run)
+
+main.add_command(run_command)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

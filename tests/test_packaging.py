@@ -149,18 +149,22 @@ def test_the_extras_are_the_ones_the_readme_names():
 @pytest.mark.parametrize("code, extras", [
     ("library", []),
     ("nsd", ["nsd"]),
+    ("study", ["cluster"]),
     ("notebooks", ["book"]),
     ("execute_notebooks", ["book"]),
     ("tests", ["test"]),
     ("benchmarks", ["bench", "book"]),
 ])
 def test_each_extra_covers_the_imports_of_its_code(code, extras):
-    """The library imports only core requirements (named directly); NSD, notebooks, tests and
-    benchmarks import only what the core plus their extra installs."""
+    """The library imports only core requirements (named directly); NSD, the study layer
+    (executors), notebooks, tests and benchmarks import only what the core plus their extra
+    installs."""
     nsd = ROOT / "probelib" / "data" / "nsd.py"
     files = {
-        "library": [p for p in (ROOT / "probelib").rglob("*.py") if p != nsd],
+        "library": [p for p in (ROOT / "probelib").rglob("*.py")
+                    if p != nsd and "study" not in p.relative_to(ROOT).parts],
         "nsd": [nsd],
+        "study": sorted((ROOT / "probelib" / "study").glob("*.py")),
         "notebooks": sorted((ROOT / "notebooks").glob("*.py")),
         "execute_notebooks": [ROOT / "scripts" / "execute_notebooks.py"],
         "tests": sorted((ROOT / "tests").glob("*.py")),
