@@ -90,6 +90,8 @@ def execute(path: Path, out_dir: Path, parameters: dict) -> Path:
     # the kernel must draw figures into the notebook (inline), whatever backend the caller uses
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars inside the rendered book
+    # the chapters record their verdicts next to their executed notebooks (probelib.findings)
+    os.environ["PROBELIB_FINDINGS"] = str(out_dir.resolve() / "findings")
     # hidden, unique, on the same filesystem as the output (so that os.replace is atomic)
     partial = out_dir / f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial.ipynb"
     try:
@@ -359,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{path.stem}: {time.time() - t:.1f} s", flush=True)
         print(f"all chapters: {time.time() - total:.1f} s")
+        write_findings_page(args.out)
         if failed:
             print(f"failed chapters: {failed}", file=sys.stderr)
             return 1
@@ -391,10 +394,21 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     timings_file.write_text(json.dumps(last, indent=1, sort_keys=True))
     print(f"all chapters: {time.time() - total:.1f} s")
+    write_findings_page(args.out)
     if failed:
         print(f"failed chapters: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_findings_page(out: Path) -> Path:
+    """``<out>/findings.md``: the findings table of every chapter's records in ``<out>/findings``
+    (the book page "Findings at a glance"; claims that no chapter recorded say so)."""
+    from probelib import findings
+
+    page = findings.write_page(Path(out) / "findings.md", Path(out).resolve() / "findings")
+    print(f"findings table: {page}", flush=True)
+    return page
 
 
 if __name__ == "__main__":

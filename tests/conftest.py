@@ -83,6 +83,9 @@ def quick_book_html(request, tmp_path_factory) -> Path:
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "execute_notebooks.py"), "--quick",
                                "--out", str(build / "generated")], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if not (build / "generated" / "findings.md").exists():  # the page "Findings at a glance"
+        from probelib import findings
+        findings.write_page(build / "generated" / "findings.md", build / "generated" / "findings")
     for name in ("_config.yml", "_toc.yml", "book/intro.md"):
         shutil.copy(ROOT / name, build / Path(name).name)
     jb = Path(sys.executable).parent / "jupyter-book"

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from execute_notebooks import chapters, execute  # noqa: E402
+from execute_notebooks import chapters, execute, write_findings_page  # noqa: E402
 
 CHAPTERS = chapters()
 
@@ -44,10 +44,12 @@ def test_chapter_runs(path, quick_book, shared_cache, monkeypatch):
 def test_book_renders_every_chapter(quick_book):
     """jupyter-book renders the executed chapters; each chapter page shows its figures."""
     toc = (ROOT / "_toc.yml").read_text()
-    listed = re.findall(r"file:\s*generated/(\S+)", toc)
+    listed = [n for n in re.findall(r"file:\s*generated/(\S+)", toc) if n != "findings"]
     assert sorted(listed) == sorted(p.stem for p in CHAPTERS), "the _toc.yml and notebooks/ disagree"
     if not all((quick_book / "generated" / f"{name}.ipynb").exists() for name in listed):
         pytest.skip("some chapters failed to execute (reported above)")
+    write_findings_page(quick_book / "generated")  # the page "Findings at a glance"
+    assert "| P1-4B |" in (quick_book / "generated" / "findings.md").read_text()
     shutil.copy(ROOT / "_config.yml", quick_book / "_config.yml")
     shutil.copy(ROOT / "_toc.yml", quick_book / "_toc.yml")
     shutil.copy(ROOT / "book" / "intro.md", quick_book / "intro.md")
