@@ -91,6 +91,7 @@ from probelib.transfer_study import l2_probe_settings, model_groups, scale_eps
 from probelib.zoo import model_panel
 from probelib.zoo import DEMO_ROBUST
 from probelib import findings
+from IPython.display import Markdown, display
 
 torch.manual_seed(seed)
 default_panel = models is None
@@ -247,6 +248,10 @@ if {"standard", "robust"} <= set(groups):
                                                  what="robust - standard sensitivity")
 what = {"P2-fragile": "standard models: targeted minus random-direction relative sensitivity (L2 eps = 5)",
         "P2-robust-less": "relative sensitivity, robust minus standard models (L2 eps = 5)"}
+names = {"P2-fragile": "standard models are fragile (targeted probes beat random directions)",
+         "P2-robust-less": "robust models are much less sensitive than standard ones"}
+display(Markdown("**Verdicts of this run** (rules stated above):\n\n" + "\n".join(
+    f"- {names[c]}: **{v.verdict}** ({v.sentence.split(': ', 1)[1]})" for c, v in verdicts.items())))
 for claim, v in verdicts.items():
     print(f"{claim}: {v.sentence}")
     if dataset == "demo":

@@ -300,11 +300,52 @@ def _run_one(path: Path, out: Path, params: list[list[str]], quick: bool, thread
     cmd += ["--quick"] if quick else []
     for name, value in params:
         cmd += ["-p", name, value]
-    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES})
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES}, PROBELIB_LADDERS_PREPARED="1")
     t = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     error = "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-4000:] or f"exit code {proc.returncode}"
     return time.time() - t, error
+
+
+PREPARE = """import time, torch
+torch.set_num_threads({threads})
+from probelib.zoo import build_encoder, demo_ladder
+t = time.time()
+for spec in demo_ladder({base!r}):
+    build_encoder(spec, progress=False)
+print(f"{base}: adversarial ladder ready in {{time.time() - t:.0f}} s", flush=True)
+"""
+
+
+def prepare_ladders(paths: list[Path], given: list, jobs: int) -> None:
+    """Train the demo's adversarial ladders (or find them in the cache) before the chapters run,
+    one network per child process, so that chapters running side by side never train the same
+    network twice. Skipped in quick mode, for another dataset, or when no chapter uses them."""
+    if os.environ.get("PROBELIB_LADDERS_PREPARED") or any(
+            k == "quick" and str(v).lower() in ("1", "true", "yes") for k, v in given):
+        return
+    if any(k == "dataset" and str(v) != "demo" for k, v in given):
+        return
+    if not any(("demo_ladder" in p.read_text() or "DEMO_ROBUST" in p.read_text()) for p in paths):
+        return
+    from probelib.zoo import DEMO_TRAINED
+
+    bases = list(DEMO_TRAINED)
+    jobs = max(1, min(jobs, len(bases)))
+    threads = max(1, _cores() // jobs)
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES})
+    t = time.time()
+    procs = [subprocess.Popen([sys.executable, "-c", PREPARE.format(base=b, threads=threads)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for b in bases[:jobs]]
+    pending = bases[jobs:]
+    while procs:
+        proc = procs.pop(0)
+        out, _ = proc.communicate()
+        print(out.strip()[-2000:], flush=True)
+        if pending:
+            procs.append(subprocess.Popen([sys.executable, "-c", PREPARE.format(base=pending.pop(0), threads=threads)],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    print(f"adversarial ladders: {time.time() - t:.1f} s", flush=True)
 
 
 def _report_failure(path: Path, out_dir: Path, exc: BaseException) -> None:
@@ -348,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     total = time.time()
+    prepare_ladders(paths, given, args.jobs)
     if args.jobs == 1 or len(paths) == 1:
         failed = []
         for path in paths:
