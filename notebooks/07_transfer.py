@@ -401,12 +401,12 @@ if {"standard", "robust"} <= set(group_img):
     v_fe.detail = f"robust probes reach {reach:.0%} of the target change, standard {np.mean(group_img['standard']):.0%}"
     print(f"P2-fe-transfer: {v_fe.sentence}")
     chapter_verdicts["fixed-effect probes of robust models transfer"] = v_fe
-display(Markdown("**Verdicts of this run** (rules stated before the results; values with 95% CIs over images):\n\n"
-                 + "\n".join(f"- {claim}: **{v.verdict}** ({v.sentence.split(': ', 1)[1]})"
-                              for claim, v in chapter_verdicts.items())))
     if dataset == "demo":
         findings.record("07", "P2-fe-transfer", v_fe, stand_in=stand_in,
                         demo="fixed-effect probes: change in other models (fraction of the target change), robust minus standard sources")
+display(Markdown("**Verdicts of this run** (rules stated before the results; values with 95% CIs over images):\n\n"
+                 + "\n".join(f"- {claim}: **{v.verdict}** ({v.sentence.split(': ', 1)[1]})"
+                              for claim, v in chapter_verdicts.items())))
 
 # %% [markdown]
 # ## How this compares with the paper
