@@ -251,10 +251,12 @@ for fam in families:
 lines = []
 for fam in families:
     b, c = verdicts_4b[fam], verdicts_4c[fam]
+    rows_r = per_model[per_model.family == fam].sort_values("level")
     lines.append(f"- **{fam}**: Fig. 4B (sensitivity falls) is **{b.verdict}**: top rung / standard network "
                  f"{b.value:.2f}{'' if b.p is None else f', one-sided p = {b.p:.2g}'} ({b.detail}). "
                  f"Fig. 4C (predictivity falls) is **{c.verdict}**: held-out r changes by {c.value:+.3f}"
-                 + ("" if c.ci is None else f" (95% CI {c.ci[0]:+.3f} to {c.ci[1]:+.3f})") + ".")
+                 + ("" if c.ci is None else f" (95% CI {c.ci[0]:+.3f} to {c.ci[1]:+.3f})")
+                 + f"; the highest predictivity is at budget {rows_r.level.iloc[int(np.argmax(rows_r.r))]:g}.")
 display(Markdown("**Verdicts of this run** (rules above):\n\n" + "\n".join(lines)))
 
 # %% [markdown]
@@ -263,7 +265,8 @@ display(Markdown("**Verdicts of this run** (rules above):\n\n" + "\n".join(lines
 # sensitivity falling steadily as the training budget grows and predictivity falling with it
 # ("quite significant ... across all models and regions"); it gives no numbers in the text.
 # Predictivity on the demo is measured against a simulated observer that is itself a smoothed
-# network with a sparse readout: how much robustness costs in predictivity depends on where that
+# (locally stable) network with a sparse readout: a robust network can predict such an observer
+# *better* than the standard one, so whether robustness costs predictivity depends on where the
 # observer sits, which the paper's real brain data decide for the paper. On real data, nobody knows
 # where the brain sits on such a ladder; that is exactly what this analysis probes.
 #
