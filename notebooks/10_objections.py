@@ -512,6 +512,12 @@ if observer is not None:
                             demo="perturbation-subspace similarity with the observer, robust minus standard")
         text += (f"Robust models' local coding axes closer to the observer's (the paper's claim): **{v_axes.verdict}** "
                  f"(difference {v_axes.value:.2g}" + ("" if v_axes.p is None else f", one-sided p = {v_axes.p:.2g}") + ").")
+    hits = [c for c, b in win.items() if b == truth]
+    misses = [f"{c} picks {b}" for c, b in win.items() if b != truth]
+    text += (" Criteria whose best candidate is the true family: " + (", ".join(hits) or "none") + "; "
+             + ("; ".join(misses) or "no other") + ". A criterion that prefers a more robust model of the wrong "
+             "architecture to the true family measures robustness in general, not the identity of the "
+             "generative model.")
     display(Markdown(text))
 
 # %% [markdown]
