@@ -515,9 +515,11 @@ if observer is not None:
     hits = [c for c, b in win.items() if b == truth]
     misses = [f"{c} picks {b}" for c, b in win.items() if b != truth]
     text += (" Criteria whose best candidate is the true family: " + (", ".join(hits) or "none") + "; "
-             + ("; ".join(misses) or "no other") + ". A criterion that prefers a more robust model of the wrong "
-             "architecture to the true family measures robustness in general, not the identity of the "
-             "generative model.")
+             + ("; ".join(misses) or "no other") + "."
+             + (" A criterion that prefers an adversarially trained model of the wrong architecture to the true "
+                "family measures robustness in general, not the identity of the generative model."
+                if any("+adv" in b and parse_model(b)[0] != OBSERVER_ENCODER for c, b in win.items() if b != truth)
+                else ""))
     display(Markdown(text))
 
 # %% [markdown]
