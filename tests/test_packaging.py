@@ -88,7 +88,7 @@ def closure(reqs: list[Requirement]) -> set[str]:
     return seen
 
 
-LOCAL_DIRS = ("scripts", "tests", "benchmarks")  # put on sys.path by the tests and benchmarks
+LOCAL_DIRS = ("scripts", "tests", "benchmarks", "book/_ext")  # put on sys.path by the tests, benchmarks, book
 
 
 def third_party_imports(paths) -> set[str]:
