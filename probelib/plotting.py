@@ -137,7 +137,8 @@ def model_bars(ax, data, x: str, y: str, *, order=None, hue: str | None = None,
         ax.axhline(reference, color="k", ls=":", lw=1, label=reference_label)
     if points is not None and hue is None:  # the dots' colours, and the reference line
         colors = dict(zip(data[points].drop_duplicates(), sns_.color_palette()))
-        handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=c, label=str(v)) for v, c in colors.items()]
+        handles = [plt.Line2D([], [], ls="", marker="o", ms=4, color=c, label=str(v))
+                   for v, c in colors.items()]
         if reference is not None and reference_label:
             handles.append(plt.Line2D([], [], color="k", ls=":", lw=1, label=reference_label))
         ax.legend(handles=handles, title=points, loc="upper left", bbox_to_anchor=(1.0, 1.0))
