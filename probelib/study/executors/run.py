@@ -105,7 +105,7 @@ def _done_units(plan: Plan, check: str, device: str = "cpu", options: RunOptions
         return {uid: unit_done(u) for uid, u in plan.units.items()}
     if check != "lookup":
         raise StudyError(f"unknown check {check!r}; valid: 'record', 'lookup'")
-    from ..cache import cache_dir
+    from ...cache import cache_dir
     options = options or RunOptions(str(cache_dir()), str(cache_dir() / "study" / "logs"), device)
     done: dict[str, bool] = {}
     for stage in plan.stages:
@@ -142,7 +142,7 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
     Units that fail are reported (error, log path) and do not stop the others; units that need a
     failed unit are skipped. Nothing raises for a unit's failure: check ``report.ok``.
     """
-    from ..cache import cache_dir, check_cache_dir
+    from ...cache import cache_dir, check_cache_dir
 
     st = _as_study(study, overrides)
     ex = st.execution
