@@ -1,4 +1,5 @@
-"""CORnet-RT (Kubilius et al. 2018), parameter names as in dicarlolab/CORnet so that its checkpoint loads."""
+"""CORnet-RT (Kubilius et al. 2018), with the parameter names of dicarlolab/CORnet so that its
+checkpoint loads."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -7,9 +8,6 @@ import torch
 import torch.nn as nn
 
 
-# --------------------------------------------------------------------------------------------
-# CORnet-RT (Kubilius et al. 2018), parameter names as in dicarlolab/CORnet so its checkpoint loads.
-# --------------------------------------------------------------------------------------------
 class _CORblockRT(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1):
         super().__init__()

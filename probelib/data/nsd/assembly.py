@@ -222,18 +222,18 @@ def load_nsd(root: str | os.PathLike, subjects: int | Sequence[int] = (1,),
     if cache_path is not None and (cached := _load_dataset(cache_path, key)) is not None:
         return cached
 
-    ds = _build(root, subjects, spec, t_threshold, bool(average_subjects), betas_format, int(n_train), int(seed),
-                None if image_size is None else int(image_size), counts, shared_subjects, bool(zscore),
-                int(chunk_trials), progress)
+    ds = _assemble(root, subjects, spec, t_threshold, bool(average_subjects), betas_format, int(n_train),
+                   int(seed), None if image_size is None else int(image_size), counts, shared_subjects,
+                   bool(zscore), int(chunk_trials), progress)
     if cache_path is not None:
         _save_dataset(cache_path, ds, key)
     return ds
 
 
-def _build(root: Path, subjects: tuple[int, ...], spec: dict[str, tuple[str, tuple[str, ...]]],
-           t_threshold: float, average_subjects: bool, betas_format: str, n_train: int, seed: int,
-           image_size: int | None, counts: dict[int, int], shared_subjects: tuple[int, ...], zscore: bool,
-           chunk: int, progress: bool) -> Dataset:
+def _assemble(root: Path, subjects: tuple[int, ...], spec: dict[str, tuple[str, tuple[str, ...]]],
+              t_threshold: float, average_subjects: bool, betas_format: str, n_train: int, seed: int,
+              image_size: int | None, counts: dict[int, int], shared_subjects: tuple[int, ...],
+              zscore: bool, chunk: int, progress: bool) -> Dataset:
     design = _load_design(root, subjects)
     _check_stim_info(root, design, subjects)
     image_ids = shared_repeat_images(design, {s: counts[s] for s in shared_subjects})

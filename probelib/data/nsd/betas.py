@@ -13,10 +13,6 @@ from .paths import BETA_SCALE, N_REPEATS, NSD_BUCKET, TRIALS_PER_SESSION, _nifti
 from .rois import _SubjectVoxels
 
 
-# --------------------------------------------------------------------------------------------
-# Betas: read only the ROI voxels of one session
-# --------------------------------------------------------------------------------------------
-
 def _betas_candidates(subject: int, session: int, betas_format: str) -> list[tuple[str, str]]:
     """(relative path, format) of one session's betas files, in order of preference."""
     nii = nsd_path("betas_nifti", subject=subject, session=session)

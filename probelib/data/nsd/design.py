@@ -15,11 +15,6 @@ from .paths import (ALL_SUBJECTS, MAX_SESSIONS, N_IMAGES, N_REPEATS, TRIALS_PER_
                     _fetch_hint, nsd_path, _reading, _require, _session_counts)
 
 
-# --------------------------------------------------------------------------------------------
-# Small files: colour tables, experimental design, stimulus info
-# --------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class NSDDesign:
     """The NSD experimental design, converted to 0-based indices.

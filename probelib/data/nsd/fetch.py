@@ -13,10 +13,6 @@ from ..._progress import progress_bar
 from .paths import NSD_BASE_URL, nsd_files
 
 
-# --------------------------------------------------------------------------------------------
-# fetch_nsd
-# --------------------------------------------------------------------------------------------
-
 def _remote_size(url: str, timeout: float) -> int | None:
     """Size in bytes from a HEAD request (or a 1-byte ranged GET if HEAD is refused); None if unknown."""
     try:

@@ -48,7 +48,7 @@ class LocalBackend:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.options.threads,))
+                                             initializer=_init_worker, initargs=(self.options.threads, True))
         return self._pool
 
     def submit(self, batches):

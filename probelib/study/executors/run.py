@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..spec import Study, StudyError, load_study
-from ..units import Plan, RunOptions, Unit, UnitOutcome, build_plan, read_record, run_unit, unit_done
+from ..units import (Plan, RunOptions, Unit, UnitOutcome, build_plan, read_record, record_path, run_unit,
+                     unit_done)
 from .dask import DaskBackend
 from .local import InProcessBackend, LocalBackend
 from .report import Progress, StudyReport
@@ -47,14 +48,18 @@ def _chains(ready: list[Unit], plan: Plan, status: dict[str, str], by_key: dict[
     """Tasks of a submission round in automatic mode: each group of ready units that share their
     data, fit and models (see :func:`_batches`) is extended with the waiting units of the same
     data, fit and models whose every need is done or in the task (e.g. a model's fit and then its
-    probes): one worker loads and fits the model once and runs them in order. Returns
-    ``(units, needs)`` pairs, ``needs`` naming the needs of a unit inside its task. Groups without
-    internal needs are split while there are fewer tasks than ``2 * slots``."""
+    probes): one worker loads and fits the model once and runs them in order. With several
+    workers (``slots`` > 1) a task takes only the first half of those waiting units: the others
+    are submitted as tasks of their own once their needs are done, so that the units of a costly
+    model are shared out among the workers instead of leaving one worker alone with them at the
+    end. Returns ``(units, needs)`` pairs, ``needs`` naming the needs of a unit inside its task.
+    Groups without internal needs are split while there are fewer tasks than ``2 * slots``."""
     done = ("done before", "computed")
     tasks = []
     taken = {u.id for u in ready}
     for group in _batches(ready, 0, 0):
         members = {u.id for u in group}
+        attached = []
         grew = True
         while grew:
             grew = False
@@ -62,10 +67,14 @@ def _chains(ready: list[Unit], plan: Plan, status: dict[str, str], by_key: dict[
                 if uid in taken or status[uid] != "waiting":
                     continue
                 if all(d in members or status[d] in done for d in plan.deps[uid]):
-                    group.append(plan.units[uid])
+                    attached.append(plan.units[uid])
                     members.add(uid)
                     taken.add(uid)
                     grew = True
+        if slots > 1:  # in order of attachment: every unit kept has its needs kept too
+            attached = attached[:(len(attached) + 1) // 2]
+        group = group + attached
+        members = {u.id for u in group}
         needs = {u.id: [d for d in plan.deps[u.id] if d in members] for u in group}
         tasks.append((group, {k: v for k, v in needs.items() if v}))
     while slots and len(tasks) < 2 * slots:
@@ -76,6 +85,24 @@ def _chains(ready: list[Unit], plan: Plan, status: dict[str, str], by_key: dict[
         g, _ = tasks.pop(i)
         tasks[i:i] = [(g[:len(g) // 2], {}), (g[len(g) // 2:], {})]
     return tasks
+
+
+def _finished_in_running_tasks(live: list[_Handle], status: dict[str, str], cache_dir: str,
+                               since: float) -> None:
+    """Mark ``"computed"`` the queued units of tasks still running whose record this run has
+    written (a unit writes it when it has finished): the units that need them can be submitted
+    at once instead of when the whole task returns. Its outcome is read when the task returns.
+    Only for workers on this machine, whose clock wrote the records' times."""
+    for h in live:
+        for unit in h.units:
+            if status[unit.id] != "queued":
+                continue
+            try:
+                written = record_path(unit, cache_dir).stat().st_mtime
+            except OSError:
+                continue
+            if written >= since and unit_done(unit, cache_dir):
+                status[unit.id] = "computed"
 
 
 def _as_study(study, overrides=()) -> Study:
@@ -248,6 +275,8 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                                        "skipped": "skipped"}.get(o.status, "failed")
                     if o.status == "skipped":
                         errors[unit.id] = o.error
+            if backend.name == "local":
+                _finished_in_running_tasks(live, status, options.cache_dir, t0)
             counts = {"done": sum(status[u] in ("computed", "done before") for u in todo),
                       "failed": sum(status[u] == "failed" for u in todo),
                       "skipped": sum(status[u] == "skipped" for u in todo),
@@ -256,8 +285,8 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
             counts["running"] = running  # tasks that are running (each may hold several units)
             counts["queued"] = max(0, sum(status[u] == "queued" for u in todo) - running)
             unresolved = [u for u in todo if status[u] in ("waiting", "queued")]
-            display.update(counts, force=not unresolved)
-            if not unresolved:
+            display.update(counts, force=not unresolved and not live)
+            if not unresolved and not live:
                 break
             if not finished and not ready:
                 time.sleep(poll_s)

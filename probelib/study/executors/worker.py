@@ -14,9 +14,13 @@ from ..units import RunOptions, Unit, UnitOutcome, read_record, run_unit, unit_d
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, warm: bool = False) -> None:
+    """Set the torch/BLAS threads (before torch is imported); ``warm``: then import torch, so that
+    a pool worker does it while it waits for its first task (e.g. while another loads the data)."""
     for v in THREAD_VARIABLES:
         os.environ[v] = str(threads)
+    if warm:
+        import torch  # noqa: F401
 
 
 def run_batch(units: list[Unit], options: RunOptions, skip_done: bool = False,
