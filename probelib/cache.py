@@ -4,6 +4,8 @@ Keys describe the computation by content, never by a name or a path: a network i
 :func:`module_key` (the classes and code of its modules, their settings, and a digest of every
 parameter and buffer), arrays by a digest of their bytes. A cached value is checked against what
 the function returns (type and shape) before it is used, and recomputed when it does not fit.
+:func:`observe` reports each memoised call of a thread (hit or computed, which entry, how long):
+the study layer records a unit's calls with it.
 
 The cache lives in ``$PROBELIB_CACHE`` if set, else ``<repository>/.cache`` when probelib runs
 from a checkout, else ``~/.cache/probelib``. joblib stores results as pickles, so the directory

@@ -7,13 +7,12 @@ same cached functions, with the same arguments, as the chapters do, so a chapter
 call later reads the result from the cache.
 
 While a unit runs, every cached call it makes (``probelib.cache.cached_call`` and the demo's
-feature cache) is recorded through :func:`probelib.cache.observe`: hit or computed, and which
-cache entry. When the unit has finished,
-a small *record* (``$PROBELIB_CACHE/study/done/<unit id>.json``) lists those entries; a unit is
-*done* when its record exists and every entry it lists is still in the cache
-(:func:`unit_done`), which costs a few ``stat`` calls and no computation. ``lookup_only``
-re-runs a unit with a guard that raises :class:`CacheMiss` instead of computing anything: the
-exact check of what a chapter would find, from the current data and weights.
+feature cache) is recorded through :func:`probelib.cache.observe`: hit or computed, and which cache
+entry. When the unit has finished, a small *record* (``$PROBELIB_CACHE/study/done/<unit id>.json``)
+lists those entries; a unit is *done* when its record exists and every entry it lists is still in
+the cache (:func:`unit_done`), which costs a few ``stat`` calls and no computation. ``lookup_only``
+re-runs a unit with a guard that raises :class:`CacheMiss` instead of computing anything: the exact
+check of what a chapter would find, from the current data and weights.
 """
 from __future__ import annotations
 
