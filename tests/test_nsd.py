@@ -323,8 +323,8 @@ def test_corrupt_replaced_file_not_served_from_cache(mini, mini_copy, tmp_path, 
     cache = tmp_path / "cache"
     kw = dict(root=mini_copy, rois=("FFA",), betas_format="nifti", cache_dir=cache)
     builds = []
-    build = assembly._build
-    monkeypatch.setattr(assembly, "_build", lambda *a, **k: builds.append(1) or build(*a, **k))
+    build = assembly._assemble
+    monkeypatch.setattr(assembly, "_assemble", lambda *a, **k: builds.append(1) or build(*a, **k))
     first = _load(mini, **kw)                                                 # an untouched tree loads
     _load(mini, **kw)
     assert len(builds) == 1                                                   # second load: cache hit
@@ -358,7 +358,7 @@ def test_cache_hit_corrupt_entry_and_no_partial_entry(mini, mini_copy, tmp_path,
         raise AssertionError("recomputed despite a valid cache entry")
 
     with monkeypatch.context() as m:
-        m.setattr(assembly, "_build", boom)
+        m.setattr(assembly, "_assemble", boom)
         hit = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
     np.testing.assert_array_equal(hit.stimuli, first.stimuli)
     np.testing.assert_array_equal(hit.image_ids, first.image_ids)
@@ -377,7 +377,7 @@ def test_cache_hit_corrupt_entry_and_no_partial_entry(mini, mini_copy, tmp_path,
         again = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
     np.testing.assert_array_equal(again.responses["FFA"], first.responses["FFA"])
     with monkeypatch.context() as m:
-        m.setattr(assembly, "_build", boom)
+        m.setattr(assembly, "_assemble", boom)
         _load(mini, rois=("FFA", "EBA"), cache_dir=cache)                      # rewritten and valid
 
     (mini_copy / nsd_path("betas_nifti", subject=2, session=1)).unlink()      # an error caches nothing
