@@ -59,8 +59,8 @@ from .assembly import load_nsd
 from .betas import _read_hdf5_voxels, _read_nifti_voxels, _zscore  # noqa: F401 - used by the benchmarks
 from .design import NSDDesign, nsd_shared_images, read_expdesign, shared_repeat_images
 from .fetch import fetch_nsd
-from .paths import (ALL_SUBJECTS, BETA_SCALE, FLOC_LABELS, FLOC_TVAL_NAMES, N_IMAGES, N_REPEATS,  # noqa: F401
-                    NSD_BASE_URL, NSD_BUCKET, NSD_FILES, NSD_SESSIONS, TRIALS_PER_SESSION, nsd_files,
+from .paths import (ALL_SUBJECTS, BETA_SCALE, FLOC_LABELS, FLOC_TVAL_NAMES, MAX_SESSIONS, N_IMAGES,  # noqa: F401
+                    N_REPEATS, NSD_BASE_URL, NSD_BUCKET, NSD_FILES, NSD_SESSIONS, TRIALS_PER_SESSION, nsd_files,
                     nsd_path)
 from .rois import NSD_ROIS, read_ctab
 
