@@ -160,14 +160,14 @@ def test_each_extra_covers_the_imports_of_its_code(code, extras):
     """The library imports only core requirements (named directly); NSD, the study layer
     (executors), the book's figure helpers, notebooks, tests and benchmarks import only what the
     core plus their extra installs."""
-    nsd = ROOT / "probelib" / "data" / "nsd.py"
+    nsd = sorted((ROOT / "probelib" / "data" / "nsd").glob("*.py"))
     plotting = ROOT / "probelib" / "plotting.py"
     files = {
         "library": [p for p in (ROOT / "probelib").rglob("*.py")
-                    if p not in (nsd, plotting) and "study" not in p.relative_to(ROOT).parts],
+                    if p not in nsd and p != plotting and "study" not in p.relative_to(ROOT).parts],
         "plotting": [plotting],  # the book's figure helpers (seaborn)
-        "nsd": [nsd],
-        "study": sorted((ROOT / "probelib" / "study").glob("*.py")),
+        "nsd": nsd,
+        "study": sorted((ROOT / "probelib" / "study").rglob("*.py")),
         "notebooks": sorted((ROOT / "notebooks").glob("*.py")),
         "execute_notebooks": [ROOT / "scripts" / "execute_notebooks.py"],
         "tests": sorted((ROOT / "tests").glob("*.py")),
