@@ -4,6 +4,8 @@ Keys describe the computation by content, never by a name or a path: a network i
 :func:`module_key` (the classes and code of its modules, their settings, and a digest of every
 parameter and buffer), arrays by a digest of their bytes. A cached value is checked against what
 the function returns (type and shape) before it is used, and recomputed when it does not fit.
+:func:`observe` reports each memoised call of a thread (hit or computed, which entry, how long):
+the study layer records a unit's calls with it.
 
 The cache lives in ``$PROBELIB_CACHE`` if set, else ``<repository>/.cache`` when probelib runs
 from a checkout, else ``~/.cache/probelib``. joblib stores results as pickles, so the directory
@@ -18,9 +20,13 @@ import hashlib
 import inspect
 import os
 import stat
+import threading
+import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +81,96 @@ def check_cache_dir(path: str | os.PathLike) -> Path:
 
 @lru_cache(maxsize=None)
 def _memory(location: str) -> joblib.Memory:
-    return joblib.Memory(location, verbose=0)
+    return _ObservedMemory(location, verbose=0)
 
 
 def memory(location: str | os.PathLike | None = None) -> joblib.Memory:
-    """The joblib.Memory of ``location`` (default :func:`cache_dir`), after :func:`check_cache_dir`."""
+    """The joblib.Memory of ``location`` (default :func:`cache_dir`), after :func:`check_cache_dir`.
+
+    The functions it memoises report their calls to the observers of :func:`observe`."""
     return _memory(str(check_cache_dir(cache_dir() if location is None else location)))
+
+
+# ---------------------------------------------------------------------------------- observers
+
+@dataclass(frozen=True)
+class CacheEvent:
+    """One call of a memoised function: ``function`` (its qualified name), ``entry`` (the
+    directory of its cache entry), ``hit`` (read from the cache; else computed) and ``seconds``
+    (the call's duration; ``None`` in the notice sent before the call)."""
+
+    function: str
+    entry: Path
+    hit: bool
+    seconds: float | None = None
+
+
+_observers = threading.local()
+
+
+@contextmanager
+def observe(on_call: Callable[[CacheEvent], None],
+            before: Callable[[CacheEvent], None] | None = None) -> Iterator[None]:
+    """Report the memoised calls this thread makes inside the ``with`` block (:func:`cached_call`
+    and every function memoised through :func:`memory`): ``on_call(event)`` after each call,
+    ``before(event)`` (optional) before it, when whether it is a hit is known and nothing has run
+    yet; an exception raised by ``before`` stops the call (e.g. to refuse computing a missing
+    entry). Nested blocks are all notified, innermost first. Costs nothing outside the blocks;
+    inside, one look-up of the entry per call."""
+    stack = _observers.__dict__.setdefault("stack", [])
+    item = (on_call, before)
+    stack.append(item)
+    try:
+        yield
+    finally:
+        stack.remove(item)
+
+
+def _active() -> list:
+    return list(reversed(getattr(_observers, "stack", ())))
+
+
+class _ObservedFunction:
+    """A joblib ``MemorizedFunc`` whose calls are reported to the observers of this thread."""
+
+    def __init__(self, memorized):
+        self._mf = memorized
+
+    def __getattr__(self, name):
+        return getattr(self._mf, name)
+
+    def _run(self, call, args, kwargs, force: bool):
+        observers = _active()
+        if not observers:
+            return call(*args, **kwargs)
+        mf = self._mf
+        call_id = (mf.func_id, mf._get_args_id(*args, **kwargs))
+        hit = mf._is_in_cache_and_valid(call_id) and not force
+        event = CacheEvent(getattr(mf.func, "__qualname__", "?"), Path(mf.store_backend.location, *call_id), hit)
+        for _, before in observers:
+            if before is not None:
+                before(event)
+        t0 = time.perf_counter()
+        out = call(*args, **kwargs)
+        done = CacheEvent(event.function, event.entry, hit, time.perf_counter() - t0)
+        for on_call, _ in observers:
+            on_call(done)
+        return out
+
+    def __call__(self, *args, **kwargs):
+        return self._run(self._mf, args, kwargs, force=False)
+
+    def call(self, *args, **kwargs):  # joblib's "recompute and store" (cached_call's repair path)
+        return self._run(self._mf.call, args, kwargs, force=True)
+
+
+class _ObservedMemory(joblib.Memory):
+    """``joblib.Memory`` whose memoised functions report to :func:`observe`."""
+
+    def cache(self, func=None, **kwargs):
+        if func is None:  # used as a decorator with arguments
+            return partial(self.cache, **kwargs)
+        return _ObservedFunction(super().cache(func, **kwargs))
 
 
 # ---------------------------------------------------------------------------------- content keys

@@ -50,7 +50,8 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                ["tests/test_probes.py", "tests/test_properties_probes.py"]),
     "cache": (["probelib/cache.py"], ["tests/test_properties_cache.py", "tests/test_security.py",
                                       "tests/test_pipeline.py"]),
-    "nsd": (["probelib/data/nsd.py"], ["tests/test_nsd.py", "tests/test_properties_data.py"]),
+    "nsd": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "data" / "nsd").glob("*.py")),
+            ["tests/test_nsd.py", "tests/test_properties_data.py"]),
     "demo": (["probelib/data/demo.py"], ["tests/test_demo.py", "tests/test_properties_data.py"]),
 }
 

@@ -35,6 +35,30 @@ def rng():
 
 
 # -- the quick book, built once a session --------------------------------------------------------
+def stage_book(dest: Path) -> None:
+    """Copy what ``jupyter-book build dest`` needs besides ``dest/generated/``: the configuration,
+    the pages of book/ and their references, the book's Sphinx extension (at ``book/_ext``,
+    relative to ``_config.yml``, as in the repository) and the chapters' jupytext sources (which
+    the extension offers as downloads)."""
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, dest / name)
+    if not (dest / "generated" / "findings.md").exists():  # the page "Findings at a glance"
+        from probelib import findings
+        findings.write_page(dest / "generated" / "findings.md", dest / "generated" / "findings")
+    for page in [*(ROOT / "book").glob("*.md"), ROOT / "book" / "references.bib"]:
+        shutil.copy(page, dest / page.name)
+    shutil.copytree(ROOT / "book" / "_ext", dest / "book" / "_ext", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "notebooks").mkdir(exist_ok=True)
+    for source in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"):
+        shutil.copy(source, dest / "notebooks" / source.name)
+
+
+def build_warnings(output: str) -> list[str]:
+    """The lines of a ``jupyter-book build`` output that are Sphinx warnings or errors."""
+    return [line for line in output.splitlines() if "WARNING:" in line or "ERROR:" in line]
+
+
 def pytest_collection_modifyitems(config, items):
     """The browser tests run last, on the quick book that tests/test_notebooks.py has built by then."""
     items.sort(key=lambda item: item.path.name == "test_browser.py")  # stable: order otherwise kept
@@ -83,11 +107,7 @@ def quick_book_html(request, tmp_path_factory) -> Path:
         proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "execute_notebooks.py"), "--quick",
                                "--out", str(build / "generated")], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    if not (build / "generated" / "findings.md").exists():  # the page "Findings at a glance"
-        from probelib import findings
-        findings.write_page(build / "generated" / "findings.md", build / "generated" / "findings")
-    for name in ("_config.yml", "_toc.yml", "book/intro.md"):
-        shutil.copy(ROOT / name, build / Path(name).name)
+    stage_book(build)
     jb = Path(sys.executable).parent / "jupyter-book"
     proc = subprocess.run([str(jb), "build", str(build)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

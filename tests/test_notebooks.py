@@ -5,7 +5,6 @@ The chapters share one cache directory (as in a real build) that starts empty.
 """
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from execute_notebooks import chapters, execute, write_findings_page  # noqa: E402
+from execute_notebooks import chapters, execute  # noqa: E402
+from conftest import build_warnings, stage_book  # noqa: E402
 
 CHAPTERS = chapters()
 
@@ -48,14 +48,14 @@ def test_book_renders_every_chapter(quick_book):
     assert sorted(listed) == sorted(p.stem for p in CHAPTERS), "the _toc.yml and notebooks/ disagree"
     if not all((quick_book / "generated" / f"{name}.ipynb").exists() for name in listed):
         pytest.skip("some chapters failed to execute (reported above)")
-    write_findings_page(quick_book / "generated")  # the page "Findings at a glance"
+    stage_book(quick_book)  # writes the page "Findings at a glance" from the chapters' records
     assert "| P1-4B |" in (quick_book / "generated" / "findings.md").read_text()
-    shutil.copy(ROOT / "_config.yml", quick_book / "_config.yml")
-    shutil.copy(ROOT / "_toc.yml", quick_book / "_toc.yml")
-    shutil.copy(ROOT / "book" / "intro.md", quick_book / "intro.md")
     jb = Path(sys.executable).parent / "jupyter-book"
     proc = subprocess.run([str(jb), "build", str(quick_book)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    citation_problems = [w for w in build_warnings(proc.stdout + proc.stderr)
+                         if "bibtex" in w.lower() or "citation" in w.lower()]
+    assert not citation_problems, "\n".join(citation_problems)
     html = quick_book / "_build" / "html"
     for name in listed:
         page = (html / "generated" / f"{name}.html").read_text()

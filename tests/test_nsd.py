@@ -18,6 +18,7 @@ import pytest
 from scipy.io import loadmat, savemat
 
 from probelib.data import nsd
+from probelib.data.nsd import assembly
 from probelib.data.nsd import fetch_nsd, load_nsd, nsd_files, nsd_path, nsd_shared_images, read_ctab
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -322,8 +323,8 @@ def test_corrupt_replaced_file_not_served_from_cache(mini, mini_copy, tmp_path, 
     cache = tmp_path / "cache"
     kw = dict(root=mini_copy, rois=("FFA",), betas_format="nifti", cache_dir=cache)
     builds = []
-    build = nsd._build
-    monkeypatch.setattr(nsd, "_build", lambda *a, **k: builds.append(1) or build(*a, **k))
+    build = assembly._assemble
+    monkeypatch.setattr(assembly, "_assemble", lambda *a, **k: builds.append(1) or build(*a, **k))
     first = _load(mini, **kw)                                                 # an untouched tree loads
     _load(mini, **kw)
     assert len(builds) == 1                                                   # second load: cache hit
@@ -357,7 +358,7 @@ def test_cache_hit_corrupt_entry_and_no_partial_entry(mini, mini_copy, tmp_path,
         raise AssertionError("recomputed despite a valid cache entry")
 
     with monkeypatch.context() as m:
-        m.setattr(nsd, "_build", boom)
+        m.setattr(assembly, "_assemble", boom)
         hit = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
     np.testing.assert_array_equal(hit.stimuli, first.stimuli)
     np.testing.assert_array_equal(hit.image_ids, first.image_ids)
@@ -376,7 +377,7 @@ def test_cache_hit_corrupt_entry_and_no_partial_entry(mini, mini_copy, tmp_path,
         again = _load(mini, rois=("FFA", "EBA"), cache_dir=cache)
     np.testing.assert_array_equal(again.responses["FFA"], first.responses["FFA"])
     with monkeypatch.context() as m:
-        m.setattr(nsd, "_build", boom)
+        m.setattr(assembly, "_assemble", boom)
         _load(mini, rois=("FFA", "EBA"), cache_dir=cache)                      # rewritten and valid
 
     (mini_copy / nsd_path("betas_nifti", subject=2, session=1)).unlink()      # an error caches nothing

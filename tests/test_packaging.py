@@ -88,7 +88,7 @@ def closure(reqs: list[Requirement]) -> set[str]:
     return seen
 
 
-LOCAL_DIRS = ("scripts", "tests", "benchmarks")  # put on sys.path by the tests and benchmarks
+LOCAL_DIRS = ("scripts", "tests", "benchmarks", "book/_ext")  # put on sys.path by the tests, benchmarks, book
 
 
 def third_party_imports(paths) -> set[str]:
@@ -148,6 +148,7 @@ def test_the_extras_are_the_ones_the_readme_names():
 
 @pytest.mark.parametrize("code, extras", [
     ("library", []),
+    ("plotting", ["book"]),
     ("nsd", ["nsd"]),
     ("study", ["cluster"]),
     ("notebooks", ["book"]),
@@ -157,14 +158,16 @@ def test_the_extras_are_the_ones_the_readme_names():
 ])
 def test_each_extra_covers_the_imports_of_its_code(code, extras):
     """The library imports only core requirements (named directly); NSD, the study layer
-    (executors), notebooks, tests and benchmarks import only what the core plus their extra
-    installs."""
-    nsd = ROOT / "probelib" / "data" / "nsd.py"
+    (executors), the book's figure helpers, notebooks, tests and benchmarks import only what the
+    core plus their extra installs."""
+    nsd = sorted((ROOT / "probelib" / "data" / "nsd").glob("*.py"))
+    plotting = ROOT / "probelib" / "plotting.py"
     files = {
         "library": [p for p in (ROOT / "probelib").rglob("*.py")
-                    if p != nsd and "study" not in p.relative_to(ROOT).parts],
-        "nsd": [nsd],
-        "study": sorted((ROOT / "probelib" / "study").glob("*.py")),
+                    if p not in nsd and p != plotting and "study" not in p.relative_to(ROOT).parts],
+        "plotting": [plotting],  # the book's figure helpers (seaborn)
+        "nsd": nsd,
+        "study": sorted((ROOT / "probelib" / "study").rglob("*.py")),
         "notebooks": sorted((ROOT / "notebooks").glob("*.py")),
         "execute_notebooks": [ROOT / "scripts" / "execute_notebooks.py"],
         "tests": sorted((ROOT / "tests").glob("*.py")),

@@ -254,6 +254,50 @@ def test_cached_call_recomputes_a_value_that_fails_its_check(monkeypatch, tmp_pa
         cached_call(bad, {"k": 2}, check=ok)
 
 
+def test_observers_see_every_memoised_call_of_their_thread(monkeypatch, tmp_path):
+    import threading
+
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    runs = []
+
+    def double(key, x):
+        runs.append(x)
+        return 2 * x
+
+    assert cached_call(double, {"k": 0}, 1) == 2                 # outside observe: not reported
+    events, notices, inner = [], [], []
+    with cache.observe(events.append, before=notices.append):
+        assert cached_call(double, {"k": 1}, 1) == 2             # computed
+        assert cached_call(double, {"k": 1}, 1) == 2             # read from the cache
+        assert cached_call(double, None, 1) == 2                 # not memoised: nothing to report
+        with cache.observe(inner.append):                        # nested: both are told
+            assert cached_call(double, {"k": 0}, 1) == 2
+        other = threading.Thread(target=cached_call, args=(double, {"k": 2}, 1))
+        other.start()
+        other.join()                                             # another thread: not reported
+        squares = cache.memory().cache(lambda x: x * x)          # memoised through memory() too
+        assert squares(3) == 9
+    assert cached_call(double, {"k": 3}, 1) == 2                 # after the block: not reported
+    assert [e.hit for e in events] == [False, True, True, False]
+    assert all(e.function.endswith("double") for e in events[:3])
+    assert events[0].entry == events[1].entry != events[2].entry
+    assert events[0].entry.is_dir() and events[0].entry.resolve().is_relative_to(tmp_path.resolve())
+    assert all(e.seconds is not None and e.seconds >= 0 for e in events)
+    assert [(n.hit, n.seconds) for n in notices] == [(e.hit, None) for e in events]
+    assert inner == [events[2]]
+    assert len(runs) == 5                                        # keys 0, 1, None, 2 and 3
+
+    def refuse(event):
+        if not event.hit:
+            raise LookupError(event.function)
+
+    with pytest.raises(LookupError, match="double"), cache.observe(lambda e: None, before=refuse):
+        cached_call(double, {"k": 4}, 1)                         # refused before it runs
+    assert len(runs) == 5
+    with cache.observe(lambda e: None, before=refuse):
+        assert cached_call(double, {"k": 1}, 1) == 2             # a hit is allowed
+
+
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "c"))
     assert cache.cache_dir() == tmp_path / "c"

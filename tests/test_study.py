@@ -116,6 +116,40 @@ def test_units_are_small_hashable_data_expanded_in_dependency_order():
     assert len(changed) == 2 and not changed & l2 and set(plan_study(SMOKE).units) == set(plan.units)
 
 
+def test_automatic_tasks_share_the_units_of_a_model_among_workers():
+    """With several workers a model's task holds its fit and the first half of the units that
+    need it; the rest wait for tasks of their own (shared out when the fit is done). One worker:
+    the whole chain. Inside a task, every unit comes after what it needs."""
+    from probelib.study.executors.run import _chains, _locality
+
+    plan = plan_study(SMOKE)
+    order = {uid: i for i, uid in enumerate(u for s in plan.stages for u in s)}
+    status = {uid: ("computed" if uid in plan.stages[0] else "waiting") for uid in plan.units}
+    by_key: dict = {}
+    for uid in sorted((u for u in plan.units if status[u] == "waiting"), key=order.get):
+        by_key.setdefault(_locality(plan.units[uid]), []).append(uid)
+    ready = sorted((plan.units[u] for u in plan.units if status[u] == "waiting"
+                    and all(status[d] == "computed" for d in plan.deps[u])),
+                   key=lambda u: (_locality(u), order[u.id]))
+    ready_ids = {u.id for u in ready}
+    whole = {units[0].id: units for units, _ in _chains(ready, plan, dict(status), by_key, 1)}
+    shared = {units[0].id: units for units, _ in _chains(ready, plan, dict(status), by_key, 2)}
+    halved = 0
+    for tasks in (whole, shared):
+        for units in tasks.values():
+            ids = [u.id for u in units]
+            for i, uid in enumerate(ids):
+                assert all(status[d] == "computed" or d in ids[:i] for d in plan.deps[uid])
+    for head, units in whole.items():
+        later = [u for u in units if u.id not in ready_ids]
+        if not later or head not in shared:
+            continue
+        kept = [u for u in shared[head] if u.id not in ready_ids]
+        assert kept == later[:(len(later) + 1) // 2]
+        halved += len(later) > 1
+    assert halved >= 1
+
+
 # ------------------------------------------------------------------------------------------------
 # Running
 # ------------------------------------------------------------------------------------------------

@@ -7,12 +7,12 @@ same cached functions, with the same arguments, as the chapters do, so a chapter
 call later reads the result from the cache.
 
 While a unit runs, every cached call it makes (``probelib.cache.cached_call`` and the demo's
-feature cache) is recorded: hit or computed, and which cache entry. When the unit has finished,
-a small *record* (``$PROBELIB_CACHE/study/done/<unit id>.json``) lists those entries; a unit is
-*done* when its record exists and every entry it lists is still in the cache
-(:func:`unit_done`), which costs a few ``stat`` calls and no computation. ``lookup_only``
-re-runs a unit with a guard that raises :class:`CacheMiss` instead of computing anything: the
-exact check of what a chapter would find, from the current data and weights.
+feature cache) is recorded through :func:`probelib.cache.observe`: hit or computed, and which cache
+entry. When the unit has finished, a small *record* (``$PROBELIB_CACHE/study/done/<unit id>.json``)
+lists those entries; a unit is *done* when its record exists and every entry it lists is still in
+the cache (:func:`unit_done`), which costs a few ``stat`` calls and no computation. ``lookup_only``
+re-runs a unit with a guard that raises :class:`CacheMiss` instead of computing anything: the exact
+check of what a chapter would find, from the current data and weights.
 """
 from __future__ import annotations
 
@@ -179,65 +179,31 @@ class CachedCall:
 
 
 class _Recorder:
+    """The observer (:func:`probelib.cache.observe`) of a unit's cached calls."""
+
     def __init__(self, root: Path, lookup_only: bool, log=None):
         self.root, self.lookup_only, self.log = root, lookup_only, log
         self.calls: list[CachedCall] = []
 
+    def _relative(self, entry: Path) -> str:
+        try:
+            return str(entry.resolve().relative_to(self.root))
+        except ValueError:
+            return str(entry)
+
+    def before(self, event) -> None:
+        """Refuse to compute a missing entry in lookup mode."""
+        if not event.hit and self.lookup_only:
+            raise CacheMiss(f"{event.function}: no cache entry {self._relative(event.entry)}")
+
+    def __call__(self, event) -> None:
+        rel = self._relative(event.entry)
+        self.calls.append(CachedCall(event.function, rel, event.hit, event.seconds))
+        if self.log is not None:
+            self.log(f"{'hit     ' if event.hit else 'computed'} {event.function} {event.seconds:.2f} s {rel}")
+
 
 _local = threading.local()
-_hook_lock = threading.Lock()
-
-
-class _RecordingFunction:
-    """A joblib ``MemorizedFunc`` that records each call (and refuses to compute in lookup mode)."""
-
-    def __init__(self, memorized, recorder: _Recorder):
-        self._mf, self._rec = memorized, recorder
-
-    def __getattr__(self, name):
-        return getattr(self._mf, name)
-
-    def _entry(self, args, kwargs) -> tuple[str, bool]:
-        mf = self._mf
-        call_id = (mf.func_id, mf._get_args_id(*args, **kwargs))
-        hit = mf._is_in_cache_and_valid(call_id)
-        path = Path(mf.store_backend.location, *call_id)
-        try:
-            rel = str(path.resolve().relative_to(self._rec.root))
-        except ValueError:
-            rel = str(path)
-        return rel, hit
-
-    def _run(self, call, args, kwargs, force: bool):
-        rel, hit = self._entry(args, kwargs)
-        hit = hit and not force
-        name = getattr(self._mf.func, "__qualname__", "?")
-        if not hit and self._rec.lookup_only:
-            raise CacheMiss(f"{name}: no cache entry {rel}")
-        t0 = time.perf_counter()
-        out = call(*args, **kwargs)
-        seconds = time.perf_counter() - t0
-        self._rec.calls.append(CachedCall(name, rel, hit, seconds))
-        if self._rec.log is not None:
-            self._rec.log(f"{'hit     ' if hit else 'computed'} {name} {seconds:.2f} s {rel}")
-        return out
-
-    def __call__(self, *args, **kwargs):
-        return self._run(self._mf, args, kwargs, force=False)
-
-    def call(self, *args, **kwargs):  # joblib's "recompute and store" (cached_call's repair path)
-        return self._run(self._mf.call, args, kwargs, force=True)
-
-
-class _RecordingMemory:
-    def __init__(self, memory, recorder: _Recorder):
-        self._memory, self._rec = memory, recorder
-
-    def __getattr__(self, name):
-        return getattr(self._memory, name)
-
-    def cache(self, func=None, ignore=None, **kwargs):
-        return _RecordingFunction(self._memory.cache(func, ignore=ignore, **kwargs), self._rec)
 
 
 def note_files(paths) -> None:
@@ -246,50 +212,22 @@ def note_files(paths) -> None:
     if rec is None:
         return
     for p in paths:
-        p = Path(p).resolve()
-        try:
-            rel = str(p.relative_to(rec.root))
-        except ValueError:
-            rel = str(p)
-        rec.calls.append(CachedCall("file", rel, True, 0.0))
-
-
-def _install_hook() -> None:
-    """Route ``probelib.cache.memory`` through the recorder of the current thread (if any).
-
-    Outside :func:`recording` the hook returns the real ``joblib.Memory`` unchanged.
-    """
-    from .. import cache as pc
-
-    with _hook_lock:
-        if getattr(pc.memory, "_probelib_study_hook", False):
-            return
-        real = pc.memory
-
-        def memory(location=None):
-            mem = real(location)
-            rec = getattr(_local, "recorder", None)
-            return mem if rec is None else _RecordingMemory(mem, rec)
-
-        memory._probelib_study_hook = True
-        memory.__wrapped__ = real
-        memory.__doc__ = real.__doc__
-        pc.memory = memory
+        rec.calls.append(CachedCall("file", rec._relative(Path(p)), True, 0.0))
 
 
 @contextlib.contextmanager
 def recording(lookup_only: bool = False, log=None):
     """Record the cached calls made in this thread; ``lookup_only``: raise :class:`CacheMiss`
     instead of computing a missing entry. Yields the recorder (``.calls``)."""
-    from ..cache import cache_dir, check_cache_dir
+    from ..cache import cache_dir, check_cache_dir, observe
 
-    _install_hook()
     root = check_cache_dir(cache_dir()).resolve()
     rec = _Recorder(root, lookup_only, log)
     previous = getattr(_local, "recorder", None)
     _local.recorder = rec
     try:
-        yield rec
+        with observe(rec, before=rec.before):
+            yield rec
     finally:
         _local.recorder = previous
 
