@@ -80,7 +80,7 @@ transfer_budgets = [0, 4, 8, 16]   # targets in (b): ladder models at these budg
 device = "cpu"          # cuda on a GPU machine
 seed = 0
 image_size = 64         # pixels per side of the stimuli fed to the models
-n_images = 16           # held-out images probed
+n_images = 24           # held-out images probed
 n_samples = 4           # noise draws of the smoothed comparison model
 quick = False           # small parameters for the test suite
 
