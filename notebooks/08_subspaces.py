@@ -37,8 +37,8 @@
 # **Similarity.** $\mathrm{Sim}(P_i, P_j) = \|P_i^\top P_j\|_F^2 / k$, the mean squared cosine of
 # the principal angles between the two subspaces (`probelib.geometry.subspace_similarity`): 1 for the
 # same subspace, and $k/D$ on average for random $k$-dimensional subspaces of the $D = 3 H W$ pixel
-# space (the chance level). **Demo substitutions** as in chapter 6: randomized smoothing stands in
-# for adversarial training, MobileNet-v2 / EfficientNet-Lite0 (real weights) and untrained networks
+# space (the chance level). **Demo substitutions** as in chapter 6: small-scale adversarial
+# fine-tuning (`probelib.zoo.DEMO_ROBUST`, L-inf 16/255) stands in for the robust ResNet-50s, MobileNet-v2 / EfficientNet-Lite0 (real weights) and untrained networks
 # for the 14 networks, the simulated observer for NSD.
 
 # %% [markdown]
@@ -62,14 +62,14 @@
 dataset = "demo"        # demo (embedded, offline) or nsd (needs nsd_root)
 nsd_root = None         # local copy of the NSD bucket, for dataset nsd
 models = None           # list of model specs; None = the panel of probelib.zoo.model_panel for paper 2
-rois = ["FFA"]          # ROIs whose voxel Jacobians are analysed
+rois = ["FFA", "PPA", "EBA"]  # ROIs whose voxel Jacobians are analysed (the paper's three)
 k = 5                   # dimension of each perturbation subspace
 n_units = 32            # voxels spanning the Jacobian: the most reliable of the ROI
 eps = 5.0               # L2 budget of the paper for 224 px images, for the first-order change
 device = "cpu"          # cuda on a GPU machine
 seed = 0
 image_size = 64         # pixels per side of the stimuli fed to the models
-n_images = 6            # test images at which the Jacobians are taken
+n_images = 24           # test images at which the Jacobians are taken
 n_samples = 16          # noise draws of each smoothed model (cost grows in proportion)
 n_show = 3              # singular vectors shown as images per model
 quick = False           # small parameters for the test suite
@@ -86,12 +86,19 @@ from probelib.metrics import high_frequency_fraction, response_sd
 from probelib.plotting import amplify, log_matrix, savefig, show_image
 from probelib.transfer_study import group_means, model_groups, panel_subspaces, scale_eps
 from probelib.zoo import model_panel
+from probelib.zoo import DEMO_ROBUST
+from probelib import findings
+from IPython.display import Markdown, display
 
 torch.manual_seed(seed)
+default_panel = models is None
 models = list(models) if models is not None else list(model_panel(dataset, paper=2))
+if default_panel and dataset == "demo":  # robust stand-ins: adversarially fine-tuned (zoo.DEMO_ROBUST), not smoothed
+    models = [next((r for r in DEMO_ROBUST if r.split("+")[0] == m.split("+")[0]), m) if "+smooth" in m else m
+              for m in models]
 if quick:
     image_size, n_images, n_units, k, n_samples, n_show = 64, 3, 8, 3, 2, 2
-    models = models[:1] + [m for m in models if "+smooth" in m][:1]
+    models = models[:1] + [m + ("@2" if "+adv" in m else "") for m in models if "+adv" in m or "+smooth" in m][:1]
     rois = rois[:1]
 groups = model_groups(models)
 group_of = {m: g for g, ms in groups.items() for m in ms}
@@ -101,7 +108,7 @@ print("models:", groups)
 def short(name: str) -> str:
     """Compact model label for matrix axes."""
     return (name.replace("efficientnet_lite0", "effnet-lite0").replace("mobilenet_v2", "mobilenet-v2")
-            .replace(":untrained", " (untr.)").replace("+smooth", " σ="))
+            .replace(":untrained", " (untr.)").replace("+smooth", " σ=").replace("+adv", " adv"))
 
 
 # %% tags=["hide-input"]
@@ -150,6 +157,13 @@ plt.show()
 # %% [markdown]
 # The same matrix summarised by model group (pairs of different models only; error bars: SEM over
 # images). The dotted line is the chance level $k/D$.
+#
+# **Verdict rule, fixed before the result** (the paper: robust models share perturbation subspaces,
+# standard models do not): per image, the mean similarity of robust-robust pairs minus that of
+# standard-standard pairs, averaged over the ROIs. **Reproduced** if it is above 0 by a one-sided
+# paired Wilcoxon signed-rank test over images (p < .05); **opposite** if below by the same test;
+# otherwise **not reproduced**. Both robust models here are fine-tuned from the two standard
+# networks, so the comparison "a network and its own fine-tuned version" is printed separately.
 
 # %% tags=["hide-input"]
 tabs = []
@@ -169,9 +183,9 @@ for ax, roi in zip(axes[0], rois):
     ax.set_xticks(range(len(d)), d.pair, rotation=40, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_title(roi)
-axes[0, 0].set_ylabel("subspace similarity (mean over pairs)")
+axes[0, 0].set_ylabel("subspace similarity\n(mean over pairs)")
 axes[0, 0].legend(fontsize=8)
-fig.suptitle("Shared perturbation directions within and between model groups")
+fig.suptitle("Shared perturbation directions within and between model groups", y=1.02)
 fig.tight_layout()
 savefig(fig, "08_group_similarity")
 plt.show()
@@ -181,14 +195,11 @@ print(gtab[["roi", "from", "to", "mean", "sem", "n_pairs"]].round(4).to_string(i
 for roi in rois:
     d = gtab[gtab.roi == roi].set_index("pair")["mean"]
     if "standard – standard" in d and "robust – robust" in d:
-        print(f"\n{roi}: robust (smoothed) models share {d['robust – robust']:.3f} of their top-{k} subspaces "
+        print(f"\n{roi}: robust (fine-tuned) models share {d['robust – robust']:.3f} of their top-{k} subspaces "
               f"with each other, standard models {d['standard – standard']:.3f} "
               f"(chance {panels[roi].chance:.1e}).")
-        verdict = ("reproduced: robust models share more of their subspaces than standard models do"
-                   if d["robust – robust"] > d["standard – standard"] else
-                   "not reproduced: robust models do not share more of their subspaces than standard models do")
-        print(f"{roi}: paper's shared robust directions: {verdict}.")
-    # same network with and without smoothing vs different networks
+
+    # same network with and without fine-tuning vs different networks
     same, diff = [], []
     s = sims[roi].mean(0)
     for i, a in enumerate(models):
@@ -196,8 +207,29 @@ for roi in rois:
             if i < j and {group_of[a], group_of[b]} == {"standard", "robust"}:
                 (same if a.split("+")[0] == b.split("+")[0] else diff).append(s[i, j])
     if same and diff:
-        print(f"{roi}: a network and its own smoothed version share {np.mean(same):.3f}; "
-              f"a standard and a smoothed model of different networks {np.mean(diff):.3f}.")
+        print(f"{roi}: a network and its own fine-tuned version share {np.mean(same):.3f}; "
+              f"a standard and a fine-tuned model of different networks {np.mean(diff):.3f}.")
+if {"standard", "robust"} <= set(groups) and len(groups["standard"]) > 1 and len(groups["robust"]) > 1:
+    block = {}
+    for g in ("standard", "robust"):
+        ii = [models.index(m) for m in groups[g]]
+        pairs_g = [(a, b) for a in ii for b in ii if a < b]
+        block[g] = np.mean([[sims[roi][:, a, b] for a, b in pairs_g] for roi in rois], axis=(0, 1))  # (N,)
+    v_sub = findings.paired(block["robust"], block["standard"], expect="greater",
+                            what="robust-robust - standard-standard similarity")
+    v_sub.detail = (f"robust-robust {block['robust'].mean():.3g}, standard-standard {block['standard'].mean():.3g}, "
+                    f"chance {panels[rois[0]].chance:.1e}")
+    print(f"\nP2-subspace: {v_sub.sentence}")
+    display(Markdown(f"**Verdict of this run** (rule stated above): robust models share more of their perturbation "
+                     f"subspaces than standard models do: **{v_sub.verdict}** (robust-robust minus standard-standard "
+                     f"similarity {v_sub.value:.2g}, 95% CI {v_sub.ci[0]:.2g} to {v_sub.ci[1]:.2g}; {v_sub.detail})."))
+    if dataset == "demo":
+        findings.record("08", "P2-subspace", v_sub,
+                        stand_in="MobileNet-v2 / EfficientNet-Lite0 (+adv16 as robust stand-ins); simulated observer",
+                        demo=f"perturbation-subspace similarity (k = {k}, {n_units} voxels), robust-robust minus "
+                             f"standard-standard pairs, mean over {', '.join(rois)}")
+else:
+    print("\nP2-subspace: not tested (needs at least two standard and two robust models)")
 
 # %% [markdown]
 # ### Similarity as a function of the subspace dimension
@@ -261,9 +293,8 @@ pd.DataFrame(sv_rows).round(3)
 # ## What the directions look like
 #
 # The top singular vectors of each model at one image, each shown amplified to fill the display
-# range (grey = no change). Standard models' directions tend to look like high-frequency noise; the
-# smoothed models' directions are smoother, because smoothing averages the gradient over noisy
-# copies of the image.
+# range (grey = no change). Standard models' directions tend to look like high-frequency noise;
+# adversarial training is expected to make them smoother and more image-like.
 
 # %% tags=["hide-input"]
 pos = 0
@@ -297,27 +328,20 @@ print(hf.round(3).to_string(index=False))
 g = hf.groupby("group")["high-frequency power"].mean()
 if {"standard", "robust"} <= set(g.index):
     print(f"\nHigh-frequency share of the top-{k} directions: standard {g['standard']:.2f}, "
-          f"robust (smoothed) {g['robust']:.2f}.")
+          f"robust (adversarially fine-tuned) {g['robust']:.2f}.")
 
 # %% [markdown]
 # ## How this compares with the paper
 #
 # - The paper reports that standard models have distinct perturbation subspaces (low similarity
-#   across architectures) while robust models share directions. The group summary and the verdict
-#   printed above give the demo's answer, against the chance level $k/D$. All similarities are small
-#   in absolute terms: the subspaces are a handful of directions in a space of $D$ pixel dimensions,
-#   so even a large multiple of chance is a small fraction of the subspace.
-# - Why the demo may not reproduce the robust models' shared directions: its robust stand-ins are
-#   the *same two networks* under randomized smoothing with a fixed set of noise draws (16). Such a
-#   model is the average of noisy copies of a standard network, so its Jacobian is an average of
-#   standard Jacobians: smaller (the singular values above), somewhat smoother, but still carrying
-#   each network's own idiosyncratic directions. Adversarial training changes the network's features
-#   themselves, which is what the paper credits for shared, semantically meaningful directions.
-#   Averaging over many more noise draws (`n_samples`) moves the stand-ins towards the smoothed
-#   expectation, at a proportional cost.
-# - A caveat about shared architecture: part of any similarity between a smoothed model and its
-#   unsmoothed network is shared weights; the comparison "own network vs other network" printed
-#   above separates this. In the paper the robust models are ResNet-50s trained adversarially, and
-#   the standard panel spans many architectures.
+#   across architectures) while robust models share directions. The verdict printed with the group
+#   summary is computed by the rule stated before it, against the chance level $k/D$. All
+#   similarities are small in absolute terms: the subspaces are a handful of directions in a space
+#   of $D$ pixel dimensions, so even a large multiple of chance is a small fraction of the subspace.
+# - The demo's robust stand-ins are the *same two networks*, adversarially fine-tuned on the demo's
+#   training photographs (chapter 4): part of any similarity between a fine-tuned model and its
+#   standard network is shared weights, which the comparison "own network vs other network" printed
+#   above separates. In the paper the robust models are ResNet-50s adversarially trained on
+#   ImageNet, and the standard panel spans many architectures.
 # - Whether a model's directions are *brain-like* is tested in chapter 10 against the simulated
 #   observer's own subspace.

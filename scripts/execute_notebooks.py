@@ -90,6 +90,8 @@ def execute(path: Path, out_dir: Path, parameters: dict) -> Path:
     # the kernel must draw figures into the notebook (inline), whatever backend the caller uses
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars inside the rendered book
+    # the chapters record their verdicts next to their executed notebooks (probelib.findings)
+    os.environ["PROBELIB_FINDINGS"] = str(out_dir.resolve() / "findings")
     # hidden, unique, on the same filesystem as the output (so that os.replace is atomic)
     partial = out_dir / f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial.ipynb"
     try:
@@ -298,11 +300,52 @@ def _run_one(path: Path, out: Path, params: list[list[str]], quick: bool, thread
     cmd += ["--quick"] if quick else []
     for name, value in params:
         cmd += ["-p", name, value]
-    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES})
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES}, PROBELIB_LADDERS_PREPARED="1")
     t = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     error = "" if proc.returncode == 0 else (proc.stdout + proc.stderr)[-4000:] or f"exit code {proc.returncode}"
     return time.time() - t, error
+
+
+PREPARE = """import time, torch
+torch.set_num_threads({threads})
+from probelib.zoo import build_encoder, demo_ladder
+t = time.time()
+for spec in demo_ladder({base!r}):
+    build_encoder(spec, progress=False)
+print(f"{base}: adversarial ladder ready in {{time.time() - t:.0f}} s", flush=True)
+"""
+
+
+def prepare_ladders(paths: list[Path], given: list, jobs: int) -> None:
+    """Train the demo's adversarial ladders (or find them in the cache) before the chapters run,
+    one network per child process, so that chapters running side by side never train the same
+    network twice. Skipped in quick mode, for another dataset, or when no chapter uses them."""
+    if os.environ.get("PROBELIB_LADDERS_PREPARED") or any(
+            k == "quick" and str(v).lower() in ("1", "true", "yes") for k, v in given):
+        return
+    if any(k == "dataset" and str(v) != "demo" for k, v in given):
+        return
+    if not any(("demo_ladder" in p.read_text() or "DEMO_ROBUST" in p.read_text()) for p in paths):
+        return
+    from probelib.zoo import DEMO_TRAINED
+
+    bases = list(DEMO_TRAINED)
+    jobs = max(1, min(jobs, len(bases)))
+    threads = max(1, _cores() // jobs)
+    env = dict(os.environ, **{v: str(threads) for v in THREAD_VARIABLES})
+    t = time.time()
+    procs = [subprocess.Popen([sys.executable, "-c", PREPARE.format(base=b, threads=threads)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for b in bases[:jobs]]
+    pending = bases[jobs:]
+    while procs:
+        proc = procs.pop(0)
+        out, _ = proc.communicate()
+        print(out.strip()[-2000:], flush=True)
+        if pending:
+            procs.append(subprocess.Popen([sys.executable, "-c", PREPARE.format(base=pending.pop(0), threads=threads)],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    print(f"adversarial ladders: {time.time() - t:.1f} s", flush=True)
 
 
 def _report_failure(path: Path, out_dir: Path, exc: BaseException) -> None:
@@ -346,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     total = time.time()
+    prepare_ladders(paths, given, args.jobs)
     if args.jobs == 1 or len(paths) == 1:
         failed = []
         for path in paths:
@@ -359,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"{path.stem}: {time.time() - t:.1f} s", flush=True)
         print(f"all chapters: {time.time() - total:.1f} s")
+        write_findings_page(args.out)
         if failed:
             print(f"failed chapters: {failed}", file=sys.stderr)
             return 1
@@ -391,10 +436,21 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     timings_file.write_text(json.dumps(last, indent=1, sort_keys=True))
     print(f"all chapters: {time.time() - total:.1f} s")
+    write_findings_page(args.out)
     if failed:
         print(f"failed chapters: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_findings_page(out: Path) -> Path:
+    """``<out>/findings.md``: the findings table of every chapter's records in ``<out>/findings``
+    (the book page "Findings at a glance"; claims that no chapter recorded say so)."""
+    from probelib import findings
+
+    page = findings.write_page(Path(out) / "findings.md", Path(out).resolve() / "findings")
+    print(f"findings table: {page}", flush=True)
+    return page
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ def stage_book(dest: Path) -> None:
     the extension offers as downloads)."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, dest / name)
+    if not (dest / "generated" / "findings.md").exists():  # the page "Findings at a glance"
+        from probelib import findings
+        findings.write_page(dest / "generated" / "findings.md", dest / "generated" / "findings")
     for page in [*(ROOT / "book").glob("*.md"), ROOT / "book" / "references.bib"]:
         shutil.copy(page, dest / page.name)
     shutil.copytree(ROOT / "book" / "_ext", dest / "book" / "_ext", dirs_exist_ok=True,

@@ -180,3 +180,27 @@ def test_failed_chapter_check_refuses_error_notebooks(book, capsys):
     nbformat.write(bad, out / "02_beta.ipynb")
     assert run(book, "--check") == 1
     assert "papermill error marker" in capsys.readouterr().err
+
+
+def test_ladders_are_prepared_only_for_full_demo_runs_that_use_them(tmp_path, monkeypatch):
+    """The demo's adversarial ladders are trained before the chapters, except in quick mode, for
+    another dataset, inside a chapter's child process, or when no selected chapter uses them."""
+    import execute_notebooks
+
+    started = []
+    monkeypatch.setattr(execute_notebooks.subprocess, "Popen", lambda *a, **k: started.append(a) or 1 / 0)
+    monkeypatch.delenv("PROBELIB_LADDERS_PREPARED", raising=False)
+    uses = tmp_path / "04_x.py"
+    uses.write_text("models = demo_ladder('mobilenet_v2')\n")
+    plain = tmp_path / "01_x.py"
+    plain.write_text("x = 1\n")
+    execute_notebooks.prepare_ladders([uses], [("quick", True)], 2)
+    execute_notebooks.prepare_ladders([uses], [("dataset", "nsd")], 2)
+    execute_notebooks.prepare_ladders([plain], [], 2)
+    monkeypatch.setenv("PROBELIB_LADDERS_PREPARED", "1")
+    execute_notebooks.prepare_ladders([uses], [], 2)
+    assert started == []
+    monkeypatch.delenv("PROBELIB_LADDERS_PREPARED")
+    with pytest.raises(ZeroDivisionError):  # a full demo run that uses the ladders starts the training
+        execute_notebooks.prepare_ladders([uses], [], 2)
+    assert len(started) == 1
