@@ -68,7 +68,7 @@ from scipy import stats
 from probelib.data import load_dataset
 from probelib.metrics import sem, split_half_ceiling
 from probelib.plotting import savefig
-from probelib.pipeline import fit_panel
+from probelib.fitting import fit_panel
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)

@@ -77,10 +77,11 @@ from probelib.data import load_dataset, probe_images
 from probelib.metrics import response_sd, sem
 from probelib.plotting import amplify, savefig, show_image
 from probelib.model import extract_features
-from probelib.pipeline import fit_panel
-from probelib.sensitivity import (cached_control, compare_discriminability,
-                                  percentile_of, preferred_example,
-                                  sensitivity_frame, sweep_panel)
+from probelib.fitting import fit_panel
+from probelib.data.dataset import preferred_example
+from probelib.metrics import compare_discriminability, percentile_of
+from probelib.probes.cached import cached_control, sweep_panel
+from probelib.tables import sensitivity_frame
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)

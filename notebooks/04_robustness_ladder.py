@@ -88,7 +88,11 @@ import torch.nn.functional as F
 from IPython.display import display
 from scipy import stats
 
-from probelib import readout_study as rs
+from probelib.fitting import fit_units, response_units
+from probelib.probes.cached import probe_units
+from probelib.probes.classification import classification_robustness
+from probelib.tables import unit_sensitivity_frame
+from probelib.zoo import ladder_position
 from probelib.cache import cache_dir
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import sem
@@ -110,7 +114,7 @@ if models is None:
     models = (list(PAPER1_LADDER) if dataset == "nsd"
               else [spec for base in bases for spec in smoothing_ladder(base, sigmas)])
 models = list(models)
-ladder = pd.DataFrame([(spec, *rs.ladder_position(spec)) for spec in models],
+ladder = pd.DataFrame([(spec, *ladder_position(spec, ladder="smoothing")) for spec in models],
                       columns=["model", "family", "level", "level_name"])
 families = list(dict.fromkeys(ladder.family))
 eps_value = eps / 255
@@ -147,7 +151,7 @@ print(ladder.to_string(index=False))
 # %% tags=["hide-input"]
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
-units = rs.response_units(ds, rois)
+units = response_units(ds, rois)
 index = probe_images(ds, n_images, seed=seed)
 print(ds.name)
 print(f"{len(models)} models x {units.n_units} regions, {readout} readouts; probing {len(index)} held-out images "
@@ -156,9 +160,9 @@ print(f"{len(models)} models x {units.n_units} regions, {readout} readouts; prob
 t0 = time.time()
 fits, frames = {}, []
 for spec in models:
-    fit = rs.fit_units(ds, spec, units, kind=readout, n_samples=n_samples, seed=seed, device=device)
+    fit = fit_units(ds, spec, units, kind=readout, n_samples=n_samples, seed=seed, device=device)
     fits[spec] = fit
-    frames.append(rs.sensitivity_frame(fit, rs.probe_units(fit, index, eps_value), index))
+    frames.append(unit_sensitivity_frame(fit, probe_units(fit, index, eps_value), index))
 df = pd.concat(frames, ignore_index=True).merge(ladder[["model", "family", "level"]], on="model")
 print(f"fitted and probed in {time.time() - t0:.0f} s")
 
@@ -252,16 +256,16 @@ for fam in families:
 check = []
 if n_samples_check and dataset != "nsd":
     for base in (check_bases if check_bases is not None else bases[:1]):
-        spec = next((m for m in models if rs.ladder_position(m)[:2] == (base, float(check_sigma))), None)
+        spec = next((m for m in models if ladder_position(m, ladder="smoothing")[:2] == (base, float(check_sigma))), None)
         if spec is None:
             continue
         for n in sorted(set(n_samples_check) | {n_samples}):
             if n == n_samples:
                 fit = fits[spec]
             else:
-                fit = rs.fit_units(ds, spec, units, kind=readout, n_samples=n, seed=seed, device=device)
-            res = rs.probe_units(fit, index, eps_value)
-            f = rs.sensitivity_frame(fit, res, index)
+                fit = fit_units(ds, spec, units, kind=readout, n_samples=n, seed=seed, device=device)
+            res = probe_units(fit, index, eps_value)
+            f = unit_sensitivity_frame(fit, res, index)
             pim = f.groupby("image").relative.mean()
             check.append({"base": base, "n_samples": n, "relative": pim.mean(), "sem": sem(pim.to_numpy()),
                           "r": np.nanmean(fit.predictivity)})
@@ -331,13 +335,13 @@ c_eps = [e / 255 for e in classify_eps]
 t0 = time.time()
 cls_rows, base_labels = [], {}
 for spec in models:
-    fam, level, _ = rs.ladder_position(spec)
+    fam, level, _ = ladder_position(spec, ladder="smoothing")
     if classify_levels is not None and not np.any(np.isclose(level, classify_levels)):
         continue
     enc = fits[spec].model.encoder
     if not getattr(enc, "has_classifier", getattr(getattr(enc, "encoder", None), "has_classifier", True)):
         continue
-    res = rs.classification_robustness(enc, x_cls, c_eps)
+    res = classification_robustness(enc, x_cls, c_eps)
     if level == 0:
         base_labels[fam] = res.clean_label
     for e, surv in zip(classify_eps, res.survival):

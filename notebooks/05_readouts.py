@@ -80,7 +80,10 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from probelib import readout_study as rs
+from probelib.fitting import fit_units, response_units
+from probelib.probes.cached import probe_units
+from probelib.readouts import select_lasso_alpha
+from probelib.tables import unit_sensitivity_frame
 from probelib.cache import cache_dir
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import paired_test, sem
@@ -123,8 +126,8 @@ READOUT_NAMES = {"ols": "OLS", "lasso": "L1 (lasso)", "ridge": "L2 (ridge)", "ml
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, average_subjects=False,
                   **extra)
-units_roi = rs.response_units(ds, rois)                      # Table 1: one unit per region
-units_subj = rs.response_units(ds, rois, by_subject=True)    # Fig 5B: one unit per (subject, region)
+units_roi = response_units(ds, rois)                      # Table 1: one unit per region
+units_subj = response_units(ds, rois, by_subject=True)    # Fig 5B: one unit per (subject, region)
 train, test = ds.split["train"], ds.split["test"]
 index = probe_images(ds, n_images, seed=seed)
 index_panel = probe_images(ds, n_images_panel, seed=seed)
@@ -169,7 +172,7 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 # %% tags=["hide-input"]
 def lasso_options(features, responses):
     """Choose the lasso penalty by cross-validated predictive accuracy; return the fit options."""
-    sel = rs.select_lasso_alpha(features, responses, alphas=lasso_alphas, relative=lasso_relative, seed=seed)
+    sel = select_lasso_alpha(features, responses, alphas=lasso_alphas, relative=lasso_relative, seed=seed)
     return {"alpha": sel.alpha, "relative": sel.relative}, sel
 
 
@@ -192,10 +195,10 @@ for spec in table_models:
         opts, sel = readout_options(kind, enc_flat, units_roi.responses[train])
         if sel is not None:
             selections[spec] = sel
-        fit = rs.fit_units(ds, spec, units_roi, kind=kind, encoder=enc, seed=seed, device=device, **opts)
-        res = rs.probe_units(fit, index, eps_value)
+        fit = fit_units(ds, spec, units_roi, kind=kind, encoder=enc, seed=seed, device=device, **opts)
+        res = probe_units(fit, index, eps_value)
         table_fits[(spec, kind)] = fit
-        table_frames.append(rs.sensitivity_frame(fit, res, index))
+        table_frames.append(unit_sensitivity_frame(fit, res, index))
 table_df = pd.concat(table_frames, ignore_index=True)
 print(f"Table 1: {len(table_models)} networks x {len(readouts)} readouts fitted and probed in {time.time() - t0:.0f} s")
 
@@ -343,11 +346,11 @@ for spec in models:
     feats = extract_features(enc, ds.stimuli[train], device=device, progress=False)
     amax = lasso_alpha_max(feats, units_subj.responses[train][:, sel_units])
     opts, sel = lasso_options(feats, units_subj.responses[train][:, sel_units])
-    fits = {"ols": rs.fit_units(ds, spec, units_subj, kind="ols", encoder=enc, seed=seed, device=device),
-            "lasso": rs.fit_units(ds, spec, units_subj, kind="lasso", encoder=enc, seed=seed, device=device, **opts)}
+    fits = {"ols": fit_units(ds, spec, units_subj, kind="ols", encoder=enc, seed=seed, device=device),
+            "lasso": fit_units(ds, spec, units_subj, kind="lasso", encoder=enc, seed=seed, device=device, **opts)}
     for kind, fit in fits.items():
         panel_fits[(spec, kind)] = fit
-        panel_frames.append(rs.sensitivity_frame(fit, rs.probe_units(fit, index_panel, eps_value), index_panel))
+        panel_frames.append(unit_sensitivity_frame(fit, probe_units(fit, index_panel, eps_value), index_panel))
     panel_rows.append({"network": spec, "feature s.d. (median)": float(np.median(feats.reshape(len(feats), -1).std(0))),
                        "alpha_max (subject mean)": float(amax.mean()), "chosen alpha": sel.alpha,
                        "at grid edge": sel.at_edge,

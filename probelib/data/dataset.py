@@ -111,3 +111,22 @@ def make_split(n: int, n_train: int, seed: int = 0) -> dict[str, np.ndarray]:
         raise ValueError(f"n_train must be in (0, {n}); got {n_train}")
     perm = np.random.default_rng(seed).permutation(n)
     return {"train": np.sort(perm[:n_train]), "test": np.sort(perm[n_train:])}
+
+
+def preferred_example(ds: Dataset, image_index, clean: np.ndarray, category: str | None) -> int:
+    """Position (into ``image_index``) of the example image for a targeted-probe figure: the
+    image of ``category`` (e.g. ``"face"`` for FFA) with the highest clean prediction, or the
+    highest clean prediction overall when categories are unknown / none match.
+
+    clean : (N,) clean predictions of the probed unit for the images ``image_index``.
+    """
+    clean = np.asarray(clean, dtype=np.float64).ravel()
+    index = np.asarray(image_index)
+    if clean.shape[0] != index.shape[0]:
+        raise ValueError(f"clean has {clean.shape[0]} values for {index.shape[0]} images")
+    candidates = np.arange(len(index))
+    if category is not None and ds.categories is not None:
+        match = np.asarray(ds.categories)[index] == category
+        if match.any():
+            candidates = candidates[match]
+    return int(candidates[np.argmax(clean[candidates])])

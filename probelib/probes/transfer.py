@@ -1,16 +1,18 @@
 """Transfer: probes made on a source model applied to target models."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_images, check_positive_int, check_units
 from .._torch import evaluating, images_on, n_outputs, resolve_device
-from ._common import _check_same_images, _evaluate_deltas, _sensitivity
-from .results import DIRECTIONS, DeviceLike, ProbeResult, UnitsLike
+from ._common import _check_same_images, _evaluate_deltas, _sensitivity, sensitivity_of_change
+from .results import DIRECTIONS, DeviceLike, FixedEffectResult, ProbeResult, UnitsLike
 
 
 def _transfer_one(source: ProbeResult, images: Tensor, model: nn.Module, device: DeviceLike,
@@ -114,3 +116,172 @@ def transfer(probes: ProbeResult | Tensor | np.ndarray, images: Tensor,
             probes, images, units, direction, _output_count(model, images, device))
         out[name] = _transfer_one(source, images, model, device, batch_size, progress)
     return out["target"] if single else out
+
+
+# ----------------------------------------------------------------------------------------------
+# Transfer across a panel of models, with norm-matched random controls
+# ----------------------------------------------------------------------------------------------
+
+def probe_deltas(result: ProbeResult | FixedEffectResult, eps_index: int = 0) -> np.ndarray:
+    """The applied perturbations of a probe result as a float32 array (U, N, 3, H, W).
+
+    ``ProbeResult``: the probes of budget ``eps[eps_index]`` (the result must keep its
+    perturbations: ``store_perturbations=True``). ``FixedEffectResult``: the kept probes.
+    ``images + deltas`` lies in [0, 1].
+    """
+    if isinstance(result, FixedEffectResult):
+        if result.deltas is None:
+            raise ValueError("this FixedEffectResult does not keep its probes; rerun with "
+                             "store_perturbations=True")
+        return np.asarray(result.deltas, dtype=np.float32)
+    if not isinstance(result, ProbeResult):
+        raise ValueError(f"expected a ProbeResult or FixedEffectResult; got {type(result).__name__}")
+    if not result.has_perturbations:
+        raise ValueError("this ProbeResult does not keep its perturbations; rerun the attack with "
+                         "store_perturbations=True")
+    n_units = result.sensitivity.shape[2]
+    return np.stack([result.perturbation(eps_index, j).numpy() for j in range(n_units)]).astype(np.float32)
+
+
+@dataclass
+class TransferResult:
+    """Response changes of target models under the probes of source models.
+
+    Attributes
+    ----------
+    names : the T target model names.
+    sources : the S source model names (a subset of ``names``, in their order).
+    change : (S, T, N, U) sensitivity of target ``t`` to the probe that source ``s`` made for
+        unit ``units[u]`` at image ``n`` (definition of ``direction``; ``[s, s]`` is the
+        source's own sensitivity).
+    signed_change : (S, T, N, U) ``perturbed - clean`` response of the target.
+    control : (S, T, N, U) sensitivity of target ``t`` to a random direction with the same L2
+        norm as the source's probe (Gaussian direction, clamped to [0, 1]): the negative control.
+    probe_norm : (S, N, U) L2 norm of the applied probes of each source.
+    clean : (T, N, U) clean responses of each target.
+    units : (U,) output units; direction : sensitivity definition; roi : label.
+    """
+
+    names: list[str]
+    sources: list[str]
+    change: np.ndarray
+    signed_change: np.ndarray
+    control: np.ndarray
+    probe_norm: np.ndarray
+    clean: np.ndarray
+    units: np.ndarray
+    direction: str
+    roi: str = ""
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(S, T) mean sensitivity over images and units."""
+        return self.change.mean((2, 3))
+
+    @property
+    def control_matrix(self) -> np.ndarray:
+        """(S, T) mean sensitivity to the norm-matched random directions."""
+        return self.control.mean((2, 3))
+
+    @property
+    def own(self) -> np.ndarray:
+        """(T,) each target's mean sensitivity to its own probes (NaN if it is not a source)."""
+        m = self.matrix
+        return np.array([m[self.sources.index(t), i] if t in self.sources else np.nan
+                         for i, t in enumerate(self.names)])
+
+    @property
+    def relative(self) -> np.ndarray:
+        """(S, T) ``matrix`` divided column-wise by the target's own sensitivity (1 = the probe
+        moves the target as much as the target's own probe does)."""
+        return self.matrix / self.own[None, :]
+
+    @property
+    def per_image(self) -> np.ndarray:
+        """(N, S, T) mean over units, one matrix per image."""
+        return self.change.mean(3).transpose(2, 0, 1)
+
+    def table(self) -> pd.DataFrame:
+        """Long table: source, target, image (position), unit, change, control, probe_norm."""
+        s, t, n, u = self.change.shape
+        grid = np.meshgrid(np.arange(s), np.arange(t), np.arange(n), np.arange(u), indexing="ij")
+        return pd.DataFrame({
+            "source": np.asarray(self.sources, dtype=object)[grid[0].ravel()],
+            "target": np.asarray(self.names, dtype=object)[grid[1].ravel()],
+            "image": grid[2].ravel(), "unit": np.asarray(self.units)[grid[3].ravel()],
+            "change": self.change.ravel(), "control": self.control.ravel(),
+            "probe_norm": np.broadcast_to(self.probe_norm[:, None], self.change.shape).ravel(),
+        })
+
+
+@torch.no_grad()
+def _responses(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
+    out = []
+    for i in range(0, x.shape[0], batch_size):
+        r = model(x[i:i + batch_size])
+        out.append((r[:, None] if r.ndim == 1 else r).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[str, np.ndarray],
+                      units: Sequence[int] | np.ndarray, direction: str = "abs", seed: int = 0,
+                      batch_size: int = 32, device: str | torch.device | None = None,
+                      roi: str = "") -> TransferResult:
+    """Apply every source's probes to every target model, with norm-matched random controls.
+
+    models : target name -> model (images (B, 3, H, W) in [0, 1] -> responses (B, V)); every
+        source of ``deltas`` must be one of them, and all must share the output ``units``.
+    images : (N, 3, H, W) the images the probes were made for (numpy or tensor, in [0, 1]).
+    deltas : source name -> (U, N, 3, H, W) probe of unit ``units[u]`` at image ``n``
+        (sources are taken in the order of ``models``)
+        (see :func:`probe_deltas`); ``images + delta`` is clamped to [0, 1].
+    units : (U,) output units the probes target; direction : sensitivity definition
+        (``"abs"``, ``"decrease"`` or ``"increase"``), as in :mod:`probelib.probes`.
+    seed : seeds the random control directions (one per source, unit and image, shared by all
+        targets so that every target sees the same noise).
+    device : where each target runs (moved there for the call, then back); ``None`` = where it
+        lives (as in :mod:`probelib.probes`).
+
+    Cost: for each target, ``(1 + 2 * S * U) * N`` forward passes without gradients.
+    """
+    if direction not in ("abs", "decrease", "increase"):
+        raise ValueError(f"unknown direction {direction!r}; valid: 'abs', 'decrease', 'increase'")
+    names = list(models)
+    missing = [s for s in deltas if s not in models]
+    if missing or not deltas:
+        raise ValueError(f"deltas must map source names among the models {names}; unknown: {missing}")
+    sources = [n for n in names if n in deltas]
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))  # CPU; batches go to each target
+    units = np.asarray(units, dtype=np.int64).reshape(-1)
+    n, u_count = x.shape[0], len(units)
+    gen = torch.Generator().manual_seed(int(seed))
+    applied, noise = {}, {}
+    probe_norm = np.empty((len(sources), n, u_count))
+    for si, s in enumerate(sources):
+        d = torch.as_tensor(np.asarray(deltas[s], dtype=np.float32))
+        if tuple(d.shape) != (u_count, *x.shape):
+            raise ValueError(f"deltas[{s!r}] must have shape (U, N, 3, H, W) = "
+                             f"{(u_count, *tuple(x.shape))}; got {tuple(d.shape)}")
+        xa = (x[None] + d).clamp(0.0, 1.0)
+        dd = xa - x[None]
+        norms = dd.flatten(2).norm(dim=2)                                   # (U, N)
+        probe_norm[si] = norms.T.double().numpy()
+        g = torch.randn(dd.shape, generator=gen)
+        g = g / g.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None, None]
+        applied[s] = xa
+        noise[s] = (x[None] + g * norms[..., None, None, None]).clamp(0.0, 1.0)
+    shape = (len(sources), len(names), n, u_count)
+    perturbed, control_resp = np.empty(shape), np.empty(shape)
+    clean = np.empty((len(names), n, u_count))
+    for ti, t in enumerate(names):
+        dev = resolve_device(models[t], x, device)
+        with evaluating(models[t], dev) as model:  # eval mode, on dev; restored afterwards
+            clean[ti] = _responses(model, x.to(dev), batch_size)[:, units]
+            for si, s in enumerate(sources):
+                for j in range(u_count):
+                    perturbed[si, ti, :, j] = _responses(model, applied[s][j].to(dev), batch_size)[:, units[j]]
+                    control_resp[si, ti, :, j] = _responses(model, noise[s][j].to(dev), batch_size)[:, units[j]]
+    return TransferResult(
+        names=names, sources=sources, change=sensitivity_of_change(perturbed - clean[None], direction),
+        signed_change=perturbed - clean[None], control=sensitivity_of_change(control_resp - clean[None], direction),
+        probe_norm=probe_norm, clean=clean, units=units, direction=direction, roi=roi)

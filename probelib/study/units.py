@@ -575,7 +575,7 @@ def _panel(dataset: DatasetSpec, fit: FitSpec, models: tuple, rois: tuple, devic
     key = (str(cache_dir()), dataset, fit, models, device)
     have = _PANELS.get(key)
     if have is None or not set(rois) <= set(have.rois):
-        from ..pipeline import fit_panel
+        from ..fitting import fit_panel
 
         ds = _dataset(dataset)
         wanted = list(dict.fromkeys(list(have.rois if have is not None else []) + list(rois)))

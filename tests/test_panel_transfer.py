@@ -9,11 +9,12 @@ from torch import nn
 from probelib.probes import fixed_effect, pgd
 from probelib.data.dataset import Dataset, probe_images
 from probelib.model import EncodingModel
-from probelib.pipeline import PanelFit, cached_probe, dataset_digest
-from probelib.transfer_study import (evaluate_transfer, fixed_effect_budget, group_means,
-                                     l2_probe_settings, model_groups, panel_subspaces,
-                                     probe_deltas, scale_eps,
-                                     transfer_study)
+from probelib.fitting import PanelFit, dataset_digest
+from probelib.probes.cached import panel_fixed_effect, panel_pgd
+from probelib.probes.budgets import fixed_effect_budget, l2_probe_settings, scale_eps
+from probelib.probes.cached import panel_subspaces, panel_transfer
+from probelib.probes.transfer import evaluate_transfer, probe_deltas
+from probelib.tables import group_means, model_groups
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
@@ -89,7 +90,7 @@ def test_probe_images_is_a_seeded_subset_of_the_test_split():
 
 def test_l2_probe_settings():
     kw = l2_probe_settings(96)
-    assert kw["attack"] == "pgd" and kw["norm"] == "l2" and kw["direction"] == "abs"
+    assert "attack" not in kw and kw["norm"] == "l2" and kw["direction"] == "abs"
     assert kw["eps"] == [pytest.approx(5 * 96 / 224)] and kw["store_perturbations"]
 
 
@@ -167,22 +168,22 @@ def test_transfer_study_with_cached_probes_and_fixed_effect():
     fit = _panel(ds)
     idx = np.array([6, 7, 8])
     kw = {k: v for k, v in l2_probe_settings(8, eps=28.0, steps=4).items() if k != "attack"}
-    probes = {s: cached_probe(fit, s, "FFA", "pgd", image_index=idx, units=[0, 3], **kw)
+    probes = {s: panel_pgd(fit, s, "FFA", image_index=idx, units=[0, 3], **kw)
               for s in fit.specs}
-    res = transfer_study(fit, "FFA", probes, idx)
+    res = panel_transfer(fit, "FFA", probes, idx)
     assert res.change.shape == (3, 3, 3, 2)
     # the diagonal is each source's own sensitivity as computed by the attack
     for i, s in enumerate(fit.specs):
         assert np.allclose(res.change[i, i], probes[s].sensitivity[0], rtol=1e-4, atol=1e-6)
     # targeted probes beat random directions of the same norm on their own model
     assert np.all(np.diag(res.matrix) > 2 * np.diag(res.control_matrix))
-    again = transfer_study(fit, "FFA", probes, idx)           # cached, identical
+    again = panel_transfer(fit, "FFA", probes, idx)           # cached, identical
     assert np.array_equal(again.change, res.change)
     # fixed-effect probes transfer the same way
-    fe = {s: cached_probe(fit, s, "FFA", "fixed_effect", image_index=idx, units=[0],
+    fe = {s: panel_fixed_effect(fit, s, "FFA", image_index=idx, units=[0],
                           target_change=0.2, norm="l2", direction="abs", eps_max=2.0, steps=4,
                           store_perturbations=True) for s in ["m3", "m1"]}
-    res_fe = transfer_study(fit, "FFA", fe, idx, targets=fit.specs)
+    res_fe = panel_transfer(fit, "FFA", fe, idx, targets=fit.specs)
     assert res_fe.sources == ["m1", "m3"] and res_fe.names == ["m1", "m2", "m3"]
     for i, s in enumerate(res_fe.sources):
         reached = fe[s].reached[:, 0]
@@ -191,7 +192,7 @@ def test_transfer_study_with_cached_probes_and_fixed_effect():
         assert np.all(own[reached] >= 0.2 * (1 - 1e-6))
         assert np.allclose(res_fe.probe_norm[i, :, 0][reached], fe[s].eps[reached, 0], rtol=1e-3)
     with pytest.raises(ValueError):
-        transfer_study(fit, "FFA", probes, np.array([6, 7, 9]))
+        panel_transfer(fit, "FFA", probes, np.array([6, 7, 9]))
 
 
 def test_probe_deltas_shapes_and_errors():
