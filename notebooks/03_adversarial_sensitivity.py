@@ -130,7 +130,7 @@ PREFERRED = {"FFA": "face", "EBA": "body", "PPA": "place", "VWFA": "word"}
 # %% tags=["hide-input"]
 extra = {"subjects": list(subjects)} if dataset == "nsd" else {}
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
-# the panel of fitted models (probelib.pipeline.fit_panel, with each image encoded once)
+# the panel of fitted models (probelib.fitting.fit_panel, with each image encoded once)
 fit = fit_panel(ds, models, rois=rois, kind=readout, device=device, seed=seed, n_samples=n_samples)
 index = probe_images(ds, n_images, seed=seed)
 cats = np.asarray(ds.categories)[index] if ds.categories is not None else None

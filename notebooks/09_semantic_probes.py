@@ -64,25 +64,24 @@ n_images = 1            # start images per ROI and direction (test images)
 quick = False           # small parameters for the test suite
 
 # %% tags=["hide-input"]
-import imageio.v2 as imageio
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Image as ShowGif
 from IPython.display import display
-from PIL import Image, ImageDraw
 
-from probelib.model import StackedModel, observer_for_rois, with_noise_samples
+from probelib.animation import write_gif
+from probelib.data import load_dataset
+from probelib.data.dataset import trajectory_starts
+from probelib.data.demo import DEMO_ROIS
+from probelib.fitting import dataset_digest, fit_panel
+from probelib.metrics import high_frequency_fraction, response_sd
+from probelib.model import ProbeModels, StackedModel, observer_for_rois
+from probelib.plotting import amplify, figures_dir, savefig, show_image
 from probelib.probes.cached import cached_optimize, cached_responses
 from probelib.probes.optimize import tv_weight
-from probelib.zoo import robustness_level, select_robust
-from probelib.data import load_dataset
-from probelib.metrics import high_frequency_fraction, response_sd
-from probelib.model import EncodingModel
-from probelib.fitting import dataset_digest, fit_panel
-from probelib.plotting import amplify, figures_dir, savefig, show_image
-from probelib.zoo import PAPER1_LADDER, smoothing_ladder
+from probelib.zoo import PAPER1_LADDER, robustness_level, select_robust, smoothing_ladder
 
 torch.manual_seed(seed)
 if quick:
@@ -159,29 +158,13 @@ plt.show()
 # (`with_noise_samples`), and check on the test images that it predicts as well.
 
 # %% tags=["hide-input"]
-_encoders = {}
-
-
-def probe_model(spec, roi):
-    """The model used to probe (spec, roi): smoothed models with probe_samples noise draws."""
-    m = fit.models[(spec, roi)]
-    if "+smooth" in spec and probe_samples != n_samples:
-        if spec not in _encoders:  # one encoder per spec, shared by its ROIs
-            _encoders[spec] = with_noise_samples(m, probe_samples).encoder
-        m = EncodingModel(_encoders[spec], m.readout, name=f"{spec}/{roi} (n={probe_samples})")
-    return m.to(device)
-
-
-def model_key(spec, roi):
-    return {"dataset": digest, "spec": spec, "roi": roi,
-            "n_samples": probe_samples if "+smooth" in spec else n_samples, "seed": seed}
-
+probing = ProbeModels(fit, n_samples, probe_samples, digest, seed, device)
 
 test = ds.split["test"]
 n_out = [ds.responses[roi].shape[1] for roi in rois]
-robust_all = StackedModel(probe_model(robust, rois[0]).encoder,
+robust_all = StackedModel(probing.model(robust, rois[0]).encoder,
                                    [fit.models[(robust, roi)].readout for roi in rois], rois, n_out)
-held_out = cached_responses(robust_all, ds.stimuli[test], key={**model_key(robust, "all"), "rois": rois})
+held_out = cached_responses(robust_all, ds.stimuli[test], key={**probing.key(robust, "all"), "rois": rois})
 for roi, cols in zip(rois, robust_all.columns):
     r_probe = np.corrcoef(held_out[:, cols].mean(1), ds.responses[roi][test].mean(1))[0, 1]
     print(f"{roi}: {robust} with {probe_samples if '+smooth' in robust else n_samples} draws: held-out r = "
@@ -199,27 +182,12 @@ for roi, cols in zip(rois, robust_all.columns):
 # video. The standard and the robust model get exactly the same procedure.
 
 # %% tags=["hide-input"]
-cats = np.asarray(ds.categories) if ds.categories is not None else None
-preferred = {"FFA": "face", "PPA": "place", "EBA": "body", "VWFA": "word"}
-
-
 def start_images(roi):
-    """Held-out start images: (minimise, maximise) lists of n_images indices."""
-    y = ds.responses[roi][:, :].mean(1)
-    pool_min = test if cats is None else test[cats[test] == preferred.get(roi, "")]
-    pool_max = test if cats is None else test[cats[test] == "object"]
-    pool_min = pool_min if len(pool_min) else test
-    pool_max = pool_max if len(pool_max) else test
-    lo = pool_min[np.argsort(-y[pool_min])][:n_images]
-    order = pool_max[np.argsort(y[pool_max])]
-    mid = len(order) // 2
-    hi = order[max(0, mid - n_images // 2):][:n_images]
-    return lo, hi
+    """Held-out start images: (minimise, maximise) arrays of n_images indices."""
+    return trajectory_starts(ds, roi, DEMO_ROIS.get(roi), n_images)
 
 
-def unit_of(roi):
-    v = ds.responses[roi].shape[1]
-    return 0 if v == 1 else list(range(v))
+units_of = {roi: 0 if ds.responses[roi].shape[1] == 1 else list(range(ds.responses[roi].shape[1])) for roi in rois}
 
 
 step_size = 1.25 * eps_px / steps
@@ -230,7 +198,7 @@ for roi in rois:
         for idx in starts:
             for kind, spec in (("standard", standard), ("robust", robust)):
                 res = cached_optimize(
-                    probe_model(spec, roi), ds.stimuli[idx], unit_of(roi), mode, key=model_key(spec, roi),
+                    probing.model(spec, roi), ds.stimuli[idx], units_of[roi], mode, key=probing.key(spec, roi),
                     steps=steps, eps=eps_px, step_size=step_size, norm="l2", seed=seed, device=device)
                 runs.append({"roi": roi, "mode": mode, "image": int(idx), "kind": kind, "spec": spec,
                              "result": res})
@@ -312,40 +280,13 @@ plt.show()
 # saved next to the figures (`figures/09_<ROI>_probes.gif`).
 
 # %% tags=["hide-input"]
-def _label(panel: np.ndarray, text: str, scale: int) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> uint8 (H * scale + 14, W * scale, 3) with a text label on top."""
-    img = (np.clip(panel.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
-    img = np.kron(img, np.ones((scale, scale, 1), dtype=np.uint8))
-    canvas = Image.new("RGB", (img.shape[1], img.shape[0] + 14), "white")
-    canvas.paste(Image.fromarray(img), (0, 14))
-    ImageDraw.Draw(canvas).text((2, 1), text, fill=(0, 0, 0))
-    return np.asarray(canvas)
-
-
-def write_gif(grid, labels, name, scale=2, hold=8, duration=0.15):
-    """grid: rows of (T, 3, H, W) frame stacks; labels: same layout of strings. Returns the path."""
-    n_frames = max(len(s) for row in grid for s in row)
-    frames = []
-    for t in range(n_frames):
-        rows = []
-        for stacks, texts in zip(grid, labels):
-            cells = [_label(s[min(t, len(s) - 1)], txt, scale) for s, txt in zip(stacks, texts)]
-            gap = np.full((cells[0].shape[0], 6, 3), 255, np.uint8)
-            rows.append(np.concatenate(sum([[c, gap] for c in cells], [])[:-1], axis=1))
-        frames.append(np.concatenate(rows, axis=0))
-    frames += [frames[-1]] * hold
-    path = figures_dir() / f"{name}.gif"
-    imageio.mimsave(path, frames, duration=duration, loop=0)
-    return path
-
-
 for roi in rois:
     grid, labels = [], []
     for mode in ("minimize", "maximize"):
         pair = pairs[(roi, mode)]
         grid.append([pair["standard"]["result"].images, pair["robust"]["result"].images])
         labels.append([f"{mode} {roi}: standard", f"{mode} {roi}: robust"])
-    path = write_gif(grid, labels, f"09_{roi}_probes")
+    path = write_gif(grid, labels, figures_dir() / f"09_{roi}_probes.gif")
     print(path.name)
     display(ShowGif(filename=str(path)))
 
@@ -472,10 +413,10 @@ record = max(1, mei_steps // 12)
 meis = {}
 for roi in rois:
     for kind, spec in (("standard", standard), ("robust", robust)):
-        m = probe_model(spec, roi)
-        weight = tv_weight(m, neutral, unit_of(roi) if isinstance(unit_of(roi), int) else 0, mei_tv)
+        m = probing.model(spec, roi)
+        weight = tv_weight(m, neutral, units_of[roi] if isinstance(units_of[roi], int) else 0, mei_tv)
         meis[(roi, kind)] = cached_optimize(
-            m, neutral, unit_of(roi), "maximize", key=model_key(spec, roi), steps=mei_steps,
+            m, neutral, units_of[roi], "maximize", key=probing.key(spec, roi), steps=mei_steps,
             jitter=jitter, smoothness=weight, record_every=record, seed=seed, device=device)
 
 natural_pred = {}  # predictions for the held-out photographs
@@ -521,7 +462,7 @@ plt.show()
 # %% tags=["hide-input"]
 grid = [[meis[(roi, kind)].images for roi in rois] for kind in ("standard", "robust")]
 labels = [[f"{roi} MEI: {kind}" for roi in rois] for kind in ("standard", "robust")]
-path = write_gif(grid, labels, "09_mei", duration=0.2)
+path = write_gif(grid, labels, figures_dir() / "09_mei.gif", duration=0.2)
 print(path.name)
 display(ShowGif(filename=str(path)))
 

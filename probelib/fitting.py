@@ -29,11 +29,11 @@ from .cache import array_digest, cached_call, module_key
 from .data.dataset import Dataset
 from .model import EncodingModel, extract_features
 from .metrics import pearson_r
-from .readouts import fit_readout, lasso_readout
+from .readouts import fit_readout, lasso_readout, select_lasso_alpha
 from .zoo import build_encoder, parse_model
 
 __all__ = ["fit_and_predict", "dataset_digest", "PanelFit", "fit_panel", "Units", "response_units",
-           "UnitFit", "fit_units"]
+           "UnitFit", "fit_units", "readout_options"]
 
 
 def fit_and_predict(kind: str, features_train, responses_train, features_test=None, seed: int = 0,
@@ -118,7 +118,6 @@ def fit_panel(ds: Dataset, specs: Sequence[str], rois: Sequence[str] | None = No
 
     ``n_samples``: noise draws of smoothed specs (``+smooth<sigma>``). Returns a :class:`PanelFit`.
     """
-    from .metrics import pearson_r  # here, not at the top: metrics imports scipy
 
     rois = list(rois) if rois is not None else ds.rois
     missing = [r for r in rois if r not in ds.responses]
@@ -254,6 +253,23 @@ class UnitFit:
         """Hyper-parameters recorded by the readout (chosen alpha, weight decay, ...)."""
         return dict(getattr(self.model.readout, "hparams", {}))
 
+    def describe_hparams(self) -> str:
+        """The hyper-parameters the readout chose, as one line of text (ridge: the penalty per
+        unit; lasso: the penalty and the non-zero weights per unit; MLP / CNN: the weight decay and
+        its validation r)."""
+        hp = self.hparams
+        if self.kind == "ridge":
+            return "alpha per unit: " + ", ".join(f"{a:g}" for a in np.atleast_1d(hp["alpha"]))
+        if self.kind == "lasso":
+            rel = f"{hp['relative_alpha']:g} x alpha_max, " if hp.get("relative_alpha") is not None else ""
+            return (f"alpha = {rel}i.e. " + ", ".join(f"{a:.3g}" for a in np.atleast_1d(hp["alpha"]))
+                    + f"; non-zero weights per unit: {', '.join(str(int(n)) for n in hp['nonzero_per_unit'])}"
+                    + f" of {hp['n_features']}")
+        if self.kind in ("mlp", "cnn"):
+            return (f"weight decay {hp['weight_decay']:g} (validation r: "
+                    + ", ".join(f"{k:g}: {v:.2f}" for k, v in hp["validation_r"].items()) + ")")
+        return "none"
+
     def summary(self) -> pd.DataFrame:
         """One row per unit: model, readout, unit, label, roi, subject, n_voxels, held-out r."""
         t = self.units.table()
@@ -323,3 +339,24 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
         warnings.simplefilter("ignore", RuntimeWarning)  # constant prediction (empty lasso) -> NaN
         r = np.atleast_1d(np.asarray(pearson_r(pred, units.responses[test]), dtype=np.float64))
     return UnitFit(spec, kind, units, model, r, pred, test, ds, key)
+
+
+def readout_options(kind: str, encoder, ds: Dataset, responses_train, device="cpu", lasso_alphas=None,
+                    lasso_relative: bool = True, seed: int = 0, net_options=None):
+    """The 2024 paper's choice of a readout's options before :func:`fit_units`:
+    ``(options, selection)``.
+
+    ``"lasso"``: one penalty for all units by 5-fold cross-validated Pearson r on the training
+    images (:func:`probelib.readouts.select_lasso_alpha` on the features of ``encoder`` and
+    ``responses_train`` (N_train, U); ``lasso_alphas`` / ``lasso_relative`` as there), returned as
+    ``{"alpha", "relative"}`` with the selection; ``"mlp"`` / ``"cnn"``: ``net_options``; other
+    kinds: no options. ``selection`` is None except for the lasso.
+    """
+    if kind == "lasso":
+        feats = extract_features(encoder, ds.stimuli[ds.split["train"]], device=device, progress=False)
+        sel = select_lasso_alpha(feats, responses_train, alphas=lasso_alphas, relative=lasso_relative, seed=seed)
+        return {"alpha": sel.alpha, "relative": sel.relative}, sel
+    if kind in ("mlp", "cnn"):
+        return dict(net_options or {}), None
+    return {}, None
+

@@ -489,3 +489,28 @@ class SubspacePanel:
         cross = np.einsum("ndi,ndj->nij", pa, pb) ** 2               # (N, k, k)
         dims = np.arange(1, self.k + 1)
         return np.stack([cross[:, :j, :j].sum((1, 2)) / j for j in dims], axis=1)
+
+
+def _top_right_singular(jac: torch.Tensor, k: int) -> np.ndarray:
+    """Orthonormal basis (D, k') of the top-k right singular vectors of ``jac`` (U, D), k' <= k
+    (directions with a numerically zero singular value are left out)."""
+    j = jac.double()
+    _, sv, vh = torch.linalg.svd(j, full_matrices=False)
+    if float(sv[0]) == 0.0:
+        raise ValueError("the Jacobian is zero at this image: the responses do not depend on the pixels")
+    rank = int((sv > sv[0] * max(j.shape) * torch.finfo(torch.float64).eps * 10).sum())
+    return vh[: min(k, rank)].T.numpy().astype(np.float32)
+
+
+def block_subspaces(model: nn.Module, images, widths: Sequence[int], k: int, device=None) -> list[list[np.ndarray]]:
+    """Per image, per block of output units (``widths[b]`` consecutive outputs, e.g. one block per
+    ROI), the top-k right singular vectors of that block's rows of the Jacobian (one forward pass
+    per image for all blocks): ``out[image][block]`` (D, k') float32, k' <= k (directions with a
+    numerically zero singular value are left out). images : (N, 3, H, W) numpy, in [0, 1]."""
+    starts = np.cumsum([0, *widths])
+    out = []
+    for img in images:
+        jac = jacobian(model, torch.from_numpy(np.ascontiguousarray(img)), device=device)  # (sum of widths, D)
+        out.append([_top_right_singular(jac[a:b], k) for a, b in zip(starts[:-1], starts[1:])])
+    return out
+

@@ -233,3 +233,33 @@ def _block_diagonal(blocks: Sequence[np.ndarray]) -> np.ndarray:
         weights[r0:r0 + b.shape[0], c0:c0 + b.shape[1]] = b
         r0, c0 = r0 + b.shape[0], c0 + b.shape[1]
     return weights
+
+
+class ProbeModels:
+    """The models ``(spec, roi)`` of a :class:`~probelib.fitting.PanelFit` as they are probed, and
+    their cache keys.
+
+    A smoothed spec (``"+smooth"``) is evaluated with ``probe_samples`` noise draws
+    (:func:`with_noise_samples`, one encoder per spec shared by its ROIs) when that differs from the
+    ``n_samples`` it was fitted with; other models are used as fitted. ``key(spec, roi)`` describes
+    the probed model for the cached calls (:mod:`probelib.probes.cached`).
+    """
+
+    def __init__(self, fit, n_samples: int, probe_samples: int, digest: str, seed: int = 0,
+                 device="cpu") -> None:
+        self.fit, self.n_samples, self.probe_samples = fit, int(n_samples), int(probe_samples)
+        self.digest, self.seed, self.device = digest, seed, device
+        self._encoders: dict[str, nn.Module] = {}
+
+    def model(self, spec: str, roi: str) -> EncodingModel:
+        m = self.fit.models[(spec, roi)]
+        if "+smooth" in spec and self.probe_samples != self.n_samples:
+            if spec not in self._encoders:
+                self._encoders[spec] = with_noise_samples(m, self.probe_samples).encoder
+            m = EncodingModel(self._encoders[spec], m.readout, name=f"{spec}/{roi} (n={self.probe_samples})")
+        return m.to(self.device)
+
+    def key(self, spec: str, roi: str) -> dict:
+        return {"dataset": self.digest, "spec": spec, "roi": roi,
+                "n_samples": self.probe_samples if "+smooth" in spec else self.n_samples, "seed": self.seed}
+

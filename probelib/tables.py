@@ -26,11 +26,12 @@ from .cache import cached_call
 from .data.dataset import Dataset
 from .fitting import UnitFit
 from .metrics import response_sd
-from .probes import ProbeResult, random_control, transfer
+from .probes import ProbeResult
+from .probes.cached import transfer_with_control
 from .zoo import parse_model
 
 __all__ = ["sensitivity_frame", "unit_sensitivity_frame", "sensitivity_table", "model_groups",
-           "group_means", "transfer_table", "rank_candidates", "winners"]
+           "group_means", "transfer_table", "rank_candidates", "winners", "readout_comparison_text"]
 
 def sensitivity_frame(sweep: Mapping[tuple[str, str], Mapping[str, ProbeResult]],
                       ds: Dataset) -> pd.DataFrame:
@@ -169,9 +170,7 @@ def _transfer_rows(key: dict, probes: Mapping[str, ProbeResult], images: np.ndar
     rows = []
     for attack, probe in probes.items():
         for name, model in targets.items():
-            moved = transfer(probe, x, model, device=device, progress=False)
-            ctrl = random_control(model, x, probe, seed=control_seed, device=device,
-                                          store_perturbations=False, progress=False)
+            moved, ctrl = transfer_with_control(probe, x, model, seed=control_seed, device=device)
             change = float(np.mean(moved.sensitivity[eps_index])) / scale
             control = float(np.mean(ctrl.sensitivity[eps_index])) / scale
             rows.append({"attack": attack, "target": name, "change": change, "control": control,
@@ -238,3 +237,35 @@ def winners(table: pd.DataFrame, criteria: Mapping[str, bool], name_column: str 
         best = values.idxmax() if higher else values.idxmin()
         out[col] = str(table.loc[best, name_column])
     return out
+
+
+#: Table 1 of the 2024 paper (sensitivity, NSD): OLS and L1 (lasso) readouts of VGG16 and ResNet50.
+PAPER1_TABLE1_OLS_L1 = {"VGG16": (1.453, 0.891), "ResNet50": (1.782, 0.821)}
+
+
+def readout_comparison_text(summary: pd.DataFrame, models: Sequence[str], names: Mapping[str, str]) -> str:
+    """One line per network of a readout comparison: the readouts with the lowest and highest
+    relative sensitivity, the range of predictivity and, with OLS and lasso, their sensitivity
+    ratio next to the paper's.
+
+    summary : one row per (model, readout) with columns ``model``, ``readout``, ``rel_mean``
+        (mean relative sensitivity) and ``r`` (mean held-out Pearson r); names : readout -> label.
+    """
+    (vgg_ols, vgg_l1), (res_ols, res_l1) = PAPER1_TABLE1_OLS_L1["VGG16"], PAPER1_TABLE1_OLS_L1["ResNet50"]
+    lines = []
+    for spec in models:
+        rows = summary[summary.model == spec].set_index("readout")
+        best = rows.rel_mean.idxmin()
+        worst = rows.rel_mean.idxmax()
+        line = (f"{spec}: lowest sensitivity with {names[best]} ({rows.rel_mean[best]:.2f}), highest with "
+                f"{names[worst]} ({rows.rel_mean[worst]:.2f}) relative units; predictivity ranges "
+                f"{rows.r.min():.2f}-{rows.r.max():.2f}.")
+        if "ols" in rows.index and "lasso" in rows.index:
+            ratio = rows.rel_mean["lasso"] / rows.rel_mean["ols"]
+            line += (f" L1 / OLS sensitivity ratio: {ratio:.2f} ("
+                     + ("the sparse readout is less sensitive" if ratio < 1 else "the sparse readout is MORE sensitive")
+                     + f"; the paper: {vgg_l1 / vgg_ols:.2f} for VGG16, {res_l1 / res_ols:.2f} for ResNet50), at a "
+                     + f"predictivity change of {rows.r['lasso'] - rows.r['ols']:+.3f}.")
+        lines.append(line)
+    return "\n".join(lines)
+

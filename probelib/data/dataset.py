@@ -130,3 +130,28 @@ def preferred_example(ds: Dataset, image_index, clean: np.ndarray, category: str
         if match.any():
             candidates = candidates[match]
     return int(candidates[np.argmax(clean[candidates])])
+
+
+def trajectory_starts(ds: Dataset, roi: str, category: str | None, n_images: int, index=None,
+                      contrast: str = "object") -> tuple[np.ndarray, np.ndarray]:
+    """Start images of probe trajectories for the region ``roi``: ``(minimise, maximise)``, up to
+    ``n_images`` dataset indices each, among ``index`` (default the test split).
+
+    Minimise from the images of the region's preferred ``category`` (e.g. ``"face"`` for FFA) with
+    the highest observed response (mean over the ROI's columns); maximise from images of the
+    ``contrast`` category with a middling response. Without categories (or without a match) the
+    pool is all of ``index``.
+    """
+    pool = np.asarray(ds.split["test"] if index is None else index)
+    cats = np.asarray(ds.categories) if ds.categories is not None else None
+    y = np.asarray(ds.responses[roi])[:, :].mean(1)
+    pool_min = pool if cats is None else pool[cats[pool] == (category or "")]
+    pool_max = pool if cats is None else pool[cats[pool] == contrast]
+    pool_min = pool_min if len(pool_min) else pool
+    pool_max = pool_max if len(pool_max) else pool
+    lo = pool_min[np.argsort(-y[pool_min])][:n_images]
+    order = pool_max[np.argsort(y[pool_max])]
+    mid = len(order) // 2
+    hi = order[max(0, mid - n_images // 2):][:n_images]
+    return lo, hi
+

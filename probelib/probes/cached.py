@@ -30,7 +30,7 @@ from .._checks import as_float32_array
 from .._progress import progress_bar
 from ..cache import array_digest, cached_call
 from ..fitting import PanelFit, UnitFit
-from ..geometry import SubspacePanel, jacobian, perturbation_subspace
+from ..geometry import SubspacePanel, block_subspaces, jacobian, perturbation_subspace
 from .. import probes  # the probes are looked up at call time (tests replace them)
 from .results import FixedEffectResult, OptimizationResult, ProbeResult, subset_eps
 from .transfer import TransferResult, evaluate_transfer, probe_deltas
@@ -150,10 +150,10 @@ def probe_panel(fit: PanelFit, probe: Callable = panel_fgsm, image_index=None, p
 
 
 def _control_impl(key: dict, model, images: np.ndarray, probe: ProbeResult, control: str,
-                  seed: int, store: bool) -> ProbeResult:
+                  seed: int, store: bool, options: dict) -> ProbeResult:
     fn = {"shuffled": probes.shuffled_control, "random": probes.random_control}[control]
     return fn(model, torch.from_numpy(images), probe, seed=seed, store_perturbations=store,
-              progress=False)
+              progress=False, **options)
 
 
 def cached_control(fit: PanelFit, spec: str, roi: str, control: str, eps, image_index=None,
@@ -183,7 +183,8 @@ def cached_control(fit: PanelFit, spec: str, roi: str, control: str, eps, image_
            "seed": int(seed), "store": bool(store_perturbations)}
     images = np.ascontiguousarray(probe.images)
     return cached_call(_control_impl, key, fit.models[(spec, roi)], images, probe, control,
-                       int(seed), bool(store_perturbations), ignore=("model", "images", "probe"),
+                       int(seed), bool(store_perturbations), {},
+                       ignore=("model", "images", "probe", "options"),
                        check=lambda r: (isinstance(r, ProbeResult)
                                         and r.sensitivity.shape == probe.sensitivity.shape))
 
@@ -399,3 +400,73 @@ def cached_responses(model: nn.Module, images, key: Mapping | None = None,
     return cached_call(_responses_impl, None if key is None else dict(key), model, x, batch_size,
                        ignore=("model", "batch_size"),
                        check=lambda r: isinstance(r, np.ndarray) and r.ndim == 2 and len(r) == len(x))
+
+
+def cached_control_of(model: nn.Module, images, probe: ProbeResult, control: str,
+                      key: Mapping | None = None, seed: int = 0, store_perturbations: bool = False,
+                      **options) -> ProbeResult:
+    """A negative control (``"shuffled"`` or ``"random"``, :mod:`probelib.probes.controls`) of
+    ``probe`` (made on ``model`` at ``images``, perturbations kept), cached on disk.
+
+    ``key`` must describe the model and how ``probe`` was made (the probe itself is not hashed);
+    the image content, the control, ``seed`` and ``store_perturbations`` are added. ``options``
+    (``device``, ``batch_size``) do not change the result.
+    """
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}; valid: {', '.join(CONTROLS)}")
+    x = as_float32_array(images)
+    full = _model_key(key, x)
+    if full is not None:
+        full.update(control=control, seed=int(seed), store=bool(store_perturbations))
+    return cached_call(_control_impl, full, model, x, probe, control, int(seed), bool(store_perturbations),
+                       dict(options), ignore=("model", "images", "probe", "options"),
+                       check=lambda r: (isinstance(r, ProbeResult)
+                                        and r.sensitivity.shape == probe.sensitivity.shape))
+
+
+def transfer_with_control(probe: ProbeResult, images, target: nn.Module, seed: int = 0, device=None,
+                          batch_size: int = 32) -> tuple[ProbeResult, ProbeResult]:
+    """What ``probe`` (perturbations kept) does to ``target`` (:func:`probelib.probes.transfer`),
+    next to random noise of the same size (:func:`probelib.probes.random_control`, ``seed``).
+    Returns ``(transferred, control)``, both with sensitivity (n_eps, N, n_units)."""
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    moved = probes.transfer(probe, x, target, device=device, batch_size=batch_size, progress=False)
+    noise = probes.random_control(target, x, probe, seed=seed, device=device, store_perturbations=False,
+                                  progress=False, batch_size=batch_size)
+    return moved, noise
+
+
+def _transfer_with_control_impl(key: dict, source: nn.Module, target: nn.Module, images: np.ndarray,
+                                probe: ProbeResult, seed: int, device, batch_size: int):
+    del source  # part of the key (by content) only
+    moved, noise = transfer_with_control(probe, images, target, seed, device, batch_size)
+    return moved.sensitivity, noise.sensitivity
+
+
+def cached_transfer_with_control(source: nn.Module, probe: ProbeResult, images, target: nn.Module,
+                                 key: Mapping | None = None, seed: int = 0, device=None,
+                                 batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`transfer_with_control` of the probes ``probe`` made on ``source``, cached on disk:
+    returns the two sensitivities (n_eps, N, n_units). ``key`` must describe how ``probe`` was made
+    from ``source`` (the source, the target and the images enter by content)."""
+    x = as_float32_array(images)
+    return cached_call(_transfer_with_control_impl, None if key is None else dict(key), source, target, x,
+                       probe, int(seed), device, int(batch_size),
+                       ignore=("source", "target", "images", "probe", "device", "batch_size"))
+
+
+def _block_subspaces_impl(key: dict, model: nn.Module, images: np.ndarray, widths, k: int, device):
+    del key
+    return block_subspaces(model, images, widths, k, device)
+
+
+def cached_block_subspaces(model: nn.Module, images, widths: Sequence[int], k: int,
+                           key: Mapping | None = None, device=None) -> list[list[np.ndarray]]:
+    """:func:`probelib.geometry.block_subspaces`, cached on disk by ``key``, the model and the images."""
+    x = as_float32_array(images)
+    w = [int(v) for v in widths]
+    full = None if key is None else {**dict(key), "k": int(k), "widths": w}
+    return cached_call(_block_subspaces_impl, full, model, x, w, int(k), device,
+                       ignore=("model", "images", "device"),
+                       check=lambda r: isinstance(r, list) and len(r) == len(x))
+
