@@ -1,4 +1,5 @@
-"""Tests of probelib.recovery on tiny models (no weights, no demo data)."""
+"""Tests of comparing candidate models with a reference (model wrappers, gradients, transfer tables,
+rankings) on tiny models (no weights, no demo data)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from probelib.metrics import gradient_agreement, sensitivity_agreement
-from probelib.model import SelectUnits, observer_for_rois, stack_rois, with_noise_samples
+from probelib.model import ProbeModels, SelectUnits, observer_for_rois, stack_rois, with_noise_samples
 from probelib.probes.cached import cached_optimize, cached_responses, input_gradients
 from probelib.probes.optimize import total_variation, tv_weight
 from probelib.tables import rank_candidates, transfer_table, winners
@@ -19,7 +20,8 @@ from probelib.zoo import robustness_level, select_robust
 from probelib.probes import pgd
 from probelib.encoders import load_encoder, smooth
 from probelib.model import EncodingModel
-from probelib.probes.cached import cached_fgsm, cached_pgd
+from probelib.probes.cached import (cached_control_of, cached_fgsm, cached_pgd, cached_transfer_with_control,
+                                    transfer_with_control)
 from probelib.readouts import fit_readout
 
 SHAPE = (3, 8, 8)
@@ -308,3 +310,40 @@ def test_transfer_table_cache_is_keyed_by_probe_content():
                 progress=False)
     t3 = transfer_table({"p": other}, x, {"t": Linear(w)}, key={"t": "w"})
     assert t3.loc[0, "change"] < 0.75 * t1.loc[0, "change"]      # other probes: recomputed
+
+
+def test_probe_models_resample_smoothed_models_only(smoothed_model):
+    model, x = smoothed_model
+    plain = EncodingModel(nn.Sequential(nn.Flatten(), nn.Linear(D, 2)), nn.Linear(2, 1))
+    fit = SimpleNamespace(models={("m+smooth0.1", "A"): model, ("m+smooth0.1", "B"): model, ("p", "A"): plain})
+    probing = ProbeModels(fit, n_samples=2, probe_samples=5, digest="d", seed=3)
+    a, b = probing.model("m+smooth0.1", "A"), probing.model("m+smooth0.1", "B")
+    assert a.encoder is b.encoder and a.encoder.n_samples == 5 and a.readout is model.readout
+    assert probing.model("p", "A") is plain
+    assert probing.key("m+smooth0.1", "A") == {"dataset": "d", "spec": "m+smooth0.1", "roi": "A",
+                                               "n_samples": 5, "seed": 3}
+    assert probing.key("p", "A")["n_samples"] == 2
+    same = ProbeModels(fit, n_samples=2, probe_samples=2, digest="d")
+    assert same.model("m+smooth0.1", "A") is model
+
+
+def test_transfer_with_control_and_cached_control_of(tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, D, generator=g)
+    source, target = Linear(w), Linear(2 * w)
+    x = _images(3)
+    probe = pgd(source, x, eps=[0.3], norm="l2", steps=2, direction="abs", store_perturbations=True)
+    moved, noise = transfer_with_control(probe, x, target, seed=1)
+    # a target twice as steep moves twice as much under the same perturbations
+    np.testing.assert_allclose(moved.sensitivity, 2 * probe.sensitivity, rtol=1e-4)
+    assert noise.sensitivity.shape == probe.sensitivity.shape and (noise.sensitivity < moved.sensitivity).all()
+    s_moved, s_noise = cached_transfer_with_control(source, probe, x, target, key={"t": 1}, seed=1)
+    np.testing.assert_array_equal(s_moved, moved.sensitivity)
+    np.testing.assert_array_equal(s_noise, noise.sensitivity)
+    shuffled = cached_control_of(source, x, probe, "shuffled", key={"probe": "pgd"}, seed=2)
+    again = cached_control_of(source, x, probe, "shuffled", key={"probe": "pgd"}, seed=2)
+    np.testing.assert_array_equal(shuffled.sensitivity, again.sensitivity)
+    assert shuffled.sensitivity.shape == probe.sensitivity.shape
+    with pytest.raises(ValueError, match="unknown control"):
+        cached_control_of(source, x, probe, "blur")

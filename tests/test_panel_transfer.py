@@ -1,4 +1,4 @@
-"""Tests of probelib.transfer_study on tiny models (3 x 8 x 8 images), with analytic answers."""
+"""Tests of transfer across a panel (probelib.probes.transfer, probes.cached.panel_transfer), budgets and subspaces on tiny models (3 x 8 x 8 images), with analytic answers."""
 from __future__ import annotations
 
 import numpy as np

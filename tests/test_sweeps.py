@@ -1,4 +1,4 @@
-"""Tests of probelib.sensitivity: image selection, sweeps with controls (cached), tables,
+"""Tests of FGSM sweeps of a panel with their controls (probelib.probes.cached), the sweep tables,
 percentiles, example choice and the discriminability comparison of paper 1 (Fig. 3D)."""
 from __future__ import annotations
 

@@ -1,21 +1,22 @@
-"""Tests of probelib.readout_study: response units, LARS lasso, penalty choice, cached fits and
+"""Tests of fitting units (probelib.fitting), the LARS lasso and its penalty choice (probelib.readouts), cached fits and
 probes, the classical robustness check, ladder positions and the probe subset."""
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
 
 from probelib import probes
 from probelib.metrics import response_sd
-from probelib.fitting import fit_readout, fit_units, response_units
+from probelib.fitting import fit_units, readout_options, response_units
 from probelib.probes.cached import probe_units
 from probelib.probes.classification import classification_robustness
-from probelib.readouts import PAPER_LASSO_ALPHAS, lasso_readout, select_lasso_alpha
-from probelib.tables import unit_sensitivity_frame
-from probelib.zoo import ladder_position
-from probelib.data.dataset import Dataset, make_split, probe_images
+from probelib.readouts import PAPER_LASSO_ALPHAS, fit_readout, lasso_readout, select_lasso_alpha
+from probelib.tables import readout_comparison_text, unit_sensitivity_frame
+from probelib.zoo import build_encoder, ladder_position
+from probelib.data.dataset import Dataset, make_split, probe_images, trajectory_starts
 from probelib.readouts import lasso_alpha_max
 
 
@@ -234,3 +235,43 @@ def test_fit_units_moves_a_given_encoder_and_passes_the_device_to_net_readouts(s
     assert seen_options[-1].get("device") == "meta"
     fit_units(small_ds, "alexnet", units, kind="mlp", device="cpu", encoder=_OnDevice(), cache=False)
     assert "device" not in seen_options[-1]  # the CPU default: the hashed options are unchanged
+
+
+def test_readout_options_and_describe_hparams(small_ds):
+    ds = small_ds
+    units = response_units(ds)
+    enc = build_encoder("alexnet:untrained")
+    train = ds.split["train"]
+    opts, sel = readout_options("lasso", enc, ds, units.responses[train], lasso_alphas=[0.01, 0.1], seed=0)
+    assert opts == {"alpha": sel.alpha, "relative": True} and sel.alpha in (0.01, 0.1)
+    assert readout_options("mlp", enc, ds, units.responses[train], net_options={"epochs": 2}) == ({"epochs": 2}, None)
+    assert readout_options("ols", enc, ds, units.responses[train]) == ({}, None)
+    lasso = fit_units(ds, "alexnet:untrained", units, kind="lasso", encoder=enc, **opts)
+    text = lasso.describe_hparams()
+    assert text.startswith(f"alpha = {sel.alpha:g} x alpha_max") and "non-zero weights per unit" in text
+    ridge = fit_units(ds, "alexnet:untrained", units, kind="ridge", encoder=enc)
+    assert ridge.describe_hparams().startswith("alpha per unit: ")
+    assert fit_units(ds, "alexnet:untrained", units, kind="ols", encoder=enc).describe_hparams() == "none"
+
+
+def test_trajectory_starts():
+    ds = _voxel_dataset(n=40)
+    pool = np.arange(40)
+    lo, hi = trajectory_starts(ds, "FFA", "face", 3, index=pool)
+    y = ds.responses["FFA"].mean(1)
+    faces = pool[np.asarray(ds.categories) == "face"]
+    np.testing.assert_array_equal(lo, faces[np.argsort(-y[faces])][:3])
+    objects = pool[np.asarray(ds.categories) == "object"]
+    order = objects[np.argsort(y[objects])]
+    np.testing.assert_array_equal(hi, order[len(order) // 2 - 1:][:3])
+    lo2, _ = trajectory_starts(ds, "FFA", "no such category", 2, index=pool)
+    np.testing.assert_array_equal(lo2, pool[np.argsort(-y)][:2])  # no match: the whole pool
+
+
+def test_readout_comparison_text():
+    summary = pd.DataFrame({"model": ["m"] * 3, "readout": ["ols", "lasso", "ridge"],
+                            "rel_mean": [2.0, 1.0, 2.0], "r": [0.5, 0.45, 0.5]})
+    text = readout_comparison_text(summary, ["m"], {"ols": "OLS", "lasso": "L1", "ridge": "L2"})
+    assert text.startswith("m: lowest sensitivity with L1 (1.00), highest with OLS (2.00)")
+    assert "L1 / OLS sensitivity ratio: 0.50 (the sparse readout is less sensitive; the paper: 0.61" in text
+    assert text.endswith("predictivity change of -0.050.")
