@@ -34,7 +34,7 @@ def test_fit_panel_predictions_are_the_models_predictions(toy, kind):
         fit_panel(toy, ["alexnet:untrained"], rois=["C"], progress=False)
 
 
-def test_cached_probe_is_cached(toy, monkeypatch, tmp_path):
+def test_panel_fgsm_is_cached(toy, monkeypatch, tmp_path):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     fit = fit_panel(toy, ["alexnet:untrained"], kind="ols", progress=False)
     a = panel_fgsm(fit, "alexnet:untrained", "A", eps=[1 / 255, 2 / 255])
@@ -50,7 +50,7 @@ def test_cached_probe_is_cached(toy, monkeypatch, tmp_path):
     assert len(table) == 2 * len(toy.split["test"]) * 2
 
 
-def test_cached_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
+def test_panel_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
     """Readouts fitted with another seed (e.g. the folds of a lasso CV) are other models."""
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     fits = [fit_panel(toy, ["alexnet:untrained"], kind="ols", seed=s, progress=False) for s in (0, 1)]

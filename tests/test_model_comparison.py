@@ -274,7 +274,7 @@ def test_tv_weight_balances_gradients():
         tv_weight(Linear(w), torch.full(SHAPE, 0.5), 0, 0.5)
 
 
-def test_select_units_and_cached_attack():
+def test_select_units_and_cached_probes():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(3, D, generator=g)
     x = _images(2)

@@ -163,7 +163,7 @@ def test_evaluate_transfer_linear_models_analytic():
         evaluate_transfer(models, x, {"z": deltas["a"]}, units=[0])
 
 
-def test_transfer_study_with_cached_probes_and_fixed_effect():
+def test_panel_transfer_with_cached_probes_and_fixed_effect():
     ds = _dataset()
     fit = _panel(ds)
     idx = np.array([6, 7, 8])
