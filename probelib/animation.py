@@ -30,7 +30,7 @@ def write_gif(grid: Sequence[Sequence[np.ndarray]], labels: Sequence[Sequence[st
         holds its last frame); labels : the same layout of strings. Frame t shows frame t of every
         stack; the last frame is held ``hold`` extra frames; ``duration`` seconds per frame.
     """
-    import imageio.v2 as imageio
+    from PIL import Image
 
     n_frames = max(len(s) for row in grid for s in row)
     frames = []
@@ -43,5 +43,6 @@ def write_gif(grid: Sequence[Sequence[np.ndarray]], labels: Sequence[Sequence[st
         frames.append(np.concatenate(rows, axis=0))
     frames += [frames[-1]] * hold
     path = Path(path)
-    imageio.mimsave(path, frames, duration=duration, loop=0)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(duration * 1000)), loop=0)
     return path
