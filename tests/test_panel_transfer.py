@@ -248,27 +248,22 @@ def test_similarity_by_dimension_matches_subspace_similarity():
     assert by_dim[:, -1] == pytest.approx(panel.similarity()[:, 0, 1], rel=1e-5)
 
 
-class _OnDevice(nn.Module):
-    """A model on another device (here "meta", standing in for a GPU): inputs elsewhere raise,
-    as on CUDA; returns zeros (N, 1) on the CPU."""
+def test_evaluate_transfer_runs_each_target_where_it_lives(monkeypatch):
+    """Targets run through probelib.probes (transfer, random_control), which resolve the device:
+    ``device=None`` is where each target lives, an explicit device is passed on."""
+    import sys
 
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("w", torch.zeros(1, device="meta"))
-        self.seen = []
+    transfer_module = sys.modules["probelib.probes.transfer"]  # (probelib.probes.transfer is also the function)
 
-    def forward(self, x):
-        if x.device != self.w.device:
-            raise RuntimeError(f"input on {x.device}, module on {self.w.device}")
-        self.seen.append(x.device.type)
-        return torch.zeros(x.shape[0], 1)
-
-
-def test_evaluate_transfer_runs_each_target_on_its_device():
+    seen = []
+    real = transfer_module.resolve_device
+    monkeypatch.setattr(transfer_module, "resolve_device",
+                        lambda model, images, device: seen.append(device) or real(model, images, device))
     x = torch.full((2, *SHAPE), 0.5)
     deltas = {"a": np.zeros((1, 2, *SHAPE), np.float32)}
-    far = _OnDevice()
-    res = evaluate_transfer({"a": far}, x, deltas, units=[0])  # device=None: where it lives
-    assert res.change.shape == (1, 1, 2, 1) and set(far.seen) == {"meta"}
-    evaluate_transfer({"a": far}, x, deltas, units=[0], device="meta")  # an explicit device
-    # (moving a model there and back is not tested: nothing moves back from the meta device)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(D, 1))
+    res = evaluate_transfer({"a": lin}, x, deltas, units=[0])
+    assert res.change.shape == (1, 1, 2, 1) and seen and set(seen) == {None}
+    seen.clear()
+    evaluate_transfer({"a": lin}, x, deltas, units=[0], device="cpu")
+    assert seen and set(seen) == {"cpu"}

@@ -271,7 +271,8 @@ def panel_transfer(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | F
         if probes[s].images.shape != images.shape or not np.allclose(probes[s].images, images, atol=1e-6):
             raise ValueError(f"the probes of {s!r} were not made for the images image_index")
     deltas = {s: probe_deltas(probes[s], eps_index) for s in probes}
-    key = _fit_key(fit, specs, roi) | {"images": index.tolist()}
+    # the control is probelib.probes.random_control (draws named by image content) since version 2
+    key = _fit_key(fit, specs, roi) | {"images": index.tolist(), "transfer_version": 2}
     models = {s: fit.models[(s, roi)] for s in specs}
     return cached_call(_transfer_impl, key, models, images, deltas, units, direction, int(seed),
                        batch_size, None if device is None else str(device), roi,

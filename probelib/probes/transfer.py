@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .._checks import check_choice, check_images, check_positive_int, check_units
 from .._torch import evaluating, images_on, n_outputs, resolve_device
 from ._common import _check_same_images, _evaluate_deltas, _sensitivity, sensitivity_of_change
+from .controls import random_control
 from .results import DIRECTIONS, DeviceLike, FixedEffectResult, ProbeResult, UnitsLike
 
 
@@ -59,9 +60,10 @@ def _raw_probe(deltas: Tensor | np.ndarray, images: Tensor, units: UnitsLike, di
     if shared:  # the same perturbation for every unit: a broadcast view, no copies
         applied = np.broadcast_to(applied, (len(idx), *shape))
     zeros = np.zeros((1, shape[0], len(idx)))
+    norms = np.sqrt((np.asarray(applied, dtype=np.float64).reshape(len(idx), shape[0], -1) ** 2).sum(2)).T
     return ProbeResult(
         sensitivity=zeros, eps=np.array([np.nan]), units=idx, clean=zeros[0], perturbed=zeros,
-        direction_taken=zeros.astype(np.int8), delta_norm=zeros, method="raw", norm="none",
+        direction_taken=zeros.astype(np.int8), delta_norm=norms[None], method="raw", norm="none",
         direction=direction, images=x.numpy(), deltas=applied[None])
 
 
@@ -214,15 +216,6 @@ class TransferResult:
         })
 
 
-@torch.no_grad()
-def _responses(model: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray:
-    out = []
-    for i in range(0, x.shape[0], batch_size):
-        r = model(x[i:i + batch_size])
-        out.append((r[:, None] if r.ndim == 1 else r).double().cpu().numpy())
-    return np.concatenate(out)
-
-
 def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[str, np.ndarray],
                       units: Sequence[int] | np.ndarray, direction: str = "abs", seed: int = 0,
                       batch_size: int = 32, device: str | torch.device | None = None,
@@ -237,15 +230,18 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
         (see :func:`probe_deltas`); ``images + delta`` is clamped to [0, 1].
     units : (U,) output units the probes target; direction : sensitivity definition
         (``"abs"``, ``"decrease"`` or ``"increase"``), as in :mod:`probelib.probes`.
-    seed : seeds the random control directions (one per source, unit and image, shared by all
-        targets so that every target sees the same noise).
+    seed : seeds the random control directions (:func:`probelib.probes.random_control`: one
+        Gaussian direction per image and unit, named by the seed and the image content, the same
+        for every source and target).
     device : where each target runs (moved there for the call, then back); ``None`` = where it
         lives (as in :mod:`probelib.probes`).
 
-    Cost: for each target, ``(1 + 2 * S * U) * N`` forward passes without gradients.
+    Each target's change is :func:`transfer` of the source's probes and its control
+    :func:`probelib.probes.random_control` of the same size: the one transfer and the one random
+    control of probelib. Cost: for each target, ``S * (2 + 2 * U) * N`` forward passes without
+    gradients.
     """
-    if direction not in ("abs", "decrease", "increase"):
-        raise ValueError(f"unknown direction {direction!r}; valid: 'abs', 'decrease', 'increase'")
+    check_choice(direction, DIRECTIONS, "direction")
     names = list(models)
     missing = [s for s in deltas if s not in models]
     if missing or not deltas:
@@ -254,34 +250,27 @@ def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[s
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))  # CPU; batches go to each target
     units = np.asarray(units, dtype=np.int64).reshape(-1)
     n, u_count = x.shape[0], len(units)
-    gen = torch.Generator().manual_seed(int(seed))
-    applied, noise = {}, {}
-    probe_norm = np.empty((len(sources), n, u_count))
-    for si, s in enumerate(sources):
-        d = torch.as_tensor(np.asarray(deltas[s], dtype=np.float32))
-        if tuple(d.shape) != (u_count, *x.shape):
+    n_out = _output_count(models[names[0]], x, device)
+    raw = {}
+    for s in sources:
+        d = np.asarray(deltas[s], dtype=np.float32)
+        if d.shape != (u_count, *x.shape):
             raise ValueError(f"deltas[{s!r}] must have shape (U, N, 3, H, W) = "
-                             f"{(u_count, *tuple(x.shape))}; got {tuple(d.shape)}")
-        xa = (x[None] + d).clamp(0.0, 1.0)
-        dd = xa - x[None]
-        norms = dd.flatten(2).norm(dim=2)                                   # (U, N)
-        probe_norm[si] = norms.T.double().numpy()
-        g = torch.randn(dd.shape, generator=gen)
-        g = g / g.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None, None]
-        applied[s] = xa
-        noise[s] = (x[None] + g * norms[..., None, None, None]).clamp(0.0, 1.0)
+                             f"{(u_count, *tuple(x.shape))}; got {d.shape}")
+        raw[s] = _raw_probe(d, x, units, direction, n_out)
     shape = (len(sources), len(names), n, u_count)
     perturbed, control_resp = np.empty(shape), np.empty(shape)
     clean = np.empty((len(names), n, u_count))
     for ti, t in enumerate(names):
-        dev = resolve_device(models[t], x, device)
-        with evaluating(models[t], dev) as model:  # eval mode, on dev; restored afterwards
-            clean[ti] = _responses(model, x.to(dev), batch_size)[:, units]
-            for si, s in enumerate(sources):
-                for j in range(u_count):
-                    perturbed[si, ti, :, j] = _responses(model, applied[s][j].to(dev), batch_size)[:, units[j]]
-                    control_resp[si, ti, :, j] = _responses(model, noise[s][j].to(dev), batch_size)[:, units[j]]
+        for si, s in enumerate(sources):
+            moved = _transfer_one(raw[s], x, models[t], device, batch_size, False)
+            ctrl = random_control(models[t], x, raw[s], seed=seed, device=device, batch_size=batch_size,
+                                  store_perturbations=False, progress=False)
+            clean[ti] = moved.clean
+            perturbed[si, ti] = moved.perturbed[0]
+            control_resp[si, ti] = ctrl.perturbed[0]
     return TransferResult(
         names=names, sources=sources, change=sensitivity_of_change(perturbed - clean[None], direction),
         signed_change=perturbed - clean[None], control=sensitivity_of_change(control_resp - clean[None], direction),
-        probe_norm=probe_norm, clean=clean, units=units, direction=direction, roi=roi)
+        probe_norm=np.stack([raw[s].delta_norm[0] for s in sources]), clean=clean, units=units,
+        direction=direction, roi=roi)
