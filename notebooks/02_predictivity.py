@@ -68,7 +68,7 @@ from scipy import stats
 from probelib.data import load_dataset
 from probelib.metrics import sem, split_half_ceiling
 from probelib.plotting import savefig
-from probelib.pipeline import fit_panel
+from probelib.fitting import fit_panel
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)
@@ -117,7 +117,7 @@ print(f"{ds.n_images} images ({len(train)} training, {len(test)} held out), {ima
 print("models:", ", ".join(models))
 
 # %% tags=["hide-input"]
-# the panel of fitted models (probelib.pipeline.fit_panel, with each image encoded once)
+# the panel of fitted models (probelib.fitting.fit_panel, with each image encoded once)
 fit = fit_panel(ds, models, rois=rois, kind=readout, device=device, seed=seed, n_samples=n_samples)
 table = fit.table()
 feature_dims = {s: fit.models[(s, rois[0])].readout.weight.shape[1] for s in models

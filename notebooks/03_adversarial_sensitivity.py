@@ -77,10 +77,11 @@ from probelib.data import load_dataset, probe_images
 from probelib.metrics import response_sd, sem
 from probelib.plotting import amplify, savefig, show_image
 from probelib.model import extract_features
-from probelib.pipeline import fit_panel
-from probelib.sensitivity import (cached_control, compare_discriminability,
-                                  percentile_of, preferred_example,
-                                  sensitivity_frame, sweep_panel)
+from probelib.fitting import fit_panel
+from probelib.data.dataset import preferred_example
+from probelib.metrics import compare_discriminability, percentile_of
+from probelib.probes.cached import cached_control, sweep_panel
+from probelib.tables import sensitivity_frame
 from probelib.zoo import model_panel
 
 torch.manual_seed(seed)
@@ -129,7 +130,7 @@ PREFERRED = {"FFA": "face", "EBA": "body", "PPA": "place", "VWFA": "word"}
 # %% tags=["hide-input"]
 extra = {"subjects": list(subjects)} if dataset == "nsd" else {}
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
-# the panel of fitted models (probelib.pipeline.fit_panel, with each image encoded once)
+# the panel of fitted models (probelib.fitting.fit_panel, with each image encoded once)
 fit = fit_panel(ds, models, rois=rois, kind=readout, device=device, seed=seed, n_samples=n_samples)
 index = probe_images(ds, n_images, seed=seed)
 cats = np.asarray(ds.categories)[index] if ds.categories is not None else None

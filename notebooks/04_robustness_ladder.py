@@ -92,7 +92,11 @@ from IPython.display import display
 from IPython.display import Markdown
 from scipy import stats
 
-from probelib import readout_study as rs
+from probelib.fitting import fit_units, response_units
+from probelib.probes.cached import probe_units
+from probelib.probes.classification import classification_robustness
+from probelib.tables import unit_sensitivity_frame
+from probelib.zoo import ladder_position
 from probelib.cache import cache_dir
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import sem
@@ -157,7 +161,7 @@ print(ladder.to_string(index=False))
 # %% tags=["hide-input"]
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, **extra)
-units = rs.response_units(ds, rois)
+units = response_units(ds, rois)
 index = probe_images(ds, n_images, seed=seed)
 print(ds.name)
 print(f"{len(models)} models x {units.n_units} regions, {readout} readouts; probing {len(index)} held-out images "
@@ -166,9 +170,9 @@ print(f"{len(models)} models x {units.n_units} regions, {readout} readouts; prob
 t0 = time.time()
 fits, frames = {}, []
 for spec in models:
-    fit = rs.fit_units(ds, spec, units, kind=readout, n_samples=n_samples, seed=seed, device=device)
+    fit = fit_units(ds, spec, units, kind=readout, n_samples=n_samples, seed=seed, device=device)
     fits[spec] = fit
-    frames.append(rs.sensitivity_frame(fit, rs.probe_units(fit, index, eps_value), index))
+    frames.append(unit_sensitivity_frame(fit, probe_units(fit, index, eps_value), index))
 df = pd.concat(frames, ignore_index=True).merge(ladder[["model", "family", "level"]], on="model")
 print(f"fitted and probed in {time.time() - t0:.0f} s")
 
@@ -287,8 +291,8 @@ comparison = []
 if smoothing and dataset == "demo":
     for base in bases:
         spec = smoothing_ladder(base, [smoothing])[0]
-        fit = rs.fit_units(ds, spec, units, kind=readout, n_samples=n_samples, seed=seed, device=device)
-        f = rs.sensitivity_frame(fit, rs.probe_units(fit, index, eps_value), index)
+        fit = fit_units(ds, spec, units, kind=readout, n_samples=n_samples, seed=seed, device=device)
+        f = unit_sensitivity_frame(fit, probe_units(fit, index, eps_value), index)
         pim = f.groupby("image").relative.mean()
         rows = per_model[per_model.family == base].sort_values("level")
         for _, row in rows.iloc[[0, -1]].iterrows():
@@ -339,7 +343,7 @@ for spec in models:
     enc = fits[spec].model.encoder
     if not getattr(enc, "has_classifier", getattr(getattr(enc, "encoder", None), "has_classifier", True)):
         continue
-    res = rs.classification_robustness(enc, x_cls, c_eps)
+    res = classification_robustness(enc, x_cls, c_eps)
     if level == 0:
         base_labels[fam] = res.clean_label
     for e, surv in zip(classify_eps, res.survival):

@@ -80,7 +80,9 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from probelib import readout_study as rs
+from probelib.fitting import fit_units, readout_options, response_units
+from probelib.probes.cached import probe_units
+from probelib.tables import readout_comparison_text, unit_sensitivity_frame
 from probelib.cache import cache_dir
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import paired_test, sem
@@ -107,7 +109,7 @@ READOUT_NAMES = {"ols": "OLS", "lasso": "L1 (lasso)", "ridge": "L2 (ridge)", "ml
 # ## Data and response units
 #
 # The dataset is loaded once with the voxels of every subject. From it we build two sets of
-# response units (`probelib.readout_study.response_units`):
+# response units (`probelib.fitting.response_units`):
 #
 # - for Table 1, the paper's target: the mean response of each region, averaged over subjects
 #   (one unit per region);
@@ -123,8 +125,8 @@ READOUT_NAMES = {"ols": "OLS", "lasso": "L1 (lasso)", "ridge": "L2 (ridge)", "ml
 extra = ({"subjects": list(subjects), "cache_dir": cache_dir() / "nsd"} if dataset == "nsd" else {})
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, average_subjects=False,
                   **extra)
-units_roi = rs.response_units(ds, rois)                      # Table 1: one unit per region
-units_subj = rs.response_units(ds, rois, by_subject=True)    # Fig 5B: one unit per (subject, region)
+units_roi = response_units(ds, rois)                      # Table 1: one unit per region
+units_subj = response_units(ds, rois, by_subject=True)    # Fig 5B: one unit per (subject, region)
 train, test = ds.split["train"], ds.split["test"]
 index = probe_images(ds, n_images, seed=seed)
 index_panel = probe_images(ds, n_images_panel, seed=seed)
@@ -155,7 +157,7 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 # - **OLS**: none (minimum-norm least squares, since features outnumber training images);
 # - **L2 / ridge**: the penalty per unit by exact leave-one-out cross-validation (grid $10^{-2}$ to $10^{7}$);
 # - **L1 / lasso**: one penalty for all units by 5-fold cross-validated Pearson r
-#   (`probelib.readout_study.select_lasso_alpha`), then refitted on all training images. The paper's
+#   (`probelib.readouts.select_lasso_alpha`), then refitted on all training images. The paper's
 #   grid $\alpha \in \{10^{-4}, 10^{-3}, 0.005, 0.01, 0.05, 0.1\}$ is in absolute units, which only
 #   makes sense for features of a given scale; the demo panel mixes trained and untrained networks
 #   whose features differ in scale by three orders of magnitude (printed below), so by default the
@@ -167,21 +169,6 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 
 
 # %% tags=["hide-input"]
-def lasso_options(features, responses):
-    """Choose the lasso penalty by cross-validated predictive accuracy; return the fit options."""
-    sel = rs.select_lasso_alpha(features, responses, alphas=lasso_alphas, relative=lasso_relative, seed=seed)
-    return {"alpha": sel.alpha, "relative": sel.relative}, sel
-
-
-def readout_options(kind, enc, responses_train):
-    if kind == "lasso":
-        feats = extract_features(enc, ds.stimuli[train], device=device, progress=False)
-        return lasso_options(feats, responses_train)
-    if kind in ("mlp", "cnn"):
-        return dict(net_options), None
-    return {}, None
-
-
 t0 = time.time()
 table_fits, table_frames, selections = {}, [], {}
 for spec in table_models:
@@ -189,13 +176,15 @@ for spec in table_models:
     enc_spatial = build_encoder(spec, device=device, n_samples=n_samples, seed=seed, spatial=True)
     for kind in readouts:
         enc = enc_spatial if kind == "cnn" else enc_flat
-        opts, sel = readout_options(kind, enc_flat, units_roi.responses[train])
+        opts, sel = readout_options(kind, enc_flat, ds, units_roi.responses[train], device=device,
+                                    lasso_alphas=lasso_alphas, lasso_relative=lasso_relative, seed=seed,
+                                    net_options=net_options)
         if sel is not None:
             selections[spec] = sel
-        fit = rs.fit_units(ds, spec, units_roi, kind=kind, encoder=enc, seed=seed, device=device, **opts)
-        res = rs.probe_units(fit, index, eps_value)
+        fit = fit_units(ds, spec, units_roi, kind=kind, encoder=enc, seed=seed, device=device, **opts)
+        res = probe_units(fit, index, eps_value)
         table_fits[(spec, kind)] = fit
-        table_frames.append(rs.sensitivity_frame(fit, res, index))
+        table_frames.append(unit_sensitivity_frame(fit, res, index))
 table_df = pd.concat(table_frames, ignore_index=True)
 print(f"Table 1: {len(table_models)} networks x {len(readouts)} readouts fitted and probed in {time.time() - t0:.0f} s")
 
@@ -203,22 +192,7 @@ print(f"Table 1: {len(table_models)} networks x {len(readouts)} readouts fitted 
 # The hyper-parameters each readout chose:
 
 # %% tags=["hide-input"]
-def chosen(fit):
-    hp = fit.hparams
-    if fit.kind == "ridge":
-        return "alpha per unit: " + ", ".join(f"{a:g}" for a in np.atleast_1d(hp["alpha"]))
-    if fit.kind == "lasso":
-        rel = f"{hp['relative_alpha']:g} x alpha_max, " if hp.get("relative_alpha") is not None else ""
-        return (f"alpha = {rel}i.e. " + ", ".join(f"{a:.3g}" for a in np.atleast_1d(hp["alpha"]))
-                + f"; non-zero weights per unit: {', '.join(str(int(n)) for n in hp['nonzero_per_unit'])}"
-                + f" of {hp['n_features']}")
-    if fit.kind in ("mlp", "cnn"):
-        return (f"weight decay {hp['weight_decay']:g} (validation r: "
-                + ", ".join(f"{k:g}: {v:.2f}" for k, v in hp["validation_r"].items()) + ")")
-    return "none"
-
-
-hp_table = pd.DataFrame([{"network": s, "readout": READOUT_NAMES[k], "hyper-parameter": chosen(f)}
+hp_table = pd.DataFrame([{"network": s, "readout": READOUT_NAMES[k], "hyper-parameter": f.describe_hparams()}
                          for (s, k), f in table_fits.items()])
 with pd.option_context("display.max_colwidth", 200):
     display(hp_table)
@@ -291,26 +265,7 @@ savefig(fig, "05_readouts")
 plt.show()
 
 # %% tags=["hide-input"]
-def describe_table():
-    lines = []
-    for spec in table_models:
-        rows = summary[summary.model == spec].set_index("readout")
-        best = rows.rel_mean.idxmin()
-        worst = rows.rel_mean.idxmax()
-        line = (f"{spec}: lowest sensitivity with {READOUT_NAMES[best]} ({rows.rel_mean[best]:.2f}), highest with "
-                f"{READOUT_NAMES[worst]} ({rows.rel_mean[worst]:.2f}) relative units; predictivity ranges "
-                f"{rows.r.min():.2f}-{rows.r.max():.2f}.")
-        if "ols" in rows.index and "lasso" in rows.index:
-            ratio = rows.rel_mean["lasso"] / rows.rel_mean["ols"]
-            line += (f" L1 / OLS sensitivity ratio: {ratio:.2f} ("
-                     + ("the sparse readout is less sensitive" if ratio < 1 else "the sparse readout is MORE sensitive")
-                     + f"; the paper: {0.891 / 1.453:.2f} for VGG16, {0.821 / 1.782:.2f} for ResNet50), at a "
-                     + f"predictivity change of {rows.r['lasso'] - rows.r['ols']:+.3f}.")
-        lines.append(line)
-    return "\n".join(lines)
-
-
-print(describe_table())
+print(readout_comparison_text(summary, table_models, READOUT_NAMES))
 
 # %% [markdown]
 # **Reading the table.** The printed summary above says, for this run, which readout made each
@@ -342,12 +297,13 @@ for spec in models:
     enc = build_encoder(spec, device=device, n_samples=n_samples, seed=seed)
     feats = extract_features(enc, ds.stimuli[train], device=device, progress=False)
     amax = lasso_alpha_max(feats, units_subj.responses[train][:, sel_units])
-    opts, sel = lasso_options(feats, units_subj.responses[train][:, sel_units])
-    fits = {"ols": rs.fit_units(ds, spec, units_subj, kind="ols", encoder=enc, seed=seed, device=device),
-            "lasso": rs.fit_units(ds, spec, units_subj, kind="lasso", encoder=enc, seed=seed, device=device, **opts)}
+    opts, sel = readout_options("lasso", enc, ds, units_subj.responses[train][:, sel_units], device=device,
+                                lasso_alphas=lasso_alphas, lasso_relative=lasso_relative, seed=seed)
+    fits = {"ols": fit_units(ds, spec, units_subj, kind="ols", encoder=enc, seed=seed, device=device),
+            "lasso": fit_units(ds, spec, units_subj, kind="lasso", encoder=enc, seed=seed, device=device, **opts)}
     for kind, fit in fits.items():
         panel_fits[(spec, kind)] = fit
-        panel_frames.append(rs.sensitivity_frame(fit, rs.probe_units(fit, index_panel, eps_value), index_panel))
+        panel_frames.append(unit_sensitivity_frame(fit, probe_units(fit, index_panel, eps_value), index_panel))
     panel_rows.append({"network": spec, "feature s.d. (median)": float(np.median(feats.reshape(len(feats), -1).std(0))),
                        "alpha_max (subject mean)": float(amax.mean()), "chosen alpha": sel.alpha,
                        "at grid edge": sel.at_edge,

@@ -84,10 +84,12 @@ import torch
 import probelib as pl
 from probelib.probes import random_control
 from probelib.data import load_dataset, probe_images
-from probelib.pipeline import cached_probe, fit_panel
+from probelib.fitting import fit_panel
+from probelib.probes.cached import panel_fgsm, panel_pgd
 from probelib.plotting import savefig
 from probelib.metrics import response_sd
-from probelib.transfer_study import l2_probe_settings, model_groups, scale_eps
+from probelib.probes.budgets import l2_probe_settings, scale_eps
+from probelib.tables import model_groups
 from probelib.zoo import model_panel
 from probelib.zoo import DEMO_ROBUST
 from probelib import findings
@@ -190,7 +192,7 @@ probes, rows = {}, []
 for roi in rois:
     sd = float(response_sd(ds.responses[roi])[0])
     for m in models:
-        res = cached_probe(fit, m, roi, image_index=idx, **probe_kw)
+        res = panel_pgd(fit, m, roi, image_index=idx, **probe_kw)
         ctrl = random_control(fit.models[(m, roi)], images, res, seed=seed, progress=False)
         probes[(m, roi)] = res
         rows.append({"model": m, "group": group_of[m], "roi": roi,
@@ -273,7 +275,7 @@ for m in curve_models:
             res = probes[(m, roi0)]
             s_img = res.sensitivity[0, : len(idx_curve)]
         else:
-            res = cached_probe(fit, m, roi0, image_index=idx_curve, **l2_probe_settings(image_size, eps=e, steps=steps))
+            res = panel_pgd(fit, m, roi0, image_index=idx_curve, **l2_probe_settings(image_size, eps=e, steps=steps))
             s_img = res.sensitivity[0]
         ctrl = random_control(fit.models[(m, roi0)], torch.from_numpy(res.images), res, seed=seed, progress=False)
         s = s_img.mean(1) / sd0
@@ -399,9 +401,9 @@ vox = np.sort(rng.choice(n_vox_total, min(n_voxels, n_vox_total), replace=False)
 vox_sd = response_sd(dsv.responses[roi0])[vox]
 pairs, per_probe = [], {}
 for m in voxel_models:
-    linf = cached_probe(fitv, m, roi0, "fgsm", image_index=idx, eps=[linf_eps], units=vox,
+    linf = panel_fgsm(fitv, m, roi0, image_index=idx, eps=[linf_eps], units=vox,
                         direction="abs")
-    l2 = cached_probe(fitv, m, roi0, "pgd", image_index=idx, eps=[eps_px], norm="l2",
+    l2 = panel_pgd(fitv, m, roi0, image_index=idx, eps=[eps_px], norm="l2",
                       steps=steps, units=vox, direction="abs")
     per_probe[m] = np.corrcoef(linf.sensitivity[0].ravel(), l2.sensitivity[0].ravel())[0, 1]
     pairs.append(pd.DataFrame({"model": m, "voxel": vox,

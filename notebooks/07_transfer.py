@@ -77,11 +77,14 @@ import pandas as pd
 import torch
 
 from probelib.data import load_dataset, probe_images
-from probelib.pipeline import cached_probe, fit_panel
+from probelib.fitting import fit_panel
+from probelib.probes.cached import panel_fixed_effect, panel_pgd
 from probelib.metrics import response_sd
 from probelib.plotting import amplify, log_matrix, savefig, show_image
-from probelib.transfer_study import (fixed_effect_budget, group_means, l2_probe_settings,
-                                     model_groups, probe_deltas, scale_eps, transfer_study)
+from probelib.probes.budgets import fixed_effect_budget, l2_probe_settings, scale_eps
+from probelib.probes.cached import panel_transfer
+from probelib.probes.transfer import probe_deltas
+from probelib.tables import group_means, model_groups
 from probelib.zoo import model_panel
 from probelib.zoo import DEMO_ROBUST
 from probelib import findings
@@ -134,8 +137,8 @@ def short(name: str) -> str:
 # %% tags=["hide-input"]
 fb = {}
 for roi in rois:
-    probes = {m: cached_probe(fit, m, roi, image_index=idx, **probe_kw) for m in models}
-    fb[roi] = transfer_study(fit, roi, probes, idx, seed=seed)
+    probes = {m: panel_pgd(fit, m, roi, image_index=idx, **probe_kw) for m in models}
+    fb[roi] = panel_transfer(fit, roi, probes, idx, seed=seed)
 
 fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) + 2.5, 0.7 * len(models) + 2),
                          squeeze=False)
@@ -233,7 +236,7 @@ if "standard" in groups:
 
 # %% tags=["hide-input"]
 roi = rois[0]
-probes = {m: cached_probe(fit, m, roi, image_index=idx, **probe_kw) for m in models}
+probes = {m: panel_pgd(fit, m, roi, image_index=idx, **probe_kw) for m in models}
 pos = int(np.argmax([np.mean([probes[m].sensitivity[0, i, 0] for m in models]) for i in range(len(idx))]))
 deltas = {m: probe_deltas(probes[m])[0, pos] for m in models}
 scale = 0.5 / max(np.abs(d).max() for d in deltas.values())
@@ -277,10 +280,10 @@ for roi in rois:
     target = target_change * sd
     fe[roi] = {}
     for m in fe_models:
-        fixed = cached_probe(fit, m, roi, image_index=idx, **probe_kw)
+        fixed = panel_pgd(fit, m, roi, image_index=idx, **probe_kw)
         eps_max = fixed_effect_budget(fixed.sensitivity[0][:len(idx_fe)], eps_px, target,
                                       cap=0.25 * np.sqrt(3 * image_size ** 2))
-        res = cached_probe(fit, m, roi, "fixed_effect", image_index=idx_fe, target_change=target,
+        res = panel_fixed_effect(fit, m, roi, image_index=idx_fe, target_change=target,
                            norm="l2", direction="abs", eps_max=eps_max, tol=fe_tol, steps=fe_steps,
                            store_perturbations=True)
         fe[roi][m] = res
@@ -338,7 +341,7 @@ if {"standard", "robust"} <= set(med.index):
 # probes, averaged over targets.
 
 # %% tags=["hide-input"]
-ft = {roi: transfer_study(fit, roi, fe[roi], idx_fe, targets=models, seed=seed) for roi in rois}
+ft = {roi: panel_transfer(fit, roi, fe[roi], idx_fe, targets=models, seed=seed) for roi in rois}
 fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) + 2.5, 0.75 * len(fe_models) + 2.8),
                          squeeze=False)
 for ax, roi in zip(axes[0], rois):

@@ -81,10 +81,12 @@ import pandas as pd
 import torch
 
 from probelib.data import load_dataset, probe_images
-from probelib.pipeline import fit_panel
+from probelib.fitting import fit_panel
 from probelib.metrics import high_frequency_fraction, response_sd
 from probelib.plotting import amplify, log_matrix, savefig, show_image
-from probelib.transfer_study import group_means, model_groups, panel_subspaces, scale_eps
+from probelib.probes.budgets import scale_eps
+from probelib.probes.cached import panel_subspaces
+from probelib.tables import group_means, model_groups
 from probelib.zoo import model_panel
 from probelib.zoo import DEMO_ROBUST
 from probelib import findings

@@ -64,22 +64,24 @@ n_images = 1            # start images per ROI and direction (test images)
 quick = False           # small parameters for the test suite
 
 # %% tags=["hide-input"]
-import imageio.v2 as imageio
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Image as ShowGif
 from IPython.display import display
-from PIL import Image, ImageDraw
 
-from probelib import recovery
+from probelib.animation import write_gif
 from probelib.data import load_dataset
+from probelib.data.dataset import trajectory_starts
+from probelib.data.demo import DEMO_ROIS
+from probelib.fitting import dataset_digest, fit_panel
 from probelib.metrics import high_frequency_fraction, response_sd
-from probelib.model import EncodingModel
-from probelib.pipeline import dataset_digest, fit_panel
+from probelib.model import ProbeModels, StackedModel, observer_for_rois
 from probelib.plotting import amplify, figures_dir, savefig, show_image
-from probelib.zoo import PAPER1_LADDER, smoothing_ladder
+from probelib.probes.cached import cached_optimize, cached_responses
+from probelib.probes.optimize import tv_weight
+from probelib.zoo import PAPER1_LADDER, robustness_level, select_robust, smoothing_ladder
 
 torch.manual_seed(seed)
 if quick:
@@ -92,7 +94,7 @@ if models is None:
     else:
         models = list(PAPER1_LADDER[::4]) if quick else list(PAPER1_LADDER)
 models = list(models)
-standard = next(s for s in models if recovery.robustness_level(s) == 0 and ":untrained" not in s)
+standard = next(s for s in models if robustness_level(s) == 0 and ":untrained" not in s)
 eps_px = eps * image_size / 224
 rms = eps_px / np.sqrt(3 * image_size**2)
 print(f"standard model: {standard}; robust candidates: {[m for m in models if m != standard]}")
@@ -116,7 +118,7 @@ print(f"probe budget: L2 {eps:g} at 224 px -> {eps_px:.2f} at {image_size} px "
 #
 # The paper's choice is a robust model that still predicts the data well. We fit every model of
 # the ladder and take the most strongly smoothed one whose mean held-out correlation over the
-# ROIs is at least `min_relative` of the best in the ladder (`recovery.select_robust`).
+# ROIs is at least `min_relative` of the best in the ladder (`select_robust`).
 
 # %% tags=["hide-input"]
 ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed)
@@ -124,8 +126,8 @@ digest = dataset_digest(ds)
 fit = fit_panel(ds, models, rois, n_samples=n_samples, device=device, seed=seed, progress=False)
 pred_table = fit.table().groupby(["model", "roi"])["r"].mean().unstack("roi").reindex(models)
 pred_table["mean"] = pred_table[rois].mean(axis=1)
-robust = recovery.select_robust(pred_table["mean"].to_dict(), min_relative)
-levels = [recovery.robustness_level(m) for m in models]
+robust = select_robust(pred_table["mean"].to_dict(), min_relative)
+levels = [robustness_level(m) for m in models]
 display(pred_table.round(3))
 print(f"chosen robust model: {robust} (mean r = {pred_table.loc[robust, 'mean']:.3f}; best in the ladder: "
       f"{pred_table['mean'].idxmax()} with {pred_table['mean'].max():.3f}); standard model: {standard} "
@@ -138,7 +140,7 @@ for roi in rois:
 ax.plot(levels, pred_table["mean"], "k-", lw=2.5, label="mean over ROIs")
 ax.axhline(min_relative * pred_table["mean"].max(), color="grey", ls=":", lw=1,
            label=f"{min_relative:g} x best mean")
-ax.plot([recovery.robustness_level(robust)], [pred_table.loc[robust, "mean"]], "r*", ms=16,
+ax.plot([robustness_level(robust)], [pred_table.loc[robust, "mean"]], "r*", ms=16,
         label=f"chosen: {robust}")
 ax.set_xlabel("robustness level (smoothing sigma, pixel units)" if dataset == "demo"
               else "robustness level (adversarial training eps)")
@@ -153,32 +155,16 @@ plt.show()
 # Its expected features do not depend on the number of draws, but its *gradient* does: with few
 # draws the gradient carries the high-frequency imprint of those particular noise images. For probing we
 # therefore evaluate the same smoothed network with `probe_samples` draws and the same readout
-# (`recovery.with_noise_samples`), and check on the test images that it predicts as well.
+# (`with_noise_samples`), and check on the test images that it predicts as well.
 
 # %% tags=["hide-input"]
-_encoders = {}
-
-
-def probe_model(spec, roi):
-    """The model used to probe (spec, roi): smoothed models with probe_samples noise draws."""
-    m = fit.models[(spec, roi)]
-    if "+smooth" in spec and probe_samples != n_samples:
-        if spec not in _encoders:  # one encoder per spec, shared by its ROIs
-            _encoders[spec] = recovery.with_noise_samples(m, probe_samples).encoder
-        m = EncodingModel(_encoders[spec], m.readout, name=f"{spec}/{roi} (n={probe_samples})")
-    return m.to(device)
-
-
-def model_key(spec, roi):
-    return {"dataset": digest, "spec": spec, "roi": roi,
-            "n_samples": probe_samples if "+smooth" in spec else n_samples, "seed": seed}
-
+probing = ProbeModels(fit, n_samples, probe_samples, digest, seed, device)
 
 test = ds.split["test"]
 n_out = [ds.responses[roi].shape[1] for roi in rois]
-robust_all = recovery.StackedModel(probe_model(robust, rois[0]).encoder,
+robust_all = StackedModel(probing.model(robust, rois[0]).encoder,
                                    [fit.models[(robust, roi)].readout for roi in rois], rois, n_out)
-held_out = recovery.cached_responses(robust_all, ds.stimuli[test], key={**model_key(robust, "all"), "rois": rois})
+held_out = cached_responses(robust_all, ds.stimuli[test], key={**probing.key(robust, "all"), "rois": rois})
 for roi, cols in zip(rois, robust_all.columns):
     r_probe = np.corrcoef(held_out[:, cols].mean(1), ds.responses[roi][test].mean(1))[0, 1]
     print(f"{roi}: {robust} with {probe_samples if '+smooth' in robust else n_samples} draws: held-out r = "
@@ -196,27 +182,12 @@ for roi, cols in zip(rois, robust_all.columns):
 # video. The standard and the robust model get exactly the same procedure.
 
 # %% tags=["hide-input"]
-cats = np.asarray(ds.categories) if ds.categories is not None else None
-preferred = {"FFA": "face", "PPA": "place", "EBA": "body", "VWFA": "word"}
-
-
 def start_images(roi):
-    """Held-out start images: (minimise, maximise) lists of n_images indices."""
-    y = ds.responses[roi][:, :].mean(1)
-    pool_min = test if cats is None else test[cats[test] == preferred.get(roi, "")]
-    pool_max = test if cats is None else test[cats[test] == "object"]
-    pool_min = pool_min if len(pool_min) else test
-    pool_max = pool_max if len(pool_max) else test
-    lo = pool_min[np.argsort(-y[pool_min])][:n_images]
-    order = pool_max[np.argsort(y[pool_max])]
-    mid = len(order) // 2
-    hi = order[max(0, mid - n_images // 2):][:n_images]
-    return lo, hi
+    """Held-out start images: (minimise, maximise) arrays of n_images indices."""
+    return trajectory_starts(ds, roi, DEMO_ROIS.get(roi), n_images)
 
 
-def unit_of(roi):
-    v = ds.responses[roi].shape[1]
-    return 0 if v == 1 else list(range(v))
+units_of = {roi: 0 if ds.responses[roi].shape[1] == 1 else list(range(ds.responses[roi].shape[1])) for roi in rois}
 
 
 step_size = 1.25 * eps_px / steps
@@ -226,8 +197,8 @@ for roi in rois:
     for mode, starts in (("minimize", lo), ("maximize", hi)):
         for idx in starts:
             for kind, spec in (("standard", standard), ("robust", robust)):
-                res = recovery.cached_optimize(
-                    probe_model(spec, roi), ds.stimuli[idx], unit_of(roi), mode, key=model_key(spec, roi),
+                res = cached_optimize(
+                    probing.model(spec, roi), ds.stimuli[idx], units_of[roi], mode, key=probing.key(spec, roi),
                     steps=steps, eps=eps_px, step_size=step_size, norm="l2", seed=seed, device=device)
                 runs.append({"roi": roi, "mode": mode, "image": int(idx), "kind": kind, "spec": spec,
                              "result": res})
@@ -245,7 +216,7 @@ print(f"{len(runs)} trajectories of {steps} steps")
 # %% tags=["hide-input"]
 observer = None
 if dataset == "demo":
-    observer = recovery.observer_for_rois(ds, rois, seed=seed, device=device)
+    observer = observer_for_rois(ds, rois, seed=seed, device=device)
     obs_key = {"observer": "demo", "dataset": digest, "rois": list(rois)}
 sd = {roi: float(response_sd(ds.responses[roi].mean(1, keepdims=True))[0]) for roi in rois}
 gen = torch.Generator().manual_seed(seed)
@@ -258,12 +229,12 @@ for run in runs:
     run["model_change"] = sign * (res.objective - res.objective[0]) / sd[run["roi"]]
     run["hf"] = high_frequency_fraction(delta[-1])
     if observer is not None:
-        o = recovery.cached_responses(observer, frames, key=obs_key)[:, r]
+        o = cached_responses(observer, frames, key=obs_key)[:, r]
         run["observer_change"] = sign * (o - o[0]) / sd[run["roi"]]
         noise = torch.randn(frames.shape[1:], generator=gen, dtype=torch.float64).numpy()
         noise /= np.linalg.norm(noise)
         rand = np.clip(frames[:1] + run["norm"][:, None, None, None] * noise[None], 0, 1).astype(np.float32)
-        o_rand = recovery.cached_responses(observer, rand, key=obs_key)[:, r]
+        o_rand = cached_responses(observer, rand, key=obs_key)[:, r]
         run["random_change"] = sign * (o_rand - o_rand[0]) / sd[run["roi"]]
 
 # %% [markdown]
@@ -309,40 +280,13 @@ plt.show()
 # saved next to the figures (`figures/09_<ROI>_probes.gif`).
 
 # %% tags=["hide-input"]
-def _label(panel: np.ndarray, text: str, scale: int) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> uint8 (H * scale + 14, W * scale, 3) with a text label on top."""
-    img = (np.clip(panel.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
-    img = np.kron(img, np.ones((scale, scale, 1), dtype=np.uint8))
-    canvas = Image.new("RGB", (img.shape[1], img.shape[0] + 14), "white")
-    canvas.paste(Image.fromarray(img), (0, 14))
-    ImageDraw.Draw(canvas).text((2, 1), text, fill=(0, 0, 0))
-    return np.asarray(canvas)
-
-
-def write_gif(grid, labels, name, scale=2, hold=8, duration=0.15):
-    """grid: rows of (T, 3, H, W) frame stacks; labels: same layout of strings. Returns the path."""
-    n_frames = max(len(s) for row in grid for s in row)
-    frames = []
-    for t in range(n_frames):
-        rows = []
-        for stacks, texts in zip(grid, labels):
-            cells = [_label(s[min(t, len(s) - 1)], txt, scale) for s, txt in zip(stacks, texts)]
-            gap = np.full((cells[0].shape[0], 6, 3), 255, np.uint8)
-            rows.append(np.concatenate(sum([[c, gap] for c in cells], [])[:-1], axis=1))
-        frames.append(np.concatenate(rows, axis=0))
-    frames += [frames[-1]] * hold
-    path = figures_dir() / f"{name}.gif"
-    imageio.mimsave(path, frames, duration=duration, loop=0)
-    return path
-
-
 for roi in rois:
     grid, labels = [], []
     for mode in ("minimize", "maximize"):
         pair = pairs[(roi, mode)]
         grid.append([pair["standard"]["result"].images, pair["robust"]["result"].images])
         labels.append([f"{mode} {roi}: standard", f"{mode} {roi}: robust"])
-    path = write_gif(grid, labels, f"09_{roi}_probes")
+    path = write_gif(grid, labels, figures_dir() / f"09_{roi}_probes.gif")
     print(path.name)
     display(ShowGif(filename=str(path)))
 
@@ -460,7 +404,7 @@ if has_obs:
 # - **smoothness**: the objective is the predicted response minus a weight times the total
 #   variation of the image (mean absolute difference of neighbouring pixels). Models differ by an
 #   order of magnitude in gradient size, so the weight is set per model such that the penalty's
-#   gradient is `mei_tv` times the response gradient at the start (`recovery.tv_weight`).
+#   gradient is `mei_tv` times the response gradient at the start (`tv_weight`).
 
 # %% tags=["hide-input"]
 g = torch.Generator().manual_seed(seed)
@@ -469,17 +413,17 @@ record = max(1, mei_steps // 12)
 meis = {}
 for roi in rois:
     for kind, spec in (("standard", standard), ("robust", robust)):
-        m = probe_model(spec, roi)
-        weight = recovery.tv_weight(m, neutral, unit_of(roi) if isinstance(unit_of(roi), int) else 0, mei_tv)
-        meis[(roi, kind)] = recovery.cached_optimize(
-            m, neutral, unit_of(roi), "maximize", key=model_key(spec, roi), steps=mei_steps,
+        m = probing.model(spec, roi)
+        weight = tv_weight(m, neutral, units_of[roi] if isinstance(units_of[roi], int) else 0, mei_tv)
+        meis[(roi, kind)] = cached_optimize(
+            m, neutral, units_of[roi], "maximize", key=probing.key(spec, roi), steps=mei_steps,
             jitter=jitter, smoothness=weight, record_every=record, seed=seed, device=device)
 
 natural_pred = {}  # predictions for the held-out photographs
 for roi, cols in zip(rois, robust_all.columns):
     natural_pred[(roi, "robust")] = held_out[:, cols].mean(1)
     natural_pred[(roi, "standard")] = fit.predictions[(standard, roi)].mean(1)
-natural_obs = (recovery.cached_responses(observer, ds.stimuli[test], key=obs_key)
+natural_obs = (cached_responses(observer, ds.stimuli[test], key=obs_key)
                if observer is not None else None)
 mei_rows = []
 for (roi, kind), res in meis.items():
@@ -488,7 +432,7 @@ for (roi, kind), res in meis.items():
     row = {"roi": roi, "model": kind, "predicted": final,  # percentile among held-out photographs
            "predicted_percentile": 100 * (natural_pred[(roi, kind)] < final).mean()}
     if observer is not None:
-        o = recovery.cached_responses(observer, res.images[-1:], key=obs_key)[0, r]
+        o = cached_responses(observer, res.images[-1:], key=obs_key)[0, r]
         row["observer"] = o
         row["observer_percentile"] = 100 * (natural_obs[:, r] < o).mean()
     mei_rows.append(row)
@@ -518,7 +462,7 @@ plt.show()
 # %% tags=["hide-input"]
 grid = [[meis[(roi, kind)].images for roi in rois] for kind in ("standard", "robust")]
 labels = [[f"{roi} MEI: {kind}" for roi in rois] for kind in ("standard", "robust")]
-path = write_gif(grid, labels, "09_mei", duration=0.2)
+path = write_gif(grid, labels, figures_dir() / "09_mei.gif", duration=0.2)
 print(path.name)
 display(ShowGif(filename=str(path)))
 

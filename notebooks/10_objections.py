@@ -92,10 +92,15 @@ import torch
 from IPython.display import display
 from scipy import stats
 
-from probelib import recovery
+from probelib.metrics import gradient_agreement, sensitivity_agreement
+from probelib.model import SelectUnits, observer_for_rois, stack_rois
+from probelib.probes.cached import input_gradients
+from probelib.tables import rank_candidates, transfer_table, winners
 from probelib.data import load_dataset
 from probelib.metrics import response_sd
-from probelib.pipeline import cached_attack, cached_probe, dataset_digest, fit_panel, probe_panel, sensitivity_table
+from probelib.fitting import dataset_digest, fit_panel
+from probelib.probes.cached import cached_pgd, panel_fgsm, panel_pgd, probe_panel
+from probelib.tables import sensitivity_table
 from probelib.plotting import savefig
 from probelib.zoo import parse_model
 from probelib import findings
@@ -161,7 +166,7 @@ display(predictivity.round(3))
 # reproduced" for *both* architectures.
 
 # %% tags=["hide-input"]
-sweep = probe_panel(fit, "pgd", image_index=idx, eps=eps_px, norm="l2", steps=steps, direction="abs",
+sweep = probe_panel(fit, panel_pgd, image_index=idx, eps=eps_px, norm="l2", steps=steps, direction="abs",
                     store_perturbations=True, progress=False, device=device)
 sens = sensitivity_table(sweep)
 sens["relative"] = sens["sensitivity"] / sens["roi"].map(sd)
@@ -178,9 +183,9 @@ per_model_own = sens.groupby(["model", "image"])["own_relative"].mean().unstack(
 # %% tags=["hide-input"]
 observer = None
 if dataset == "demo":
-    observer = recovery.observer_for_rois(ds, rois, seed=seed, device=device)
+    observer = observer_for_rois(ds, rois, seed=seed, device=device)
     obs_key = {"observer": "demo", "dataset": digest, "rois": list(rois)}
-    obs_probe = cached_attack(observer, images, "pgd", key=obs_key, eps=eps_px, norm="l2",
+    obs_probe = cached_pgd(observer, images, key=obs_key, eps=eps_px, norm="l2",
                                        steps=steps, direction="abs", store_perturbations=False,
                                        device=device)
     obs_rel = obs_probe.sensitivity[0] / np.array([sd[r] for r in rois])  # (N, R)
@@ -294,22 +299,22 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 attack_settings = {
-    "FGSM": ("fgsm", {"eps": [eps_linf]}),
-    f"PGD-{strong_steps}": ("pgd", {"eps": eps_linf, "norm": "linf", "steps": strong_steps}),
-    f"PGD-{strong_steps} x{restarts}": ("pgd", {"eps": eps_linf, "norm": "linf", "steps": strong_steps,
+    "FGSM": (panel_fgsm, {"eps": [eps_linf]}),
+    f"PGD-{strong_steps}": (panel_pgd, {"eps": eps_linf, "norm": "linf", "steps": strong_steps}),
+    f"PGD-{strong_steps} x{restarts}": (panel_pgd, {"eps": eps_linf, "norm": "linf", "steps": strong_steps,
                                                "restarts": restarts}),
 }
 targets_spec = [spec_of(a, b) for a in architectures for b in transfer_budgets if spec_of(a, b) in models]
 frames, linf_pgd = [], {}
 for r, roi in enumerate(rois):
-    probes = {name: cached_probe(fit, source_model, roi, attack, image_index=idx, direction="abs",
-                                 store_perturbations=True, device=device, **kw)
-              for name, (attack, kw) in attack_settings.items()}
+    probes = {name: probe(fit, source_model, roi, image_index=idx, direction="abs",
+                          store_perturbations=True, device=device, **kw)
+              for name, (probe, kw) in attack_settings.items()}
     linf_pgd[roi] = probes[f"PGD-{strong_steps}"]
     targets = {spec: fit.models[(spec, roi)] for spec in targets_spec}
     if observer is not None:
-        targets["observer"] = recovery.SelectUnits(observer, [r])
-    table = recovery.transfer_table(probes, images, targets, scale=sd[roi], control_seed=seed, device=device,
+        targets["observer"] = SelectUnits(observer, [r])
+    table = transfer_table(probes, images, targets, scale=sd[roi], control_seed=seed, device=device,
                                     key={"dataset": digest, "roi": roi, "n_samples": n_samples, "seed": seed,
                                          "observer": observer is not None})
     table["roi"] = roi
@@ -413,18 +418,18 @@ if observer is None:
 else:
     from probelib.data.demo import OBSERVER_ENCODER, OBSERVER_SIGMA
     truth = f"{OBSERVER_ENCODER}+smooth{OBSERVER_SIGMA:g}"
-    obs_grads = recovery.input_gradients(observer, images, key=obs_key)
+    obs_grads = input_gradients(observer, images, key=obs_key)
     rows, subspace_per_image = [], {}
     for spec in models:
-        stacked = recovery.stack_rois(fit, spec, rois)
-        grads = recovery.input_gradients(stacked, images, key={"dataset": digest, "spec": spec, "rois": rois,
+        stacked = stack_rois(fit, spec, rois)
+        grads = input_gradients(stacked, images, key={"dataset": digest, "spec": spec, "rois": rois,
                                                                "n_samples": n_samples, "seed": seed})
-        agree = recovery.gradient_agreement(grads, obs_grads)
+        agree = gradient_agreement(grads, obs_grads)
         subspace_per_image[spec] = agree.subspace
         s_rel = np.stack([sweep[(spec, roi)].sensitivity[0, :, 0] / sd[roi] for roi in rois], axis=1)
-        level = recovery.sensitivity_agreement(s_rel, obs_rel)
-        moved = [recovery.transfer_table({spec: sweep[(spec, roi)]}, images,
-                                         {"observer": recovery.SelectUnits(observer, [r])}, scale=sd[roi],
+        level = sensitivity_agreement(s_rel, obs_rel)
+        moved = [transfer_table({spec: sweep[(spec, roi)]}, images,
+                                         {"observer": SelectUnits(observer, [r])}, scale=sd[roi],
                                          control_seed=seed, device=device, key={**obs_key, "roi": roi})
                  for r, roi in enumerate(rois)]
         name, untrained, sigma = parse_model(spec)
@@ -438,7 +443,7 @@ else:
     recov = pd.DataFrame(rows)
     criteria = {"predictivity": True, "log_level_error": False, "profile_r": True,
                 "gradient_cosine": True, "subspace": True, "brain_transfer": True}
-    recov = recovery.rank_candidates(recov, criteria)
+    recov = rank_candidates(recov, criteria)
     print(f"true family: {truth}; chance level of the subspace similarity: {agree.chance:.1e}")
     display(recov.set_index("model").round(3))
 
@@ -480,7 +485,7 @@ if observer is not None:
 
 # %%
 if observer is not None:
-    win = recovery.winners(recov, criteria)
+    win = winners(recov, criteria)
     for crit, best in win.items():
         row = recov.set_index("model").loc[truth]
         print(f"{crit:>16}: best = {best:<32} true family ranks {int(row[f'rank_{crit}'])} of {len(recov)}"

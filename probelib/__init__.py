@@ -28,9 +28,8 @@ _EXPORTS = {
     "zoo": ["build_encoder", "demo_ladder", "model_panel", "smoothing_ladder"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBMODULES = {"adversarial_training", "cache", "cli", "data", "encoders", "geometry", "metrics", "model", "pipeline",
-               "plotting", "probes", "readout_study", "readouts", "recovery", "scoring", "sensitivity", "transfer_study",
-               "zoo"}
+_SUBMODULES = {"adversarial_training", "cache", "cli", "data", "encoders", "fitting", "geometry", "metrics", "model",
+               "plotting", "probes", "readouts", "scoring", "study", "tables", "zoo"}
 __all__ = sorted(_WHERE)
 
 

@@ -51,6 +51,13 @@ def check_positive_int(value: int, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_seed(seed, nonnegative: bool = False) -> int:
+    """``seed`` as an int (numpy integers accepted, bools refused); ``>= 0`` with ``nonnegative``."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or (nonnegative and seed < 0):
+        raise ValueError(f"seed must be an integer{' >= 0' if nonnegative else ''}; got {seed!r}")
+    return int(seed)
+
+
 def check_choice(value: str, choices: Iterable[str], name: str) -> str:
     choices = tuple(choices)
     if value not in choices:

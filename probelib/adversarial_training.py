@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from ._checks import check_images, check_positive_int
+from ._checks import check_images, check_positive_int, check_seed
 from .cache import array_digest, cache_dir, check_cache_dir, module_key
 from .encoders import Encoder, load_weights_file
 
@@ -348,12 +348,6 @@ def _check_eps(eps) -> float:
     return eps
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
-    return int(seed)
-
-
 def _check_encoder(encoder, name: str) -> Encoder:
     if not isinstance(encoder, Encoder):
         raise ValueError(f"adversarial fine-tuning needs a probelib Encoder (load_encoder, or build_encoder "
@@ -400,7 +394,7 @@ def adversarial_finetune(encoder: Encoder, images, eps: float, schedule: AdvSche
     schedule = AdvSchedule() if schedule is None else schedule
     if not isinstance(schedule, AdvSchedule):
         raise ValueError(f"schedule must be an AdvSchedule; got {type(schedule).__name__}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed, nonnegative=True)
     home = _home(encoder)
     dev = torch.device(device) if device is not None else home
     reference = encoder.net.state_dict()

@@ -57,7 +57,7 @@ def main() -> None:
     """
 
 
-@main.command(context_settings=CONTEXT)
+@main.command("score", context_settings=CONTEXT)
 @click.option("--model", "-m", "model", required=True,
               help="The network: a registry or zoo name (mobilenet_v2, alexnet:untrained, "
                    "mobilenet_v2+smooth0.25), torchvision:<builder>, timm:<name>, or path/to/file.py:factory "
@@ -107,7 +107,7 @@ def main() -> None:
 @click.option("--no-cache", is_flag=True,
               help="Compute everything afresh (nothing read from or written to the cache).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary table.")
-def score(model, layer, weights, name, dataset, nsd_root, rois, readout, budgets, norm, steps, direction,
+def score_command(model, layer, weights, name, dataset, nsd_root, rois, readout, budgets, norm, steps, direction,
           reference, transfer_to, no_observer, image_size, n_images, device, seed, out, formats, no_cache,
           quiet):
     """Score a network the papers' way and write the tables, figures and an HTML report.

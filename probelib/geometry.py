@@ -434,3 +434,83 @@ def similarity_matrix(bases: Sequence) -> np.ndarray:
         for j in range(i + 1, n):
             out[i, j] = out[j, i] = _similarity(ortho[i], ortho[j])
     return out
+
+
+@dataclass
+class SubspacePanel:
+    """Top-k perturbation subspaces of M models at N images (same output units for all).
+
+    Attributes
+    ----------
+    names : the M model names.
+    bases : (M, N, D, k) float32 orthonormal columns (top right singular vectors of J at each
+        image; ``D = 3 * H * W`` in the C order of (3, H, W)).
+    singular_values : (M, N, k) descending; first-order response change (L2 over the units)
+        per unit L2 norm of pixel perturbation.
+    units : (U,) output units of the Jacobian; image_index : (N,) images (dataset indices);
+    image_shape : (3, H, W); roi : label.
+    """
+
+    names: list[str]
+    bases: np.ndarray
+    singular_values: np.ndarray
+    units: np.ndarray
+    image_index: np.ndarray
+    image_shape: tuple[int, int, int]
+    roi: str = ""
+
+    @property
+    def k(self) -> int:
+        return int(self.bases.shape[-1])
+
+    @property
+    def chance(self) -> float:
+        """Expected similarity of two random k-dimensional subspaces of R^D: ``k / D``."""
+        return self.k / self.bases.shape[2]
+
+    def similarity(self) -> np.ndarray:
+        """(N, M, M) mean squared cosine of the principal angles between models, per image."""
+        return np.stack([similarity_matrix([self.bases[m, i] for m in range(len(self.names))])
+                         for i in range(self.bases.shape[1])])
+
+    def directions(self, model: str, image_position: int) -> np.ndarray:
+        """The k directions of ``model`` at the ``image_position``-th image: (k, 3, H, W)."""
+        m = self.names.index(model)
+        return self.bases[m, image_position].T.reshape(self.k, *self.image_shape)
+
+    def similarity_by_dimension(self, a: str, b: str) -> np.ndarray:
+        """(N, k) similarity of the top-j subspaces of models ``a`` and ``b`` for j = 1..k.
+
+        The bases are nested (ordered singular vectors), so ``[:, j-1]`` is
+        ``subspace_similarity`` of the first j columns; chance is ``j / D``.
+        """
+        pa = self.bases[self.names.index(a)].astype(np.float64)      # (N, D, k)
+        pb = self.bases[self.names.index(b)].astype(np.float64)
+        cross = np.einsum("ndi,ndj->nij", pa, pb) ** 2               # (N, k, k)
+        dims = np.arange(1, self.k + 1)
+        return np.stack([cross[:, :j, :j].sum((1, 2)) / j for j in dims], axis=1)
+
+
+def _top_right_singular(jac: torch.Tensor, k: int) -> np.ndarray:
+    """Orthonormal basis (D, k') of the top-k right singular vectors of ``jac`` (U, D), k' <= k
+    (directions with a numerically zero singular value are left out)."""
+    j = jac.double()
+    _, sv, vh = torch.linalg.svd(j, full_matrices=False)
+    if float(sv[0]) == 0.0:
+        raise ValueError("the Jacobian is zero at this image: the responses do not depend on the pixels")
+    rank = int((sv > sv[0] * max(j.shape) * torch.finfo(torch.float64).eps * 10).sum())
+    return vh[: min(k, rank)].T.numpy().astype(np.float32)
+
+
+def block_subspaces(model: nn.Module, images, widths: Sequence[int], k: int, device=None) -> list[list[np.ndarray]]:
+    """Per image, per block of output units (``widths[b]`` consecutive outputs, e.g. one block per
+    ROI), the top-k right singular vectors of that block's rows of the Jacobian (one forward pass
+    per image for all blocks): ``out[image][block]`` (D, k') float32, k' <= k (directions with a
+    numerically zero singular value are left out). images : (N, 3, H, W) numpy, in [0, 1]."""
+    starts = np.cumsum([0, *widths])
+    out = []
+    for img in images:
+        jac = jacobian(model, torch.from_numpy(np.ascontiguousarray(img)), device=device)  # (sum of widths, D)
+        out.append([_top_right_singular(jac[a:b], k) for a, b in zip(starts[:-1], starts[1:])])
+    return out
+

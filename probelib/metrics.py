@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from ._checks import check_choice, check_finite_responses
@@ -374,3 +375,162 @@ def sensitivity_summary(sensitivity, axis: int | tuple[int, ...] = (-2, -1)) -> 
         q75=_scalar_or_array(q75),
         n=n,
     )
+
+
+def percentile_of(values, distribution) -> np.ndarray | float:
+    """Percentile (0-100) of each value within ``distribution`` (fraction of it strictly below,
+    plus half the ties), e.g. where a perturbed prediction falls among the observed responses."""
+    d = np.sort(np.asarray(distribution, dtype=np.float64).ravel())
+    if d.size == 0:
+        raise ValueError("distribution is empty")
+    v = np.asarray(values, dtype=np.float64)
+    below = np.searchsorted(d, v, side="left")
+    upto = np.searchsorted(d, v, side="right")
+    pct = 100.0 * (below + 0.5 * (upto - below)) / d.size
+    return float(pct) if pct.ndim == 0 else pct
+
+
+@dataclass
+class DiscriminabilityComparison:
+    """Sparseness and normalised variance across models of two scores.
+
+    pooled : DataFrame (score x measure): the paper's way, each model's score averaged over all
+        replicates (ROIs, subjects) first, then the measure across models.
+    per_replicate : long DataFrame (replicate, score, measure, value): the measure across models
+        within each replicate (the spread behind error bars and the paired tests).
+    tests : DataFrame (measure -> mean difference, t, p, n): paired t test across replicates of
+        the first score against the second (NaN with fewer than 2 replicates).
+    scores : the two names, in order.
+    """
+
+    pooled: pd.DataFrame
+    per_replicate: pd.DataFrame
+    tests: pd.DataFrame
+    scores: tuple[str, str]
+
+
+def _as_model_table(scores, name: str) -> pd.DataFrame:
+    """A (models x replicates) frame from a frame, a Series (models) or a mapping."""
+    if isinstance(scores, pd.Series):
+        scores = scores.to_frame("all")
+    elif not isinstance(scores, pd.DataFrame):
+        scores = pd.DataFrame({k: np.atleast_1d(v) for k, v in dict(scores).items()}).T
+    if scores.shape[0] < 2:
+        raise ValueError(f"{name}: need scores of at least 2 models (rows); got {scores.shape[0]}")
+    if not np.isfinite(scores.to_numpy(dtype=np.float64)).all():
+        raise ValueError(f"{name}: scores must be finite")
+    return scores.astype(np.float64)
+
+
+def compare_discriminability(a, b, names: tuple[str, str] = ("sensitivity", "predictivity")
+                             ) -> DiscriminabilityComparison:
+    """How well two scores separate the same models (sparseness, normalised variance).
+
+    a, b : (models x replicates) DataFrames of the same shape and labels (e.g. mean sensitivity
+        and mean predictivity of each model in each ROI), or Series over models (one replicate).
+        Both measures assume non-negative scores (Pearson r of good models, decrease
+        sensitivities); they are scale invariant, so ``a`` may be in any units.
+    """
+    ta, tb = _as_model_table(a, names[0]), _as_model_table(b, names[1])
+    if ta.shape != tb.shape or list(ta.index) != list(tb.index) or list(ta.columns) != list(tb.columns):
+        raise ValueError(f"the two scores need the same models and replicates; got {ta.shape} "
+                         f"{list(ta.index)} / {list(ta.columns)} and {tb.shape} {list(tb.index)} / "
+                         f"{list(tb.columns)}")
+    pooled, rows, per = {}, [], {}
+    for name, t in zip(names, (ta, tb)):
+        d_all = discriminability(t.mean(axis=1).to_numpy(), axis=0)
+        pooled[name] = {"sparseness": float(d_all.sparseness),
+                        "normalized variance": float(d_all.normalized_variance)}
+        d_rep = discriminability(t.to_numpy(), axis=0)
+        sp = np.atleast_1d(d_rep.sparseness)
+        nv = np.atleast_1d(d_rep.normalized_variance)
+        per[name] = {"sparseness": sp, "normalized variance": nv}
+        for rep, s_val, v_val in zip(t.columns, sp, nv):
+            rows.append({"replicate": rep, "score": name, "measure": "sparseness", "value": float(s_val)})
+            rows.append({"replicate": rep, "score": name, "measure": "normalized variance",
+                         "value": float(v_val)})
+    tests = []
+    for measure in ("sparseness", "normalized variance"):
+        x, y = per[names[0]][measure], per[names[1]][measure]
+        if len(x) >= 2:
+            res = paired_test(x, y, method="t")
+            tests.append({"measure": measure, "mean difference": float(res.mean_difference),
+                          "t": float(res.statistic), "p": float(res.pvalue), "n": res.n})
+        else:
+            tests.append({"measure": measure, "mean difference": float(x[0] - y[0]),
+                          "t": np.nan, "p": np.nan, "n": len(x)})
+    return DiscriminabilityComparison(
+        pooled=pd.DataFrame(pooled).T.rename_axis("score"),
+        per_replicate=pd.DataFrame(rows), tests=pd.DataFrame(tests).set_index("measure"),
+        scores=tuple(names))
+
+
+@dataclass
+class GradientAgreement:
+    """How a candidate's local coding directions line up with a reference's (e.g. the observer).
+
+    cosine : (N, U) signed cosine between the candidate's and the reference's gradient of each
+        unit at each image (+1: same direction, 0: orthogonal, -1: opposite).
+    subspace : (N,) :func:`probelib.geometry.subspace_similarity` between the spans of the U
+        gradients (the U-dimensional perturbation subspaces) at each image; 1 = same subspace.
+    chance : expected ``subspace`` (and ``cosine**2``) for random directions, ``U / D``.
+    """
+
+    cosine: np.ndarray
+    subspace: np.ndarray
+    chance: float
+
+
+def gradient_agreement(grads, ref_grads) -> GradientAgreement:
+    """Compare input gradients (N, U, D) of a candidate with those of a reference, image by image.
+
+    Both arrays come from :func:`input_gradients` on the same images and corresponding units
+    (the candidate's unit ``u`` models the reference's unit ``u``).
+    """
+    from .geometry import subspace_similarity  # here, not at the top: geometry imports torch
+
+    g = np.asarray(grads, dtype=np.float64)
+    r = np.asarray(ref_grads, dtype=np.float64)
+    if g.ndim != 3 or g.shape != r.shape:
+        raise ValueError(f"gradients must both have shape (N, U, D); got {g.shape} and {r.shape}")
+    n, n_units, dim = g.shape
+    gn, rn = np.linalg.norm(g, axis=2), np.linalg.norm(r, axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where((gn > 0) & (rn > 0), (g * r).sum(2) / (gn * rn), np.nan)
+    sub = np.array([subspace_similarity(g[i].T, r[i].T) if (gn[i] > 0).any() and (rn[i] > 0).any()
+                    else np.nan for i in range(n)])
+    return GradientAgreement(cosine=cos, subspace=sub, chance=n_units / dim)
+
+
+def sensitivity_agreement(sens, ref_sens) -> dict[str, float]:
+    """How close a candidate's sensitivities are to a reference's (same images and units).
+
+    sens, ref_sens : (N, U) positive sensitivities (e.g. ``ProbeResult.sensitivity[e]``, U units or
+        ROIs), in comparable units (divide each unit by the s.d. of its observed responses).
+
+    Returns ``level_ratio``: geometric mean of ``sens / ref_sens`` (1 = same overall sensitivity);
+    ``log_level_error``: ``|log level_ratio|`` (0 = same level; symmetric in over- and
+    under-sensitivity); ``profile_r``: Pearson correlation across images of ``log sens`` and
+    ``log ref_sens``, averaged over units (which images a model finds fragile, regardless of the
+    level; NaN with fewer than 3 images).
+    """
+    s = np.asarray(sens, dtype=np.float64)
+    r = np.asarray(ref_sens, dtype=np.float64)
+    if s.ndim == 1 and r.ndim == 1:
+        s, r = s[:, None], r[:, None]
+    if s.shape != r.shape or s.ndim != 2:
+        raise ValueError(f"sens and ref_sens must have the same shape (N, U); got {s.shape} and {r.shape}")
+    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(r))) or np.any(s <= 0) or np.any(r <= 0):
+        raise ValueError("sensitivities must be finite and > 0")
+    ls, lr = np.log(s), np.log(r)
+    ratio = float(np.exp(np.mean(ls - lr)))
+    prof = np.nan
+    if s.shape[0] >= 3:
+        rs = []
+        for u in range(s.shape[1]):
+            a, b = ls[:, u] - ls[:, u].mean(), lr[:, u] - lr[:, u].mean()
+            den = math.sqrt(float((a**2).sum() * (b**2).sum()))
+            if den > 0:
+                rs.append(float((a * b).sum()) / den)
+        prof = float(np.mean(rs)) if rs else np.nan
+    return {"level_ratio": ratio, "log_level_error": abs(math.log(ratio)), "profile_r": prof}

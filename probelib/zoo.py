@@ -25,7 +25,7 @@ e.g. ``"mobilenet_v2"``, ``"alexnet:untrained"``, ``"efficientnet_lite0+smooth0.
   [0, 1]) over ``n_samples`` fixed draws (of the adversarially trained network, if both).
 
 The paper's robust ResNet-50 ladder is L2 (eps 0, 0.01, 0.1, 1, 3, 5 at 224 px; an L2 budget ``e``
-at 224 px is ``e * S / 224`` at S px, :func:`probelib.transfer_study.scale_eps`). An L-inf budget
+at 224 px is ``e * S / 224`` at S px, :func:`probelib.probes.budgets.scale_eps`). An L-inf budget
 ``k/255`` contains the perturbations that move every pixel by ``k/255``, whose L2 norm at S px is
 ``k/255 * sqrt(3) * S``, i.e. ``k/255 * sqrt(3) * 224`` once scaled to 224 px: the paper's top
 rung, L2 5 at 224 px, has the norm of a 3.3/255 change of every pixel, and the demo's rungs 4, 8, 16 (/255)
@@ -38,7 +38,9 @@ the standard network's; ``scripts/measure_adv_ladder.py`` measures the ladder).
 """
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from .adversarial_training import AdvSchedule, curriculum
@@ -185,14 +187,19 @@ def is_robust(spec: str) -> bool:
     return not p.untrained and (p.sigma > 0 or p.adv > 0 or (robust is not None and robust[1] > 0))
 
 
-def ladder_position(spec: str) -> tuple[str, float, str]:
-    """Where a spec sits on a robustness ladder: ``(family, level, level_name)``.
+def ladder_position(spec: str, ladder: str = "adversarial") -> tuple[str, float, str]:
+    """Where a model spec sits on a robustness ladder: ``(family, level, level_name)``.
 
-    ``"mobilenet_v2+adv8"`` -> ``("mobilenet_v2", 8.0, "adversarial training eps (L-inf, /255)")``,
-    the plain network at level 0 of its ladder; ``"resnet50_l2_eps3"`` -> ``("resnet50_l2", 3.0,
-    "adversarial training eps (L2)")``; smoothed specs -> ``(family, sigma, "smoothing sigma")``
-    with family ``"<name>+smooth"`` (a separate comparison, not the ladder).
+    ``ladder="adversarial"``: ``"mobilenet_v2+adv8"`` -> ``("mobilenet_v2", 8.0, "adversarial
+    training eps (L-inf, /255)")``, the plain network at level 0 of its ladder; smoothed specs ->
+    ``(family, sigma, "smoothing sigma")`` with family ``"<name>+smooth"`` (a separate comparison,
+    not the ladder). ``ladder="smoothing"``: the plain network is level 0 of its smoothing ladder,
+    ``"mobilenet_v2+smooth0.25"`` -> ``("mobilenet_v2", 0.25, "smoothing sigma")``. On both, the
+    adversarially trained ResNet-50s of the paper: ``"resnet50_l2_eps3"`` -> ``("resnet50_l2", 3.0,
+    "adversarial training eps (L2)")``.
     """
+    if ladder not in ("adversarial", "smoothing"):
+        raise ValueError(f"unknown ladder {ladder!r}; valid: 'adversarial', 'smoothing'")
     p = parse_spec(spec)
     robust = robust_checkpoint(p.name)
     name = p.name + (":untrained" if p.untrained else "")
@@ -201,6 +208,10 @@ def ladder_position(spec: str) -> tuple[str, float, str]:
     if robust:
         norm = {"l2": "L2", "linf": "L-inf"}[robust[0]]
         return f"resnet50_{robust[0]}", robust[1], f"adversarial training eps ({norm})"
+    if ladder == "smoothing":
+        if p.adv > 0:
+            raise ValueError(f"{spec!r} is adversarially trained: not on a smoothing ladder")
+        return name, p.sigma, "smoothing sigma"
     if p.sigma > 0:
         return f"{name}+smooth", p.sigma, "smoothing sigma"
     tail = "" if p.adv_steps is None else f"@{p.adv_steps}"
@@ -256,4 +267,48 @@ def model_panel(dataset: str = "demo", paper: int = 1) -> tuple[str, ...]:
 
 __all__ = ["DEMO_BUDGETS", "DEMO_MODELS", "DEMO_ROBUST", "DEMO_SIGMAS", "ModelSpec", "PAPER1_LADDER",
            "PAPER1_MODELS", "PAPER2_MODELS", "build_encoder", "demo_ladder", "demo_training_images",
-           "ladder_position", "model_panel", "parse_model", "parse_spec", "smoothing_ladder"]
+           "ladder_position", "model_panel", "parse_model", "parse_spec", "robustness_level", "select_robust",
+           "smoothing_ladder"]
+
+
+def robustness_level(spec: str) -> float:
+    """Robustness of a model spec: the smoothing sigma of ``"...+smooth<sigma>"`` (pixel units),
+    the L-inf budget of ``"...+adv<k>"`` (k/255, pixel units), the training budget of an
+    adversarially trained ``"resnet50_l2_eps<eps>"``, else 0.
+
+    >>> robustness_level("mobilenet_v2+smooth0.25"), robustness_level("resnet50_l2_eps3")
+    (0.25, 3.0)
+    """
+    p = parse_spec(spec)
+    if p.sigma > 0:
+        return p.sigma
+    if p.adv > 0:
+        return p.adv / 255  # an L-inf training budget in pixel units
+    robust = robust_checkpoint(p.name)
+    return robust[1] if robust else 0.0
+
+
+def select_robust(predictivity: Mapping[str, float], min_relative: float = 0.95) -> str:
+    """The most robust trained model that still predicts well.
+
+    predictivity : model spec -> one held-out accuracy (e.g. Pearson r averaged over ROIs).
+    min_relative : a model "predicts well" if its accuracy is at least this fraction of the
+        best accuracy among all the given models.
+
+    Returns the spec with the largest :func:`robustness_level` > 0 among trained models
+    (no ``":untrained"``) that predict well; ties go to the better predictor. If no robust
+    model predicts well, the best-predicting robust model; raises ``ValueError`` if none is robust.
+    """
+    if not 0 < min_relative <= 1:
+        raise ValueError(f"min_relative must be in (0, 1]; got {min_relative!r}")
+    scores = {str(k): float(v) for k, v in predictivity.items()}
+    if not scores or not all(math.isfinite(v) for v in scores.values()):
+        raise ValueError(f"predictivity must map specs to finite numbers; got {predictivity!r}")
+    robust = [s for s in scores if robustness_level(s) > 0 and ":untrained" not in s]
+    if not robust:
+        raise ValueError(f"no robust (smoothed or adversarially trained) model among {list(scores)}")
+    best = max(scores.values())
+    good = [s for s in robust if scores[s] >= min_relative * best]
+    if not good:
+        return max(robust, key=lambda s: scores[s])
+    return max(good, key=lambda s: (robustness_level(s), scores[s]))

@@ -69,7 +69,9 @@ def feature_change(enc, x: torch.Tensor, eps: float) -> float:
 
 def measure(args) -> list[dict]:
     from probelib import probes, zoo
-    from probelib import readout_study as rs
+    from probelib.fitting import fit_units, response_units
+    from probelib.probes.cached import probe_units
+    from probelib.tables import unit_sensitivity_frame
     from probelib.data import load_dataset, probe_images
     from probelib.metrics import response_sd
 
@@ -79,7 +81,7 @@ def measure(args) -> list[dict]:
           flush=True)
     dev = torch.device(args.device)
     ds = load_dataset("demo", image_size=zoo.DEMO_ADV_IMAGE_SIZE, seed=args.seed)
-    units = rs.response_units(ds, [args.roi])
+    units = response_units(ds, [args.roi])
     index = probe_images(ds, args.n_images, seed=args.seed)
     test = np.asarray(ds.split["test"])
     sd = response_sd(units.responses[test])[0]
@@ -92,9 +94,9 @@ def measure(args) -> list[dict]:
             t0 = time.perf_counter()
             enc = zoo.build_encoder(spec, device=dev, seed=args.seed, progress=args.progress)
             train_s = time.perf_counter() - t0
-            fit = rs.fit_units(ds, spec, units, kind="ridge", seed=args.seed, device=dev, encoder=enc)
-            fgsm = rs.sensitivity_frame(fit, rs.probe_units(fit, index, eps), index).relative.mean()
-            fgsm_all = rs.sensitivity_frame(fit, rs.probe_units(fit, test, eps), test).relative.mean()
+            fit = fit_units(ds, spec, units, kind="ridge", seed=args.seed, device=dev, encoder=enc)
+            fgsm = unit_sensitivity_frame(fit, probe_units(fit, index, eps), index).relative.mean()
+            fgsm_all = unit_sensitivity_frame(fit, probe_units(fit, test, eps), test).relative.mean()
             pgd = probes.pgd(fit.model, torch.as_tensor(ds.stimuli[index]), eps, norm="linf", steps=10,
                              device=dev, store_perturbations=False, progress=False)
             with torch.no_grad():

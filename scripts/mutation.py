@@ -40,7 +40,7 @@ EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.txt"
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["probelib/metrics.py"], ["tests/test_metrics.py", "tests/test_properties_metrics.py"]),
     # the 45 s learning test of the network readouts is left out: test_properties_readouts trains them in ms
-    "readouts": (["probelib/readouts.py"], ["tests/test_readouts.py", "tests/test_properties_readouts.py",
+    "readouts": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "readouts").glob("*.py")), ["tests/test_readouts.py", "tests/test_properties_readouts.py",
                                             "--deselect=tests/test_readouts.py::"
                                             "test_network_readouts_learn_and_are_deterministic"]),
     "geometry": (["probelib/geometry.py"], ["tests/test_geometry.py", "tests/test_properties_geometry.py"]),
@@ -49,7 +49,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "probes": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "probes").glob("*.py")),
                ["tests/test_probes.py", "tests/test_properties_probes.py"]),
     "cache": (["probelib/cache.py"], ["tests/test_properties_cache.py", "tests/test_security.py",
-                                      "tests/test_pipeline.py"]),
+                                      "tests/test_fitting.py"]),
     "nsd": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "data" / "nsd").glob("*.py")),
             ["tests/test_nsd.py", "tests/test_properties_data.py"]),
     "demo": (["probelib/data/demo.py"], ["tests/test_demo.py", "tests/test_properties_data.py"]),

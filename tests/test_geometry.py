@@ -8,6 +8,7 @@ from torch import nn
 
 from probelib.geometry import (
     Subspace,
+    block_subspaces,
     jacobian,
     perturbation_subspace,
     principal_angles,
@@ -317,3 +318,18 @@ def test_float64_linear_algebra_stays_on_devices_with_float64():
     t = torch.ones(2, 2, device="meta")
     assert _f64(t).device.type == "meta" and _f64(t).dtype == torch.float64
     assert _f64(torch.ones(2)).dtype == torch.float64  # MPS (no float64) goes to the CPU instead
+
+
+def test_block_subspaces_of_a_linear_model():
+    """Each block's basis spans the top right singular vectors of its rows of W (the Jacobian)."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(5, 3 * 4 * 4, generator=g, dtype=torch.float64)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 5, bias=False)).double()
+    with torch.no_grad():
+        model[1].weight.copy_(w)
+    images = np.random.default_rng(0).random((2, 3, 4, 4))
+    out = block_subspaces(model, images, [3, 2], k=2)
+    assert len(out) == 2 and [b.shape for b in out[0]] == [(48, 2), (48, 2)]
+    for (a, b), rows in zip([(0, 3), (3, 5)], range(2)):
+        vh = np.linalg.svd(w[a:b].numpy())[2][:2].T
+        assert subspace_similarity(out[1][rows], vh) == pytest.approx(1.0, abs=1e-5)

@@ -13,7 +13,7 @@ from torch import nn
 
 from probelib import cache
 from probelib.cache import array_digest, cached_call, content_key, module_key
-from probelib.pipeline import cached_attack
+from probelib.probes.cached import cached_fgsm, cached_pgd
 
 SIDE = 6
 
@@ -37,36 +37,37 @@ def _images(seed: int, n: int = 2) -> np.ndarray:
 @pytest.fixture
 def counted(monkeypatch, tmp_path):
     """Count the attacks that really run (a cache hit runs none)."""
-    import probelib.pipeline as pipeline
+    import probelib.probes.cached as cached
 
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     calls = []
-    real = pipeline._probe_impl
+    for name in ("fgsm", "pgd"):
+        real = getattr(cached, f"_{name}_impl")
 
-    def impl(key, model, images, attack, kwargs):
-        calls.append(attack)
-        return real(key, model, images, attack, kwargs)
+        def impl(key, model, images, kwargs, real=real, name=name):
+            calls.append(name)
+            return real(key, model, images, kwargs)
 
-    impl.__wrapped__ = real
-    monkeypatch.setattr(pipeline, "_probe_impl", impl)
+        impl.__wrapped__ = real
+        monkeypatch.setattr(cached, f"_{name}_impl", impl)
     return calls
 
 
 def test_probe_cache_key_holds_the_image_content(counted):
     model = Lin()
-    a = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, eps=0.02)
-    b = cached_attack(model, _images(1), "fgsm", key={"model": "lin"}, eps=0.02)   # same shape, other pixels
+    a = cached_fgsm(model, _images(0), key={"model": "lin"}, eps=0.02)
+    b = cached_fgsm(model, _images(1), key={"model": "lin"}, eps=0.02)   # same shape, other pixels
     assert len(counted) == 2
     assert not np.allclose(a.clean, b.clean)
     np.testing.assert_allclose(b.images, _images(1))
-    again = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, eps=0.02)
+    again = cached_fgsm(model, _images(0), key={"model": "lin"}, eps=0.02)
     assert len(counted) == 2                                     # served from the cache
     np.testing.assert_array_equal(again.sensitivity, a.sensitivity)
     one_pixel = _images(0)
     one_pixel[1, 2, 3, 4] += 0.01
-    cached_attack(model, one_pixel, "fgsm", key={"model": "lin"}, eps=0.02)
+    cached_fgsm(model, one_pixel, key={"model": "lin"}, eps=0.02)
     assert len(counted) == 3
-    cached_attack(model, torch.from_numpy(_images(0)), "fgsm", key={"model": "lin"}, eps=0.02)
+    cached_fgsm(model, torch.from_numpy(_images(0)), key={"model": "lin"}, eps=0.02)
     assert len(counted) == 3                                     # a tensor of the same pixels: same key
 
 
@@ -75,8 +76,8 @@ def test_probe_cache_key_holds_the_image_content(counted):
 ])
 def test_probe_cache_key_holds_every_fgsm_argument(counted, kwargs):
     model = Lin()
-    base = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, eps=0.02)
-    other = cached_attack(model, _images(0), "fgsm", key={"model": "lin"}, **{"eps": 0.02, **kwargs})
+    base = cached_fgsm(model, _images(0), key={"model": "lin"}, eps=0.02)
+    other = cached_fgsm(model, _images(0), key={"model": "lin"}, **{"eps": 0.02, **kwargs})
     assert len(counted) == 2
     assert base.sensitivity.shape != other.sensitivity.shape or not np.allclose(base.change, other.change)
 
@@ -88,24 +89,24 @@ def test_probe_cache_key_holds_every_pgd_argument(counted, kwargs):
     common = {"eps": 0.5, "steps": 2, "norm": "l2"}
     if "seed" in kwargs:
         common["random_start"] = True
-    cached_attack(model, _images(0), "pgd", key={"model": "lin"}, **common)
-    cached_attack(model, _images(0), "pgd", key={"model": "lin"}, **{**common, **kwargs})
+    cached_pgd(model, _images(0), key={"model": "lin"}, **common)
+    cached_pgd(model, _images(0), key={"model": "lin"}, **{**common, **kwargs})
     assert len(counted) == 2
 
 
 def test_probe_cache_key_holds_the_model_not_its_name(counted):
     x = _images(0)
-    a = cached_attack(Lin(0), x, "fgsm", key={"model": "lin"}, eps=0.02)
-    b = cached_attack(Lin(1), x, "fgsm", key={"model": "lin"}, eps=0.02)             # same key, other weights
+    a = cached_fgsm(Lin(0), x, key={"model": "lin"}, eps=0.02)
+    b = cached_fgsm(Lin(1), x, key={"model": "lin"}, eps=0.02)             # same key, other weights
     assert len(counted) == 2 and not np.allclose(a.clean, b.clean)
-    cached_attack(Lin(0), x, "fgsm", key={"model": "lin"}, eps=0.02, device="cpu", progress=True)
+    cached_fgsm(Lin(0), x, key={"model": "lin"}, eps=0.02, device="cpu", progress=True)
     assert len(counted) == 2                                     # device and progress are not in the key
-    cached_attack(Lin(0), x, "fgsm", key={"model": "other"}, eps=0.02)
+    cached_fgsm(Lin(0), x, key={"model": "other"}, eps=0.02)
     assert len(counted) == 3                                     # the description is in the key
-    cached_attack(Lin(0), x, "fgsm", eps=0.02)
-    cached_attack(Lin(0), x, "fgsm", eps=0.02)
+    cached_fgsm(Lin(0), x, eps=0.02)
+    cached_fgsm(Lin(0), x, eps=0.02)
     assert len(counted) == 5                                     # no key: nothing cached
-    cached_attack(Lin(0), x, "pgd", key={"model": "lin"}, eps=0.02)
+    cached_pgd(Lin(0), x, key={"model": "lin"}, eps=0.02)
     assert counted[-1] == "pgd"
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import probelib
-import probelib.scoring as score_module
+import probelib.scoring.compute as score_module
 from probelib.data import Dataset, make_split
 from probelib.encoders import check_encoder, hub_weights, layer_names, load_encoder, weights_status
 from probelib.scoring import ScoreReport, budget_label, default_budgets, default_reference, score, score_report

@@ -93,7 +93,7 @@ def test_slurm_equals_local_and_a_killed_task_resumes(local_reference, tmp_path,
     thread = threading.Thread(target=lambda: box.update(report=run_study(
         SMOKE, "slurm", overrides=SLOW, batch_size=4, progress=False, poll_s=0.2)))
     thread.start()
-    text = _wait_for(lambda: log.exists() and "computed _probe_impl" in log.read_text() and log.read_text(),
+    text = _wait_for(lambda: log.exists() and "computed _fgsm_impl" in log.read_text() and log.read_text(),
                      240, "the voxel unit's first probe")
     pid = int(re.search(r"pid (\d+), slurm job (\S+),", text).group(1))
     os.kill(pid, signal.SIGKILL)  # the unit's process dies midway (as in a crash or an OOM kill)
@@ -117,7 +117,7 @@ def test_slurm_equals_local_and_a_killed_task_resumes(local_reference, tmp_path,
     assert set(second.ids("done before")) == done_first
     again = second.outcomes[voxel.id]
     assert again.hits >= 1 and again.computed == 1, again
-    assert "hit      _probe_impl" in log.read_text().split("start voxel_probes")[-1]
+    assert "hit      _fgsm_impl" in log.read_text().split("start voxel_probes")[-1]
 
     # 3. value for value the local run's results
     assert second.digests() == ref.digests()

@@ -271,9 +271,11 @@ def test_units_make_the_chapters_cached_calls(reference, monkeypatch):
     import torch
     from probelib.data import load_dataset, probe_images
     from probelib.model import extract_features
-    from probelib.pipeline import cached_probe, fit_panel
-    from probelib.sensitivity import cached_control, sweep_panel
-    from probelib.transfer_study import l2_probe_settings, panel_subspaces, transfer_study
+    from probelib.fitting import fit_panel
+    from probelib.probes.cached import panel_pgd
+    from probelib.probes.cached import cached_control, sweep_panel
+    from probelib.probes.budgets import l2_probe_settings
+    from probelib.probes.cached import panel_subspaces, panel_transfer
 
     cache, _ = reference
     monkeypatch.setenv("PROBELIB_CACHE", str(cache))
@@ -293,8 +295,8 @@ def test_units_make_the_chapters_cached_calls(reference, monkeypatch):
         fit = fit_panel(ds, models, [roi], kind="ridge", device="cpu", seed=seed, n_samples=2, progress=False)
         idx = probe_images(ds, 3, seed=seed)
         probe_kw = l2_probe_settings(32, eps=5.0, steps=2)
-        probes = {m: cached_probe(fit, m, roi, image_index=idx, **probe_kw) for m in models}
-        transfer_study(fit, roi, probes, idx, seed=seed)
+        probes = {m: panel_pgd(fit, m, roi, image_index=idx, **probe_kw) for m in models}
+        panel_transfer(fit, roi, probes, idx, seed=seed)
         # chapter 8 (subspaces of the most reliable voxels)
         dsv = load_dataset("demo", nsd_root=None, image_size=32, seed=seed, average_subjects=False)
         fitv = fit_panel(dsv, models[:1], [roi], kind="ridge", device="cpu", seed=seed, n_samples=2,
@@ -306,7 +308,7 @@ def test_units_make_the_chapters_cached_calls(reference, monkeypatch):
     assert rec.calls and all(c.hit for c in rec.calls)
     assert len({c.function for c in rec.calls}) >= 5
     with pytest.raises(CacheMiss), recording(lookup_only=True):
-        cached_probe(fit, models[0], roi, image_index=idx, **l2_probe_settings(32, eps=5.0, steps=3))
+        panel_pgd(fit, models[0], roi, image_index=idx, **l2_probe_settings(32, eps=5.0, steps=3))
 
 
 def test_records_list_existing_entries(reference):

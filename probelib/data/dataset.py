@@ -111,3 +111,47 @@ def make_split(n: int, n_train: int, seed: int = 0) -> dict[str, np.ndarray]:
         raise ValueError(f"n_train must be in (0, {n}); got {n_train}")
     perm = np.random.default_rng(seed).permutation(n)
     return {"train": np.sort(perm[:n_train]), "test": np.sort(perm[n_train:])}
+
+
+def preferred_example(ds: Dataset, image_index, clean: np.ndarray, category: str | None) -> int:
+    """Position (into ``image_index``) of the example image for a targeted-probe figure: the
+    image of ``category`` (e.g. ``"face"`` for FFA) with the highest clean prediction, or the
+    highest clean prediction overall when categories are unknown / none match.
+
+    clean : (N,) clean predictions of the probed unit for the images ``image_index``.
+    """
+    clean = np.asarray(clean, dtype=np.float64).ravel()
+    index = np.asarray(image_index)
+    if clean.shape[0] != index.shape[0]:
+        raise ValueError(f"clean has {clean.shape[0]} values for {index.shape[0]} images")
+    candidates = np.arange(len(index))
+    if category is not None and ds.categories is not None:
+        match = np.asarray(ds.categories)[index] == category
+        if match.any():
+            candidates = candidates[match]
+    return int(candidates[np.argmax(clean[candidates])])
+
+
+def trajectory_starts(ds: Dataset, roi: str, category: str | None, n_images: int, index=None,
+                      contrast: str = "object") -> tuple[np.ndarray, np.ndarray]:
+    """Start images of probe trajectories for the region ``roi``: ``(minimise, maximise)``, up to
+    ``n_images`` dataset indices each, among ``index`` (default the test split).
+
+    Minimise from the images of the region's preferred ``category`` (e.g. ``"face"`` for FFA) with
+    the highest observed response (mean over the ROI's columns); maximise from images of the
+    ``contrast`` category with a middling response. Without categories (or without a match) the
+    pool is all of ``index``.
+    """
+    pool = np.asarray(ds.split["test"] if index is None else index)
+    cats = np.asarray(ds.categories) if ds.categories is not None else None
+    y = np.asarray(ds.responses[roi])[:, :].mean(1)
+    pool_min = pool if cats is None else pool[cats[pool] == (category or "")]
+    pool_max = pool if cats is None else pool[cats[pool] == contrast]
+    pool_min = pool_min if len(pool_min) else pool
+    pool_max = pool_max if len(pool_max) else pool
+    lo = pool_min[np.argsort(-y[pool_min])][:n_images]
+    order = pool_max[np.argsort(y[pool_max])]
+    mid = len(order) // 2
+    hi = order[max(0, mid - n_images // 2):][:n_images]
+    return lo, hi
+

@@ -112,10 +112,6 @@ def _numpy(t: Tensor) -> np.ndarray:
 
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer; got {seed!r}")
-    return int(seed)
 
 
 

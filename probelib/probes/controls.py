@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from .._checks import check_positive_int, check_units
 from .._torch import evaluating, images_on, n_outputs, resolve_device
-from ._common import (_check_same_images, _check_seed, _draw_generator, _eps_word, _evaluate_deltas, _image_keys,
+from .._checks import check_seed
+from ._common import (_check_same_images, _draw_generator, _eps_word, _evaluate_deltas, _image_keys,
                       _l2, _sensitivity, _want_store)
 from .results import _VIEW, DeviceLike, ProbeResult
 
@@ -62,7 +63,7 @@ def shuffled_control(model: nn.Module, images: Tensor, result: ProbeResult, seed
     if not result.has_perturbations:
         raise ValueError("shuffled_control needs the probes' perturbations; rerun the attack with "
                          "store_perturbations=True")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     keys = _image_keys(result.images)
 
     def shuffled(x: Tensor, e: int, j: int) -> Tensor:
@@ -88,7 +89,7 @@ def random_control(model: nn.Module, images: Tensor, result: ProbeResult, seed: 
     L2 probes: a Gaussian direction scaled to the L2 norm of the applied probe (per image and
     unit). Same shape and sensitivity definition as ``result``.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     keys = _image_keys(result.images)
 
     def random_direction(x: Tensor, e: int, j: int) -> Tensor:

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from .._checks import check_images, check_positive_int, check_units
 from .._torch import clean_responses, evaluating, images_on, resolve_device
-from ._common import (_bar, _check_nonneg_float, _check_scalar_eps, _check_seed, _directions, sensitivity_of_change,
+from .._checks import check_seed
+from ._common import (_bar, _check_nonneg_float, _check_scalar_eps, _directions, sensitivity_of_change,
                       _image_keys, _np_dtype, _numpy, _sensitivity, _want_store)
 from .pgd import _check_pgd_args, _clean_start, _pgd_both, _row_step_sizes, _Start
 from .results import DeviceLike, FixedEffectResult, UnitsLike
@@ -54,7 +55,7 @@ def fixed_effect(model: nn.Module, images: Tensor, target_change: float | Sequen
     eps_max = _check_scalar_eps(eps_max, "eps_max")
     if eps_max <= 0:
         raise ValueError("eps_max must be > 0")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dev = resolve_device(model, images, device)
     with evaluating(model, dev):
         x_all = images_on(images, model, dev)

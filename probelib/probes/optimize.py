@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_finite_responses, check_images, check_positive_int, check_units
 from .._torch import evaluating, forward_responses, images_on, input_grad, n_outputs, resolve_device
-from ._common import _bar, _check_nonneg_float, _check_scalar_eps, _check_seed
+from .._checks import check_seed
+from ._common import _bar, _check_nonneg_float, _check_scalar_eps
 from .pgd import _step
 from .results import NORMS, DeviceLike, OptimizationResult
 
@@ -46,8 +47,10 @@ def _objective(unit: ObjectiveLike, n_outputs: int) -> tuple[Callable[[Tensor], 
 
 
 
-def _total_variation(x: Tensor) -> Tensor:
-    """Anisotropic TV: mean |vertical difference| + mean |horizontal difference| (per image)."""
+def total_variation(x: Tensor) -> Tensor:
+    """Anisotropic total variation of images (N, 3, H, W): mean |vertical neighbour difference|
+    + mean |horizontal neighbour difference| (pixel units), shape (N,). The smoothness penalty of
+    :func:`maximize` / :func:`minimize`."""
     dv = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(dim=1)
     dh = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(dim=1)
     return dv + dh
@@ -77,7 +80,7 @@ def _optimize(model: nn.Module, image: Tensor, unit: ObjectiveLike, sign: int, s
         else:  # RMS pixel change of 0.01 per L2 step; 2/255 per pixel per L-inf step
             step_size = 0.01 * math.sqrt(x0[0].numel()) if norm == "l2" else 2 / 255
     step_size = _check_nonneg_float(step_size, "step_size")
-    gen = torch.Generator().manual_seed(_check_seed(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     dev = resolve_device(model, image, device)
     frames: list[np.ndarray] = []
     responses: list[np.ndarray] = []
@@ -114,7 +117,7 @@ def _optimize(model: nn.Module, image: Tensor, unit: ObjectiveLike, sign: int, s
                     r = forward_responses(model, torch.roll(xg, shifts, dims=(2, 3)) if jitter else xg)
                     loss = sign * objective(r).sum()
                     if smoothness:
-                        loss = loss - smoothness * _total_variation(xg).sum()
+                        loss = loss - smoothness * total_variation(xg).sum()
                 if due:
                     if shifts == (0, 0):
                         record(t, r.detach())
@@ -176,3 +179,35 @@ def minimize(model: nn.Module, image: Tensor, unit: ObjectiveLike, steps: int = 
     """
     return _optimize(model, image, unit, -1, steps, step_size, eps, norm, jitter, smoothness,
                      record_every, seed, device, progress)
+
+
+def tv_weight(model: nn.Module, image: torch.Tensor, unit: int, relative: float) -> float:
+    """Smoothness weight for :func:`probelib.probes.maximize` that is comparable across models.
+
+    Models differ by orders of magnitude in how steeply their responses change with the pixels,
+    so one fixed weight of the total-variation penalty regularises a robust model far more than a
+    standard one. This returns ``relative * ||grad r_unit(image)|| / ||grad TV(image)||``: the
+    weight at which the penalty's gradient is ``relative`` times the objective's gradient at the
+    start image (image (3, H, W) or (1, 3, H, W) in [0, 1]). 0 when ``relative`` is 0.
+    """
+    if not relative >= 0:
+        raise ValueError(f"relative must be >= 0; got {relative!r}")
+    if relative == 0:
+        return 0.0
+    x = (image[None] if image.ndim == 3 else image).detach().clone()
+    dev = next(iter(list(model.parameters()) + list(model.buffers())), x).device
+    x = x.to(dev).requires_grad_(True)
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.enable_grad():
+            (g_obj,) = torch.autograd.grad(model(x)[0, int(unit)], x)
+            (g_tv,) = torch.autograd.grad(total_variation(x).sum(), x)
+    finally:
+        for m, f in flags:
+            m.training = f
+    n_tv = float(g_tv.norm())
+    if n_tv == 0:
+        raise ValueError("the image is constant: the total variation has no gradient; start from "
+                         "an image with some texture (e.g. grey plus a little noise)")
+    return float(relative) * float(g_obj.norm()) / n_tv

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from .._checks import check_choice, check_eps, check_finite_responses, check_images, check_positive_int, check_units
 from .._torch import evaluating, forward_responses, images_on, input_grad, n_outputs, resolve_device
-from ._common import (_bar, _check_nonneg_float, _check_seed, _directions, _draw_generator, _image_keys, _l2,
+from .._checks import check_seed
+from ._common import (_bar, _check_nonneg_float, _directions, _draw_generator, _image_keys, _l2,
                       _np_dtype, _numpy, _project_box, _sensitivity, _want_store)
 from .results import _VIEW, DIRECTIONS, NORMS, DeviceLike, ProbeResult, UnitsLike
 
@@ -185,7 +186,7 @@ def pgd(model: nn.Module, images: Tensor, eps: float | Sequence[float], norm: st
     eps_grid = check_eps(eps)
     steps, restarts, batch_size, step_size = _check_pgd_args(norm, direction, steps, restarts,
                                                              batch_size, step_size)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     dev = resolve_device(model, images, device)
     with evaluating(model, dev):
         x_all = images_on(images, model, dev)

@@ -1,7 +1,8 @@
 """Results of the probes: dataclasses of numpy arrays, shapes in their docstrings."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,3 +200,23 @@ class OptimizationResult:
         return (f"OptimizationResult(mode={self.mode!r}, objective={self.objective_name!r}, "
                 f"frames={len(self.steps)}, "
                 f"objective {self.objective[0]:.4g} -> {self.objective[-1]:.4g})")
+
+
+def subset_eps(result: ProbeResult, eps: float | Iterable[float]) -> ProbeResult:
+    """The budgets ``eps`` (each must be in ``result.eps``, matched to 1e-12) of a ProbeResult.
+
+    Every per-budget array is sliced; gradient signs / perturbations are kept, so
+    ``perturbation(e, j)`` and the controls still work on the subset.
+    """
+    wanted = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    pos = []
+    for e in wanted:
+        hit = np.flatnonzero(np.isclose(result.eps, e, rtol=0, atol=1e-12))
+        if not len(hit):
+            raise ValueError(f"eps {e!r} is not in the result's grid {result.eps.tolist()}")
+        pos.append(int(hit[0]))
+    deltas = None if result.deltas is None else result.deltas[pos]
+    return dataclasses.replace(
+        result, sensitivity=result.sensitivity[pos], eps=result.eps[pos],
+        perturbed=result.perturbed[pos], direction_taken=result.direction_taken[pos],
+        delta_norm=result.delta_norm[pos], deltas=deltas)

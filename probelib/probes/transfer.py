@@ -1,16 +1,19 @@
 """Transfer: probes made on a source model applied to target models."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from .._checks import check_choice, check_images, check_positive_int, check_units
 from .._torch import evaluating, images_on, n_outputs, resolve_device
-from ._common import _check_same_images, _evaluate_deltas, _sensitivity
-from .results import DIRECTIONS, DeviceLike, ProbeResult, UnitsLike
+from ._common import _check_same_images, _evaluate_deltas, _sensitivity, sensitivity_of_change
+from .controls import random_control
+from .results import DIRECTIONS, DeviceLike, FixedEffectResult, ProbeResult, UnitsLike
 
 
 def _transfer_one(source: ProbeResult, images: Tensor, model: nn.Module, device: DeviceLike,
@@ -57,9 +60,10 @@ def _raw_probe(deltas: Tensor | np.ndarray, images: Tensor, units: UnitsLike, di
     if shared:  # the same perturbation for every unit: a broadcast view, no copies
         applied = np.broadcast_to(applied, (len(idx), *shape))
     zeros = np.zeros((1, shape[0], len(idx)))
+    norms = np.sqrt((np.asarray(applied, dtype=np.float64).reshape(len(idx), shape[0], -1) ** 2).sum(2)).T
     return ProbeResult(
         sensitivity=zeros, eps=np.array([np.nan]), units=idx, clean=zeros[0], perturbed=zeros,
-        direction_taken=zeros.astype(np.int8), delta_norm=zeros, method="raw", norm="none",
+        direction_taken=zeros.astype(np.int8), delta_norm=norms[None], method="raw", norm="none",
         direction=direction, images=x.numpy(), deltas=applied[None])
 
 
@@ -114,3 +118,159 @@ def transfer(probes: ProbeResult | Tensor | np.ndarray, images: Tensor,
             probes, images, units, direction, _output_count(model, images, device))
         out[name] = _transfer_one(source, images, model, device, batch_size, progress)
     return out["target"] if single else out
+
+
+# ----------------------------------------------------------------------------------------------
+# Transfer across a panel of models, with norm-matched random controls
+# ----------------------------------------------------------------------------------------------
+
+def probe_deltas(result: ProbeResult | FixedEffectResult, eps_index: int = 0) -> np.ndarray:
+    """The applied perturbations of a probe result as a float32 array (U, N, 3, H, W).
+
+    ``ProbeResult``: the probes of budget ``eps[eps_index]`` (the result must keep its
+    perturbations: ``store_perturbations=True``). ``FixedEffectResult``: the kept probes.
+    ``images + deltas`` lies in [0, 1].
+    """
+    if isinstance(result, FixedEffectResult):
+        if result.deltas is None:
+            raise ValueError("this FixedEffectResult does not keep its probes; rerun with "
+                             "store_perturbations=True")
+        return np.asarray(result.deltas, dtype=np.float32)
+    if not isinstance(result, ProbeResult):
+        raise ValueError(f"expected a ProbeResult or FixedEffectResult; got {type(result).__name__}")
+    if not result.has_perturbations:
+        raise ValueError("this ProbeResult does not keep its perturbations; rerun the attack with "
+                         "store_perturbations=True")
+    n_units = result.sensitivity.shape[2]
+    return np.stack([result.perturbation(eps_index, j).numpy() for j in range(n_units)]).astype(np.float32)
+
+
+@dataclass
+class TransferResult:
+    """Response changes of target models under the probes of source models.
+
+    Attributes
+    ----------
+    names : the T target model names.
+    sources : the S source model names (a subset of ``names``, in their order).
+    change : (S, T, N, U) sensitivity of target ``t`` to the probe that source ``s`` made for
+        unit ``units[u]`` at image ``n`` (definition of ``direction``; ``[s, s]`` is the
+        source's own sensitivity).
+    signed_change : (S, T, N, U) ``perturbed - clean`` response of the target.
+    control : (S, T, N, U) sensitivity of target ``t`` to a random direction with the same L2
+        norm as the source's probe (Gaussian direction, clamped to [0, 1]): the negative control.
+    probe_norm : (S, N, U) L2 norm of the applied probes of each source.
+    clean : (T, N, U) clean responses of each target.
+    units : (U,) output units; direction : sensitivity definition; roi : label.
+    """
+
+    names: list[str]
+    sources: list[str]
+    change: np.ndarray
+    signed_change: np.ndarray
+    control: np.ndarray
+    probe_norm: np.ndarray
+    clean: np.ndarray
+    units: np.ndarray
+    direction: str
+    roi: str = ""
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """(S, T) mean sensitivity over images and units."""
+        return self.change.mean((2, 3))
+
+    @property
+    def control_matrix(self) -> np.ndarray:
+        """(S, T) mean sensitivity to the norm-matched random directions."""
+        return self.control.mean((2, 3))
+
+    @property
+    def own(self) -> np.ndarray:
+        """(T,) each target's mean sensitivity to its own probes (NaN if it is not a source)."""
+        m = self.matrix
+        return np.array([m[self.sources.index(t), i] if t in self.sources else np.nan
+                         for i, t in enumerate(self.names)])
+
+    @property
+    def relative(self) -> np.ndarray:
+        """(S, T) ``matrix`` divided column-wise by the target's own sensitivity (1 = the probe
+        moves the target as much as the target's own probe does)."""
+        return self.matrix / self.own[None, :]
+
+    @property
+    def per_image(self) -> np.ndarray:
+        """(N, S, T) mean over units, one matrix per image."""
+        return self.change.mean(3).transpose(2, 0, 1)
+
+    def table(self) -> pd.DataFrame:
+        """Long table: source, target, image (position), unit, change, control, probe_norm."""
+        s, t, n, u = self.change.shape
+        grid = np.meshgrid(np.arange(s), np.arange(t), np.arange(n), np.arange(u), indexing="ij")
+        return pd.DataFrame({
+            "source": np.asarray(self.sources, dtype=object)[grid[0].ravel()],
+            "target": np.asarray(self.names, dtype=object)[grid[1].ravel()],
+            "image": grid[2].ravel(), "unit": np.asarray(self.units)[grid[3].ravel()],
+            "change": self.change.ravel(), "control": self.control.ravel(),
+            "probe_norm": np.broadcast_to(self.probe_norm[:, None], self.change.shape).ravel(),
+        })
+
+
+def evaluate_transfer(models: Mapping[str, nn.Module], images, deltas: Mapping[str, np.ndarray],
+                      units: Sequence[int] | np.ndarray, direction: str = "abs", seed: int = 0,
+                      batch_size: int = 32, device: str | torch.device | None = None,
+                      roi: str = "") -> TransferResult:
+    """Apply every source's probes to every target model, with norm-matched random controls.
+
+    models : target name -> model (images (B, 3, H, W) in [0, 1] -> responses (B, V)); every
+        source of ``deltas`` must be one of them, and all must share the output ``units``.
+    images : (N, 3, H, W) the images the probes were made for (numpy or tensor, in [0, 1]).
+    deltas : source name -> (U, N, 3, H, W) probe of unit ``units[u]`` at image ``n``
+        (sources are taken in the order of ``models``)
+        (see :func:`probe_deltas`); ``images + delta`` is clamped to [0, 1].
+    units : (U,) output units the probes target; direction : sensitivity definition
+        (``"abs"``, ``"decrease"`` or ``"increase"``), as in :mod:`probelib.probes`.
+    seed : seeds the random control directions (:func:`probelib.probes.random_control`: one
+        Gaussian direction per image and unit, named by the seed and the image content, the same
+        for every source and target).
+    device : where each target runs (moved there for the call, then back); ``None`` = where it
+        lives (as in :mod:`probelib.probes`).
+
+    Each target's change is :func:`transfer` of the source's probes and its control
+    :func:`probelib.probes.random_control` of the same size: the one transfer and the one random
+    control of probelib. Cost: for each target, ``S * (2 + 2 * U) * N`` forward passes without
+    gradients.
+    """
+    check_choice(direction, DIRECTIONS, "direction")
+    names = list(models)
+    missing = [s for s in deltas if s not in models]
+    if missing or not deltas:
+        raise ValueError(f"deltas must map source names among the models {names}; unknown: {missing}")
+    sources = [n for n in names if n in deltas]
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))  # CPU; batches go to each target
+    units = np.asarray(units, dtype=np.int64).reshape(-1)
+    n, u_count = x.shape[0], len(units)
+    n_out = _output_count(models[names[0]], x, device)
+    raw = {}
+    for s in sources:
+        d = np.asarray(deltas[s], dtype=np.float32)
+        if d.shape != (u_count, *x.shape):
+            raise ValueError(f"deltas[{s!r}] must have shape (U, N, 3, H, W) = "
+                             f"{(u_count, *tuple(x.shape))}; got {d.shape}")
+        raw[s] = _raw_probe(d, x, units, direction, n_out)
+    shape = (len(sources), len(names), n, u_count)
+    perturbed, control_resp = np.empty(shape), np.empty(shape)
+    clean = np.empty((len(names), n, u_count))
+    for ti, t in enumerate(names):
+        for si, s in enumerate(sources):
+            moved = _transfer_one(raw[s], x, models[t], device, batch_size, False)
+            ctrl = random_control(models[t], x, raw[s], seed=seed, device=device, batch_size=batch_size,
+                                  store_perturbations=False, progress=False)
+            clean[ti] = moved.clean
+            perturbed[si, ti] = moved.perturbed[0]
+            control_resp[si, ti] = ctrl.perturbed[0]
+    return TransferResult(
+        names=names, sources=sources, change=sensitivity_of_change(perturbed - clean[None], direction),
+        signed_change=perturbed - clean[None], control=sensitivity_of_change(control_resp - clean[None], direction),
+        probe_norm=np.stack([raw[s].delta_norm[0] for s in sources]), clean=clean, units=units,
+        direction=direction, roi=roi)

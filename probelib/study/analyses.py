@@ -5,7 +5,7 @@ units, what each unit needs first, and how a unit runs. A unit's ``run`` calls t
 functions as the chapter named in ``chapter``, with the same arguments, so that the chapter
 executed afterwards (same dataset, models, readout and parameters) finds every result in the
 cache. Budgets: L-inf budgets in units of 1/255 (as chapter 3's ``eps``), L2 budgets for
-224-pixel images (scaled to the image size by :func:`probelib.transfer_study.scale_eps`).
+224-pixel images (scaled to the image size by :func:`probelib.probes.budgets.scale_eps`).
 
 Internal kinds ``dataset`` (load the data once, through its cache) and ``fit`` (encode every image
 with one model, the features cached; readouts fitted and scored) come first; a study never lists
@@ -119,7 +119,7 @@ def _mean(a) -> float:
 # -- dataset ---------------------------------------------------------------------------------------
 
 def _run_dataset(unit: Unit, ctx: Context) -> dict:
-    from ..pipeline import dataset_digest
+    from ..fitting import dataset_digest
 
     ds = ctx.dataset(unit.dataset)
     if unit.dataset.name == "nsd":
@@ -182,7 +182,7 @@ def _validate_fgsm(w, place, p, models, rois):
 def _run_fgsm(unit: Unit, ctx: Context) -> dict:
     from ..data import probe_images
     from ..model import extract_features
-    from ..sensitivity import cached_control, sweep_panel
+    from ..probes.cached import cached_control, sweep_panel
 
     p, (spec,), roi, seed = unit.parameters, unit.models, unit.roi, unit.dataset.seed
     ds = ctx.dataset(unit.dataset)
@@ -219,7 +219,7 @@ def _summ_fgsm(unit, v):
 FGSM_SWEEP = Analysis(
     "fgsm_sweep", "03",
     "FGSM (L-inf) probes of each (model, ROI) over a budget grid with the shuffled and random "
-    "controls (probelib.sensitivity.sweep_panel), paper 1.",
+    "controls (probelib.probes.cached.sweep_panel), paper 1.",
     {"eps": Param([0.5, 1, 2, 3, 5, 8], "numbers", "L-inf budgets, in 1/255"),
      "eps_focus": Param(3, "number", "budget of the example probes and the shuffled control (1/255)"),
      "control_eps": Param([1, 3, 8], "numbers_or_all", "budgets of the random control (1/255); 'all'"),
@@ -256,25 +256,25 @@ def _probe_index(ds, p: dict, seed: int):
 
 
 def _l2_kw(unit: Unit, p: dict) -> dict:
-    from ..transfer_study import l2_probe_settings
+    from ..probes.budgets import l2_probe_settings
     return l2_probe_settings(unit.dataset.image_size, eps=p["eps"], steps=p["steps"],
                              direction=p.get("direction", "abs"))
 
 
 def _run_l2(unit: Unit, ctx: Context) -> dict:
-    from ..pipeline import cached_probe
+    from ..probes.cached import panel_pgd
 
     p, (spec,), roi = unit.parameters, unit.models, unit.roi
     ds = ctx.dataset(unit.dataset)
     fit = ctx.fit(unit.dataset, unit.fit, [spec], [roi])
     idx = _probe_index(ds, p, unit.dataset.seed)
-    return {"probe": cached_probe(fit, spec, roi, image_index=idx, **_l2_kw(unit, p))}
+    return {"probe": panel_pgd(fit, spec, roi, image_index=idx, **_l2_kw(unit, p))}
 
 
 L2_PROBE = Analysis(
     "l2_probe", "06, 07",
     "Iterative L2 probes (PGD) of each (model, ROI) at one budget or one unit per budget of a "
-    "list, perturbations stored (probelib.transfer_study.l2_probe_settings), paper 2.",
+    "list, perturbations stored (probelib.probes.budgets.l2_probe_settings), paper 2.",
     {"eps": Param(5.0, "number_or_list", "L2 budget(s) for 224 px images (scaled to the image size)"),
      "steps": Param(5, "int", "PGD steps"),
      "n_images": Param(6, "count", "test images probed (probelib.data.probe_images); 'all'"),
@@ -290,8 +290,8 @@ L2_PROBE = Analysis(
 def _run_voxel_probes(unit: Unit, ctx: Context) -> dict:
     import numpy as np
     from ..data import probe_images
-    from ..pipeline import cached_probe
-    from ..transfer_study import scale_eps
+    from ..probes.budgets import scale_eps
+    from ..probes.cached import panel_fgsm, panel_pgd
 
     p, (spec,), roi, seed = unit.parameters, unit.models, unit.roi, unit.dataset.seed
     averaged = unit.dataset.variant(average_subjects=True)
@@ -301,11 +301,10 @@ def _run_voxel_probes(unit: Unit, ctx: Context) -> dict:
     rng = np.random.default_rng(seed)
     n_vox_total = dsv.responses[roi].shape[1]
     vox = np.sort(rng.choice(n_vox_total, min(p["n_voxels"], n_vox_total), replace=False))
-    linf = cached_probe(fitv, spec, roi, "fgsm", image_index=idx, eps=[p["linf_eps"] / 255], units=vox,
-                        direction="abs")
-    l2 = cached_probe(fitv, spec, roi, "pgd", image_index=idx,
-                      eps=[scale_eps(p["eps"], unit.dataset.image_size)], norm="l2", steps=p["steps"],
-                      units=vox, direction="abs")
+    linf = panel_fgsm(fitv, spec, roi, image_index=idx, eps=[p["linf_eps"] / 255], units=vox,
+                      direction="abs")
+    l2 = panel_pgd(fitv, spec, roi, image_index=idx, eps=[scale_eps(p["eps"], unit.dataset.image_size)],
+                   norm="l2", steps=p["steps"], units=vox, direction="abs")
     return {"linf": linf, "l2": l2}
 
 
@@ -344,23 +343,23 @@ def fe_unit(d, fit, spec, roi, p) -> Unit:
 
 def _fixed_effect(fit, ds, unit_ds: DatasetSpec, spec: str, roi: str, p: dict):
     """The chapter's fixed-effect search for one model: budget bracket from the fixed-budget
-    probes, then ``cached_probe(..., "fixed_effect", ...)``."""
+    probes, then :func:`~probelib.probes.cached.panel_fixed_effect`."""
     import numpy as np
     from ..metrics import response_sd
-    from ..pipeline import cached_probe
-    from ..transfer_study import fixed_effect_budget, l2_probe_settings, scale_eps
+    from ..probes.budgets import fixed_effect_budget, l2_probe_settings, scale_eps
+    from ..probes.cached import panel_fixed_effect, panel_pgd
 
     image_size, seed = unit_ds.image_size, unit_ds.seed
     idx = _probe_index(ds, {"n_images": p["n_images"]}, seed)
     idx_fe = idx[:p["n_images_fe"]]
     probe_kw = l2_probe_settings(image_size, eps=p["eps"], steps=p["steps"])
     target = p["target_change"] * float(response_sd(ds.responses[roi])[0])
-    fixed = cached_probe(fit, spec, roi, image_index=idx, **probe_kw)
+    fixed = panel_pgd(fit, spec, roi, image_index=idx, **probe_kw)
     eps_max = fixed_effect_budget(fixed.sensitivity[0][:len(idx_fe)], scale_eps(p["eps"], image_size),
                                   target, cap=0.25 * np.sqrt(3 * image_size ** 2))
-    return cached_probe(fit, spec, roi, "fixed_effect", image_index=idx_fe, target_change=target,
-                        norm="l2", direction="abs", eps_max=eps_max, tol=p["fe_tol"], steps=p["fe_steps"],
-                        store_perturbations=True), idx_fe
+    return panel_fixed_effect(fit, spec, roi, image_index=idx_fe, target_change=target, norm="l2",
+                              direction="abs", eps_max=eps_max, tol=p["fe_tol"], steps=p["fe_steps"],
+                              store_perturbations=True), idx_fe
 
 
 def _run_fe(unit: Unit, ctx: Context) -> dict:
@@ -423,8 +422,7 @@ def _needs_transfer(u: Unit) -> list[Unit]:
 
 
 def _run_transfer(unit: Unit, ctx: Context) -> dict:
-    from ..pipeline import cached_probe
-    from ..transfer_study import transfer_study
+    from ..probes.cached import panel_pgd, panel_transfer
 
     p, roi, models, seed = unit.parameters, unit.roi, list(unit.models), unit.dataset.seed
     ds = ctx.dataset(unit.dataset)
@@ -432,18 +430,18 @@ def _run_transfer(unit: Unit, ctx: Context) -> dict:
     if p["probes"] == "fixed_budget":
         idx = _probe_index(ds, p, seed)
         kw = _l2_kw(unit, {"eps": p["eps"], "steps": p["steps"]})
-        probes = {m: cached_probe(fit, m, roi, image_index=idx, **kw) for m in models}
-        return {"transfer": transfer_study(fit, roi, probes, idx, seed=seed)}
+        probes = {m: panel_pgd(fit, m, roi, image_index=idx, **kw) for m in models}
+        return {"transfer": panel_transfer(fit, roi, probes, idx, seed=seed)}
     fe, idx_fe = {}, None
     for m in p["sources"]:
         fe[m], idx_fe = _fixed_effect(fit, ds, unit.dataset, m, roi, p)
-    return {"transfer": transfer_study(fit, roi, fe, idx_fe, targets=models, seed=seed)}
+    return {"transfer": panel_transfer(fit, roi, fe, idx_fe, targets=models, seed=seed)}
 
 
 TRANSFER = Analysis(
     "transfer", "07",
     "Probes of every source model applied to every target model, with norm-matched noise "
-    "(probelib.transfer_study.transfer_study), one unit per ROI; probes = fixed_budget (the L2 "
+    "(probelib.probes.cached.panel_transfer), one unit per ROI; probes = fixed_budget (the L2 "
     "probes) or fixed_effect (the fixed-effect probes of the sources), paper 2.",
     {"probes": Param("fixed_budget", "choice", "which probes transfer", ("fixed_budget", "fixed_effect")),
      **FE_PARAMS,
@@ -459,7 +457,7 @@ TRANSFER = Analysis(
 def _run_subspaces(unit: Unit, ctx: Context) -> dict:
     import numpy as np
     from ..data import probe_images
-    from ..transfer_study import panel_subspaces
+    from ..probes.cached import panel_subspaces
 
     p, (spec,), roi = unit.parameters, unit.models, unit.roi
     dsv = ctx.dataset(unit.dataset)
@@ -480,7 +478,7 @@ def _validate_subspaces(w, place, p, models, rois):
 SUBSPACES = Analysis(
     "subspaces", "08",
     "Top-k perturbation subspace of the Jacobian of the most reliable voxels, per (model, ROI) "
-    "(probelib.transfer_study.panel_subspaces), paper 2.",
+    "(probelib.probes.cached.panel_subspaces), paper 2.",
     {"k": Param(5, "int", "subspace dimension"),
      "n_units": Param(32, "int", "voxels spanning the Jacobian: the most reliable of the ROI"),
      "n_images": Param(6, "count", "test images; 'all'")},

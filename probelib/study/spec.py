@@ -73,7 +73,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class FitSpec:
-    """How each (model, ROI) is fitted: :func:`probelib.pipeline.fit_panel`'s ``kind``, ``seed``,
+    """How each (model, ROI) is fitted: :func:`probelib.fitting.fit_panel`'s ``kind``, ``seed``,
     ``n_samples`` (noise draws of smoothed models) and readout options (canonical JSON)."""
 
     kind: str = "ridge"

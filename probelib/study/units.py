@@ -2,7 +2,7 @@
 
 A :class:`Unit` names an analysis kind, its parameters, the model spec(s), the ROI, the dataset
 and the fit; nothing else. :func:`run_unit` rebuilds what it needs from these (the dataset
-loaded through its cache, the models fitted by :func:`probelib.pipeline.fit_panel`) and calls the
+loaded through its cache, the models fitted by :func:`probelib.fitting.fit_panel`) and calls the
 same cached functions, with the same arguments, as the chapters do, so a chapter that makes the
 call later reads the result from the cache.
 
@@ -513,7 +513,7 @@ def _panel(dataset: DatasetSpec, fit: FitSpec, models: tuple, rois: tuple, devic
     key = (str(cache_dir()), dataset, fit, models, device)
     have = _PANELS.get(key)
     if have is None or not set(rois) <= set(have.rois):
-        from ..pipeline import fit_panel
+        from ..fitting import fit_panel
 
         ds = _dataset(dataset)
         wanted = list(dict.fromkeys(list(have.rois if have is not None else []) + list(rois)))

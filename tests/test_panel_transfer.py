@@ -1,4 +1,4 @@
-"""Tests of probelib.transfer_study on tiny models (3 x 8 x 8 images), with analytic answers."""
+"""Tests of transfer across a panel (probelib.probes.transfer, probes.cached.panel_transfer), budgets and subspaces on tiny models (3 x 8 x 8 images), with analytic answers."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,11 +9,12 @@ from torch import nn
 from probelib.probes import fixed_effect, pgd
 from probelib.data.dataset import Dataset, probe_images
 from probelib.model import EncodingModel
-from probelib.pipeline import PanelFit, cached_probe, dataset_digest
-from probelib.transfer_study import (evaluate_transfer, fixed_effect_budget, group_means,
-                                     l2_probe_settings, model_groups, panel_subspaces,
-                                     probe_deltas, scale_eps,
-                                     transfer_study)
+from probelib.fitting import PanelFit, dataset_digest
+from probelib.probes.cached import panel_fixed_effect, panel_pgd
+from probelib.probes.budgets import fixed_effect_budget, l2_probe_settings, scale_eps
+from probelib.probes.cached import panel_subspaces, panel_transfer
+from probelib.probes.transfer import evaluate_transfer, probe_deltas
+from probelib.tables import group_means, model_groups
 
 SHAPE = (3, 8, 8)
 D = 3 * 8 * 8
@@ -89,7 +90,7 @@ def test_probe_images_is_a_seeded_subset_of_the_test_split():
 
 def test_l2_probe_settings():
     kw = l2_probe_settings(96)
-    assert kw["attack"] == "pgd" and kw["norm"] == "l2" and kw["direction"] == "abs"
+    assert "attack" not in kw and kw["norm"] == "l2" and kw["direction"] == "abs"
     assert kw["eps"] == [pytest.approx(5 * 96 / 224)] and kw["store_perturbations"]
 
 
@@ -162,27 +163,27 @@ def test_evaluate_transfer_linear_models_analytic():
         evaluate_transfer(models, x, {"z": deltas["a"]}, units=[0])
 
 
-def test_transfer_study_with_cached_probes_and_fixed_effect():
+def test_panel_transfer_with_cached_probes_and_fixed_effect():
     ds = _dataset()
     fit = _panel(ds)
     idx = np.array([6, 7, 8])
     kw = {k: v for k, v in l2_probe_settings(8, eps=28.0, steps=4).items() if k != "attack"}
-    probes = {s: cached_probe(fit, s, "FFA", "pgd", image_index=idx, units=[0, 3], **kw)
+    probes = {s: panel_pgd(fit, s, "FFA", image_index=idx, units=[0, 3], **kw)
               for s in fit.specs}
-    res = transfer_study(fit, "FFA", probes, idx)
+    res = panel_transfer(fit, "FFA", probes, idx)
     assert res.change.shape == (3, 3, 3, 2)
     # the diagonal is each source's own sensitivity as computed by the attack
     for i, s in enumerate(fit.specs):
         assert np.allclose(res.change[i, i], probes[s].sensitivity[0], rtol=1e-4, atol=1e-6)
     # targeted probes beat random directions of the same norm on their own model
     assert np.all(np.diag(res.matrix) > 2 * np.diag(res.control_matrix))
-    again = transfer_study(fit, "FFA", probes, idx)           # cached, identical
+    again = panel_transfer(fit, "FFA", probes, idx)           # cached, identical
     assert np.array_equal(again.change, res.change)
     # fixed-effect probes transfer the same way
-    fe = {s: cached_probe(fit, s, "FFA", "fixed_effect", image_index=idx, units=[0],
+    fe = {s: panel_fixed_effect(fit, s, "FFA", image_index=idx, units=[0],
                           target_change=0.2, norm="l2", direction="abs", eps_max=2.0, steps=4,
                           store_perturbations=True) for s in ["m3", "m1"]}
-    res_fe = transfer_study(fit, "FFA", fe, idx, targets=fit.specs)
+    res_fe = panel_transfer(fit, "FFA", fe, idx, targets=fit.specs)
     assert res_fe.sources == ["m1", "m3"] and res_fe.names == ["m1", "m2", "m3"]
     for i, s in enumerate(res_fe.sources):
         reached = fe[s].reached[:, 0]
@@ -191,7 +192,7 @@ def test_transfer_study_with_cached_probes_and_fixed_effect():
         assert np.all(own[reached] >= 0.2 * (1 - 1e-6))
         assert np.allclose(res_fe.probe_norm[i, :, 0][reached], fe[s].eps[reached, 0], rtol=1e-3)
     with pytest.raises(ValueError):
-        transfer_study(fit, "FFA", probes, np.array([6, 7, 9]))
+        panel_transfer(fit, "FFA", probes, np.array([6, 7, 9]))
 
 
 def test_probe_deltas_shapes_and_errors():
@@ -247,27 +248,22 @@ def test_similarity_by_dimension_matches_subspace_similarity():
     assert by_dim[:, -1] == pytest.approx(panel.similarity()[:, 0, 1], rel=1e-5)
 
 
-class _OnDevice(nn.Module):
-    """A model on another device (here "meta", standing in for a GPU): inputs elsewhere raise,
-    as on CUDA; returns zeros (N, 1) on the CPU."""
+def test_evaluate_transfer_runs_each_target_where_it_lives(monkeypatch):
+    """Targets run through probelib.probes (transfer, random_control), which resolve the device:
+    ``device=None`` is where each target lives, an explicit device is passed on."""
+    import sys
 
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("w", torch.zeros(1, device="meta"))
-        self.seen = []
+    transfer_module = sys.modules["probelib.probes.transfer"]  # (probelib.probes.transfer is also the function)
 
-    def forward(self, x):
-        if x.device != self.w.device:
-            raise RuntimeError(f"input on {x.device}, module on {self.w.device}")
-        self.seen.append(x.device.type)
-        return torch.zeros(x.shape[0], 1)
-
-
-def test_evaluate_transfer_runs_each_target_on_its_device():
+    seen = []
+    real = transfer_module.resolve_device
+    monkeypatch.setattr(transfer_module, "resolve_device",
+                        lambda model, images, device: seen.append(device) or real(model, images, device))
     x = torch.full((2, *SHAPE), 0.5)
     deltas = {"a": np.zeros((1, 2, *SHAPE), np.float32)}
-    far = _OnDevice()
-    res = evaluate_transfer({"a": far}, x, deltas, units=[0])  # device=None: where it lives
-    assert res.change.shape == (1, 1, 2, 1) and set(far.seen) == {"meta"}
-    evaluate_transfer({"a": far}, x, deltas, units=[0], device="meta")  # an explicit device
-    # (moving a model there and back is not tested: nothing moves back from the meta device)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(D, 1))
+    res = evaluate_transfer({"a": lin}, x, deltas, units=[0])
+    assert res.change.shape == (1, 1, 2, 1) and seen and set(seen) == {None}
+    seen.clear()
+    evaluate_transfer({"a": lin}, x, deltas, units=[0], device="cpu")
+    assert seen and set(seen) == {"cpu"}

@@ -1,4 +1,4 @@
-"""Tests of probelib.sensitivity: image selection, sweeps with controls (cached), tables,
+"""Tests of FGSM sweeps of a panel with their controls (probelib.probes.cached), the sweep tables,
 percentiles, example choice and the discriminability comparison of paper 1 (Fig. 3D)."""
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from probelib import probes
 from probelib.metrics import response_sd
 from probelib.data.dataset import Dataset, make_split, probe_images
 from probelib.metrics import normalized_variance, sparseness
-from probelib.pipeline import PanelFit, dataset_digest
-from probelib.sensitivity import (cached_control, compare_discriminability, percentile_of,
-                                  preferred_example,
-                                  sensitivity_frame, subset_eps, sweep_panel)
+from probelib.fitting import PanelFit, dataset_digest
+from probelib.data.dataset import preferred_example
+from probelib.metrics import compare_discriminability, percentile_of
+from probelib.probes.cached import cached_control, sweep_panel
+from probelib.probes.results import subset_eps
+from probelib.tables import sensitivity_frame
 
 SIDE = 6
 

@@ -3,7 +3,9 @@ import pytest
 
 from probelib.data.dataset import Dataset, make_split
 from probelib.metrics import pearson_r
-from probelib.pipeline import cached_probe, fit_panel, sensitivity_table
+from probelib.fitting import fit_panel
+from probelib.probes.cached import panel_fgsm
+from probelib.tables import sensitivity_table
 
 
 @pytest.fixture
@@ -32,40 +34,38 @@ def test_fit_panel_predictions_are_the_models_predictions(toy, kind):
         fit_panel(toy, ["alexnet:untrained"], rois=["C"], progress=False)
 
 
-def test_cached_probe_is_cached(toy, monkeypatch, tmp_path):
+def test_panel_fgsm_is_cached(toy, monkeypatch, tmp_path):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     fit = fit_panel(toy, ["alexnet:untrained"], kind="ols", progress=False)
-    a = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
+    a = panel_fgsm(fit, "alexnet:untrained", "A", eps=[1 / 255, 2 / 255])
     import probelib.probes as probes
     monkeypatch.setattr(probes, "fgsm", lambda *a, **k: pytest.fail("not served from the cache"))
-    b = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255])
+    b = panel_fgsm(fit, "alexnet:untrained", "A", eps=[1 / 255, 2 / 255])
     np.testing.assert_array_equal(a.sensitivity, b.sensitivity)
     # where it runs and whether it shows progress do not change the result: still cached
-    c = cached_probe(fit, "alexnet:untrained", "A", "fgsm", eps=[1 / 255, 2 / 255], device="cpu",
+    c = panel_fgsm(fit, "alexnet:untrained", "A", eps=[1 / 255, 2 / 255], device="cpu",
                      progress=True)
     np.testing.assert_array_equal(a.sensitivity, c.sensitivity)
     table = sensitivity_table({("alexnet:untrained", "A"): a})
     assert len(table) == 2 * len(toy.split["test"]) * 2
-    with pytest.raises(ValueError, match="unknown attack"):
-        cached_probe(fit, "alexnet:untrained", "A", "deepfool")
 
 
-def test_cached_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
+def test_panel_probe_key_holds_the_fit_seed(toy, monkeypatch, tmp_path):
     """Readouts fitted with another seed (e.g. the folds of a lasso CV) are other models."""
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     fits = [fit_panel(toy, ["alexnet:untrained"], kind="ols", seed=s, progress=False) for s in (0, 1)]
     assert fits[0].key("alexnet:untrained", "A") != fits[1].key("alexnet:untrained", "A")
-    cached_probe(fits[0], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
+    panel_fgsm(fits[0], "alexnet:untrained", "A", eps=[1 / 255])
     import probelib.probes as probes
     calls = []
     real = probes.fgsm
     monkeypatch.setattr(probes, "fgsm", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cached_probe(fits[1], "alexnet:untrained", "A", "fgsm", eps=[1 / 255])
+    panel_fgsm(fits[1], "alexnet:untrained", "A", eps=[1 / 255])
     assert calls == [1]
 
 
 def test_fit_panel_trains_net_readouts_on_its_device(toy, monkeypatch):
-    import probelib.pipeline as pl
+    import probelib.fitting as pl
     seen = []
     real = pl.fit_readout
     monkeypatch.setattr(pl, "fit_readout", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
