@@ -19,8 +19,9 @@
 # $\hat r(x) = g(f(x))$. Both papers build every model this way; they differ in the networks,
 # the layer and the readout. This chapter builds one such model and checks each part:
 #
-# 1. the network really has its ImageNet weights (it recognises objects in real photographs);
-# 2. a ridge readout fitted on training images predicts held-out responses, up to the noise
+# 1. the network really has its ImageNet weights {cite:p}`russakovsky2015imagenet`
+#    (it recognises objects in real photographs);
+# 2. a ridge readout {cite:p}`hoerl1970ridge` fitted on training images predicts held-out responses, up to the noise
 #    ceiling of the data.
 
 # %% [markdown]
@@ -112,7 +113,8 @@ plt.show()
 # ## A ridge readout, fitted on training images only
 #
 # Features of the chosen layer are computed once (and cached on disk). The ridge penalty is chosen
-# per voxel by exact leave-one-out cross-validation *within the training images*; the test images
+# per voxel by exact leave-one-out cross-validation *within the training images* (the criterion of
+# scikit-learn's `RidgeCV` {cite:p}`pedregosa2011scikit`); the test images
 # are used only to evaluate the prediction.
 
 # %%
@@ -143,5 +145,5 @@ plt.show()
 
 # %% [markdown]
 # Each dot is one held-out image; the dotted line is $x = y$. The held-out correlations printed
-# above are what this run computed; for the NSD data the papers report correlations close to the
+# above are what this run computed; for the NSD data {cite:p}`allen2022massive` the papers report correlations close to the
 # noise ceiling for every network (the next chapters compare networks).

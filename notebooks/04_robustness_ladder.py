@@ -18,23 +18,26 @@
 # robust versions of one network, does the encoding model's adversarial sensitivity fall, and
 # what happens to its predictivity?
 #
-# This chapter regenerates **Figure 4B/C of the 2024 workshop paper**: sensitivity (FGSM,
+# This chapter regenerates **Figure 4B/C of the 2024 workshop paper** {cite:p}`mcneal2024small`:
+# sensitivity (FGSM {cite:p}`goodfellow2015explaining`,
 # $\epsilon = 3/255$) and predictivity of encoding models built on a ladder of increasingly robust
 # networks. The paper reports that sensitivity falls as robustness grows (4B) while predictivity
 # declines (4C): a trade-off.
 #
-# **What the demo substitutes.** The paper's ladder is ResNet-50 adversarially trained at
-# increasing L2 budgets (0 to 5 at 224 px; MadryLab `robustness` checkpoints, not installable
-# offline). The demo's ladder is **adversarial fine-tuning** of MobileNet-v2 and of
-# EfficientNet-Lite0 (real ImageNet weights), `probelib.zoo.demo_ladder`: the standard network and
+# **What the demo substitutes.** The paper's ladder is ResNet-50 {cite:p}`he2016deep` adversarially
+# trained at increasing L2 budgets {cite:p}`salman2020adversarially` (0 to 5 at 224 px; MadryLab
+# `robustness` checkpoints {cite:p}`engstrom2019robustness`, not installable offline). The demo's
+# ladder is **adversarial fine-tuning** of MobileNet-v2 {cite:p}`sandler2018mobilenetv2` and of
+# EfficientNet-Lite0 {cite:p}`tan2019efficientnet` (real ImageNet weights), `probelib.zoo.demo_ladder`: the standard network and
 # three versions fine-tuned at L-inf budgets of 4, 8 and 16/255 (a curriculum 4 → 8 → 16), at the
 # feature level (the fine-tuned network's features of an attacked training photograph,
-# $x + \delta$ with $\delta$ found by PGD within the budget, are pulled towards the standard
+# $x + \delta$ with $\delta$ found by PGD {cite:p}`madry2018towards` within the budget, are pulled towards the standard
 # network's features of $x$), on crops, flips and colour jitter of the demo's **training**
 # photographs only (`probelib.adversarial_training`). It is a small-scale stand-in for the paper's
 # ImageNet-scale adversarial training: same kind of intervention, far less training, so the demo
 # tests whether the *logic* of the analysis holds, not the paper's numbers. The responses come from
-# the book's simulated observer, a randomized-smoothing network ($\sigma = 0.25$; see the
+# the book's simulated observer, a randomized-smoothing network {cite:p}`cohen2019certified`
+# ($\sigma = 0.25$; see the
 # introduction): keep this in mind when reading the predictivity panel. With `dataset = "nsd"` the
 # chapter runs the paper's ladder (`probelib.zoo.PAPER1_LADDER`) once its checkpoints are in the
 # weights cache.
@@ -143,7 +146,7 @@ print(ladder.to_string(index=False))
 # **The readout.** The paper used OLS in this part. With more features than training images (on
 # the demo, hundreds of features for 127 training images), OLS is the minimum-norm interpolation
 # of the training responses: it fits them exactly, with large weights on feature directions that
-# barely vary. The demo therefore uses ridge, its penalty chosen per region by leave-one-out
+# barely vary. The demo therefore uses ridge {cite:p}`hoerl1970ridge`, its penalty chosen per region by leave-one-out
 # cross-validation on the training images; set `readout = "ols"` for the paper's choice.
 #
 # **Verdict rules, fixed before the results.** For each ladder (one per network):

@@ -14,23 +14,29 @@
 # # Predictive but fragile: sensitivity across the model panel
 #
 # **Question.** Many ANN-based encoding models predict held-out fMRI responses about equally well.
-# Are they equally *stable*? The 2025 paper ("Targeted perturbations reveal brain-like local coding
+# Are they equally *stable*? The 2025 paper {cite:p}`mcneal2025targeted`
+# ("Targeted perturbations reveal brain-like local coding
 # axes in robustified, but not standard, ANN-based brain models") probes every model of its panel
 # with small targeted perturbations and finds that (1) standard models are very sensitive to
 # imperceptible probes, (2) sensitivity separates models much better than predictivity does, and
 # (3) voxel-wise sensitivities to L-inf and L2 probes agree closely (R = .97).
 #
 # This chapter regenerates, on the data chosen below:
-# - the panel's **predictivity** (ridge readouts, as in the 2025 paper) and **sensitivity** (iterative
-#   L2 probes, PGD, at the paper's budget eps = 5 for 224 px images, either direction) per model and
-#   ROI (FFA, PPA, EBA), with a random-direction control;
+# - the panel's **predictivity** (ridge readouts {cite:p}`hoerl1970ridge`, as in the 2025 paper) and
+#   **sensitivity** (iterative L2 probes, PGD {cite:p}`madry2018towards`, at the paper's budget eps = 5
+#   for 224 px images, either direction) per model and ROI (FFA {cite:p}`kanwisher1997fusiform`,
+#   PPA {cite:p}`epstein1998cortical`, EBA {cite:p}`downing2001cortical`), with a random-direction
+#   control;
 # - the **sensitivity-versus-budget** curve;
-# - **discriminability** of models by sensitivity vs by predictivity (sparseness and normalised
+# - **discriminability** of models by sensitivity vs by predictivity (sparseness {cite:p}`vinje2000sparse`
+#   and normalised
 #   variance across models, the measures of Part I);
 # - the **L-inf vs L2** voxel-wise comparison (R = .97, one of the key findings listed on the 2025 paper's abstract page).
 #
-# **What the demo substitutes.** The paper's 14 networks (ImageNet CNNs, CLIP, adversarially
-# trained "robust" ResNet-50s) on NSD are replaced by MobileNet-v2 and EfficientNet-Lite0 with their
+# **What the demo substitutes.** The paper's 14 networks (ImageNet CNNs, CLIP {cite:p}`radford2021learning`,
+# adversarially trained "robust" ResNet-50s {cite:p}`salman2020adversarially`) on NSD
+# {cite:p}`allen2022massive` are replaced by MobileNet-v2 {cite:p}`sandler2018mobilenetv2` and
+# EfficientNet-Lite0 {cite:p}`tan2019efficientnet` with their
 # real ImageNet weights, the same two networks adversarially fine-tuned at an L-inf budget of
 # 16/255 (`probelib.zoo.DEMO_ROBUST`, the top rung of chapter 4's ladder: the stand-in for the
 # robust ResNet-50s) and three untrained networks as controls; the NSD
@@ -382,7 +388,7 @@ for panel in panels:
 # The key findings on the 2025 paper's abstract page report that voxel-wise sensitivities from L-inf-bounded probes correlate
 # with those from L2-bounded probes at R = .97. Here single voxels (not ROI means: the data are
 # loaded with `average_subjects=False`) of the first ROI get a ridge readout each; for a random
-# subset of voxels and the probed images we compare FGSM L-inf probes at
+# subset of voxels and the probed images we compare FGSM {cite:p}`goodfellow2015explaining` L-inf probes at
 # `linf_eps` (the Part I attack) with the PGD L2 probes above, both in the "either direction"
 # definition. A voxel's sensitivity is its mean over images.
 #

@@ -18,7 +18,7 @@
 # directions (as a brain-like model should share them with the brain), probes would transfer; if
 # each model's sensitive directions are its own idiosyncrasy, they would not.
 #
-# The 2025 paper answers in two steps (talk slides "Which of these sensitive directions transfer to
+# The 2025 paper {cite:p}`mcneal2025targeted` answers in two steps (talk slides "Which of these sensitive directions transfer to
 # other models?" and "fix the transfer effect first"):
 # 1. **Fixed budget.** Probes made on each source model at eps = 5 are applied to every target
 #    model; the predicted change is compared with the target's own probe (target = source) and with
@@ -29,10 +29,13 @@
 #    that *their* probes then transfer to all models ("possibly the brain-like coding axis").
 #
 # This chapter regenerates both transfer matrices, the norm-matched noise control and the budgets
-# needed for a fixed effect. **Demo substitutions:** MobileNet-v2 and EfficientNet-Lite0
+# needed for a fixed effect. **Demo substitutions:** MobileNet-v2 {cite:p}`sandler2018mobilenetv2` and
+# EfficientNet-Lite0 {cite:p}`tan2019efficientnet`
 # adversarially fine-tuned at L-inf 16/255 (`probelib.zoo.DEMO_ROBUST`, the top of chapter 4's
-# ladder) stand in for the robust ResNet-50s, MobileNet-v2 / EfficientNet-Lite0 (real weights) and untrained networks for the
-# paper's panel, the simulated observer for NSD (see chapter 6 and the introduction).
+# ladder) stand in for the robust ResNet-50s {cite:p}`salman2020adversarially`, MobileNet-v2 /
+# EfficientNet-Lite0 (real weights) and untrained networks for the
+# paper's panel, the simulated observer for NSD {cite:p}`allen2022massive` (see chapter 6 and the
+# introduction).
 
 # %% [markdown]
 # ````{admonition} Run this chapter with other parameters
@@ -128,7 +131,7 @@ def short(name: str) -> str:
 # %% [markdown]
 # ## 1. Fixed budget: probes at eps = 5 applied to every model
 #
-# The probes are the iterative L2 probes of chapter 6 (same images and settings, so they come
+# The probes are the iterative L2 probes {cite:p}`madry2018towards` of chapter 6 (same images and settings, so they come
 # from the cache when chapter 6 has run). Entry (source, target) of the matrix is the mean absolute
 # change of the target's predicted ROI response under the source's probes, divided by the s.d. of
 # the observed responses across images; the diagonal is each model's own sensitivity. The bottom row

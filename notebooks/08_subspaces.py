@@ -14,12 +14,13 @@
 # # Perturbation subspaces: which directions does each model care about?
 #
 # **Question.** Two models can be equally sensitive and still be sensitive to *different* image
-# directions. The 2025 paper characterises each model's local geometry by its **perturbation
+# directions. The 2025 paper {cite:p}`mcneal2025targeted` characterises each model's local geometry by its **perturbation
 # subspace**: to first order a perturbation $\delta$ changes the predicted voxel responses by
 # $\Delta r \approx J\delta$, with $J = \partial r / \partial x$ the Jacobian of the model at the image,
 # so $\|\Delta r\|^2 \approx \delta^\top J^\top J \delta$ and the unit-norm perturbations that change
 # the responses most are the top eigenvectors of $J^\top J$, i.e. the top right singular vectors of
-# $J$ (talk slides "Stack the directions in a matrix, forming a perturbation subspace"). The paper
+# $J$ {cite:p}`berardino2017eigendistortions,duong2023plenoptic`
+# (talk slides "Stack the directions in a matrix, forming a perturbation subspace"). The paper
 # compares the top-$k$ subspaces $P_i, P_j$ of models by $\mathrm{Sim}(P_i, P_j)$ and reports that
 # standard models have **distinct** failure modes while robust models share directions.
 #
@@ -29,17 +30,20 @@
 # **Outputs: voxels, not ROI means.** The Jacobian needs several output units: its rank is at most
 # the number of outputs, so with one ROI mean there is a single direction (the gradient) and with
 # the 3-4 ROI means jointly only 3-4 directions, dominated by what the ROIs share. The paper's
-# Jacobian is that of a region's *voxel* responses, so here each model gets a ridge readout per
+# Jacobian is that of a region's *voxel* responses, so here each model gets a ridge readout
+# {cite:p}`hoerl1970ridge` per
 # voxel (data loaded with `average_subjects=False`), and $J$ has one row per voxel of the `n_units`
 # most reliable voxels of the ROI (highest noise ceiling, all simulated subjects pooled): $k$ is
 # much smaller than the number of rows, as in the paper.
 #
 # **Similarity.** $\mathrm{Sim}(P_i, P_j) = \|P_i^\top P_j\|_F^2 / k$, the mean squared cosine of
-# the principal angles between the two subspaces (`probelib.geometry.subspace_similarity`): 1 for the
+# the principal angles {cite:p}`bjorck1973numerical` between the two subspaces (`probelib.geometry.subspace_similarity`): 1 for the
 # same subspace, and $k/D$ on average for random $k$-dimensional subspaces of the $D = 3 H W$ pixel
 # space (the chance level). **Demo substitutions** as in chapter 6: small-scale adversarial
-# fine-tuning (`probelib.zoo.DEMO_ROBUST`, L-inf 16/255) stands in for the robust ResNet-50s, MobileNet-v2 / EfficientNet-Lite0 (real weights) and untrained networks
-# for the 14 networks, the simulated observer for NSD.
+# fine-tuning (`probelib.zoo.DEMO_ROBUST`, L-inf 16/255) stands in for the robust ResNet-50s
+# {cite:p}`salman2020adversarially`, MobileNet-v2 {cite:p}`sandler2018mobilenetv2` /
+# EfficientNet-Lite0 {cite:p}`tan2019efficientnet` (real weights) and untrained networks
+# for the 14 networks, the simulated observer for NSD {cite:p}`allen2022massive`.
 
 # %% [markdown]
 # ````{admonition} Run this chapter with other parameters

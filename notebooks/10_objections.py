@@ -13,19 +13,21 @@
 # %% [markdown]
 # # Objections, tested: architecture, attack strength and model recovery
 #
-# **Question.** The 2025 paper (McNeal & Murty, *Targeted perturbations reveal brain-like local
+# **Question.** The 2025 paper ({cite:t}`mcneal2025targeted`, *Targeted perturbations reveal brain-like local
 # coding axes in robustified, but not standard, ANN-based brain models*) concludes that robust
 # models have brain-like local coding axes: their sensitivity is low, their probes transfer and
 # look meaningful. Three objections a reviewer raises against that chain of argument can be tested
 # directly:
 #
-# - **(a) Robustness or architecture?** The paper's robust models are all ResNet-50s. Is low
+# - **(a) Robustness or architecture?** The paper's robust models are all ResNet-50s
+#   {cite:p}`he2016deep,salman2020adversarially`. Is low
 #   sensitivity a property of robustification, or of one architecture? We apply the same
 #   robustification (adversarial fine-tuning at increasing budgets, the demo's ladder of chapter 4)
 #   to two architectures and ask whether sensitivity falls with the budget in *both*.
 # - **(b) Is weak transfer an artifact of a weak attack?** Standard models' probes transfer
 #   poorly to other models (the paper's transfer analysis at a fixed budget). Perhaps a stronger
-#   attack would find perturbations that transfer. We compare FGSM, PGD and PGD with random
+#   attack would find perturbations that transfer. We compare FGSM {cite:p}`goodfellow2015explaining`,
+#   PGD {cite:p}`madry2018towards` and PGD with random
 #   restarts on the same model and units: their white-box effect and their transfer.
 # - **(c) Do predictivity and sensitivity identify the true model?** On real data the generative
 #   model of the responses is unknown. On the demo it is known (the hidden observer), so we can
@@ -42,7 +44,7 @@
 # paper's: sensitivity $s = |r(x) - r(x + \delta)|$ for the worst $\delta$ with
 # $\|\delta\|_2 \le \epsilon$ (iterative L2 probes, $\epsilon = 5$ at 224 px), transfer of probes
 # between models at a fixed budget, and perturbation subspaces spanned by the top right singular
-# vectors of the Jacobian $J = \partial r / \partial x$.
+# vectors of the Jacobian $J = \partial r / \partial x$ {cite:p}`berardino2017eigendistortions`.
 
 # %% [markdown]
 # ````{admonition} Run this chapter with other parameters
@@ -130,12 +132,15 @@ print(f"L2 budget: {eps:g} at 224 px -> {eps_px:.2f} at {image_size} px (same RM
 # ## Data, models and the stand-ins
 #
 # The demo replaces the paper's data and models (see the introduction of the book): the responses
-# are ROI means of a **simulated observer** (a smoothed EfficientNet-Lite0 with sparse
+# are ROI means of a **simulated observer** (a smoothed EfficientNet-Lite0 {cite:p}`tan2019efficientnet`
+# with sparse
 # category-selective readouts, plus trial noise), and the robust ResNet-50 ladder is replaced by
 # **adversarial ladders** (chapter 4: fine-tuning at L-inf budgets of 4, 8 and 16/255) of
-# MobileNet-v2 and EfficientNet-Lite0 with real ImageNet weights. An untrained AlexNet is a control
-# candidate, and one randomized-smoothing model (`comparison`, the observer's own family: features
-# averaged over `n_samples` fixed Gaussian noise draws) is a named comparison in (c). Every model gets a ridge readout of the ROI means,
+# MobileNet-v2 {cite:p}`sandler2018mobilenetv2` and EfficientNet-Lite0 with real ImageNet weights. An
+# untrained AlexNet {cite:p}`krizhevsky2012imagenet` is a control
+# candidate, and one randomized-smoothing model {cite:p}`cohen2019certified` (`comparison`, the observer's own family: features
+# averaged over `n_samples` fixed Gaussian noise draws) is a named comparison in (c). Every model
+# gets a ridge readout {cite:p}`hoerl1970ridge` of the ROI means,
 # fitted on the training photographs; `n_images` held-out photographs are probed. Sensitivities are
 # reported in units of the standard deviation of the observed ROI responses across photographs.
 
@@ -548,4 +553,4 @@ if observer is not None:
 # **Limits.** A few images, three ROI means and small-scale adversarial fine-tuning are small
 # stand-ins for the paper's 515 images, thousands of voxels and adversarially trained networks; the
 # observer is one particular generative model chosen to be locally smooth. The analyses run
-# unchanged on NSD (`dataset = "nsd"`), except (c), which needs a known generative model.
+# unchanged on NSD {cite:p}`allen2022massive` (`dataset = "nsd"`), except (c), which needs a known generative model.

@@ -13,16 +13,20 @@
 # %% [markdown]
 # # Score your own model
 #
-# The previous chapters asked the papers' questions of the networks the papers used. A lab with a
+# The previous chapters asked the papers' questions {cite:p}`mcneal2024small,mcneal2025targeted`
+# of the networks the papers used. A lab with a
 # network of its own will want the same answers for it:
 #
 # 1. **Predictivity.** How well does a readout of one of its layers predict held-out responses of
-#    FFA, PPA, EBA and VWFA, relative to the noise ceiling (chapter 2)?
+#    FFA {cite:p}`kanwisher1997fusiform`, PPA {cite:p}`epstein1998cortical`, EBA
+#    {cite:p}`downing2001cortical` and VWFA {cite:p}`cohen2000visual`, relative to the noise ceiling
+#    (chapter 2)?
 # 2. **Adversarial sensitivity.** How far does a tiny targeted perturbation move that prediction,
-#    for single-step (FGSM) and iterative (PGD) probes at several budgets, compared with the same
+#    for single-step (FGSM {cite:p}`goodfellow2015explaining`) and iterative (PGD
+#    {cite:p}`madry2018towards`) probes at several budgets, compared with the same
 #    perturbation with its pixels shuffled and with random noise of the same size (chapters 3-4)?
 # 3. **Transfer.** Do the model's probes move the responses of the "brain" (on the demo: the
-#    simulated observer that generated the data; on NSD: other models) (chapter 7)?
+#    simulated observer that generated the data; on NSD {cite:p}`allen2022massive`: other models) (chapter 7)?
 # 4. **Local coding axes.** Does the model's perturbation subspace (the image directions that change
 #    its voxel predictions most) agree with those of other models and of the observer (chapter 8)?
 #
@@ -34,7 +38,8 @@
 # weights), so a second call is instant and two different networks never share results.
 #
 # This chapter scores a network that is not in the registry and that needs no download: an
-# **untrained ResNet-18 from timm** (any architecture of torchvision or timm builds offline without
+# **untrained ResNet-18 from timm** {cite:p}`he2016deep,wightman2019timm` (any architecture of
+# torchvision {cite:p}`torchvision2016` or timm builds offline without
 # weights; with a weights file, pass `weights=PATH`).
 
 # %% [markdown]
@@ -173,9 +178,9 @@ display(sections["Transfer of the PGD probes (s.d. of responses)"])
 # %% [markdown]
 # ## Local coding axes
 #
-# For each ROI, the Jacobian of the predicted responses of its most reliable voxels is taken at
+# For each ROI, the Jacobian {cite:p}`berardino2017eigendistortions` of the predicted responses of its most reliable voxels is taken at
 # a few probed images; its top right singular vectors span the model's perturbation subspace.
-# The similarity of two subspaces is the mean squared cosine of their principal angles: 1 for the
+# The similarity of two subspaces is the mean squared cosine of their principal angles {cite:p}`bjorck1973numerical`: 1 for the
 # same subspace, about $k/D$ (chance) for unrelated ones. The figure shows the scored model's row
 # of the model-by-model similarity matrix, as a multiple of chance.
 
@@ -229,7 +234,7 @@ if model.startswith("timm:") and weights is None:
 #   and a robust network lie.
 # - **Transfer and subspaces ask whether those sensitive directions are the brain's.** On the demo
 #   the observer is the ground truth: probes that transfer to it, and subspaces aligned with its
-#   own, are the "brain-like local coding axes" of the 2025 paper. Values near chance say that the
+#   own, are the "brain-like local coding axes" of the 2025 paper {cite:p}`mcneal2025targeted`. Values near chance say that the
 #   model's most sensitive directions are its own.
 #
 # To score a trained network, point `weights` at its file (or place the file where
