@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from probelib.geometry import jacobian, perturbation_subspace, subspace_similarity
+from probelib.geometry import jacobian, perturbation_subspace, principal_angles, subspace_similarity
 
 SHAPE = (3, 2, 2)
 D = 12
@@ -278,3 +278,72 @@ def test_oversampling_improves_a_short_run_on_a_flat_spectrum(method):
     # a block of k + oversample = 6 = U covers the whole range: exact after one iteration
     assert subspace_similarity(better, model.v[:, :2]) == pytest.approx(1.0, abs=1e-10)
     assert subspace_similarity(worse, model.v[:, :2]) < 1.0 - 1e-6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_subspace_is_invariant_to_the_scale_of_the_responses(method):
+    # J and c·J have the same directions and singular values scaled by c, however small c is
+    s = [1.0, 1e-5]
+    model, scaled = Linear(s, n_out=3, seed=11), Linear(s, n_out=3, seed=11)
+    with torch.no_grad():
+        scaled.weight.mul_(1e-6)
+    a = perturbation_subspace(model, _image(), k=2, method=method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        b = perturbation_subspace(scaled, _image(), k=2, method=method)
+    assert b.k == 2
+    np.testing.assert_allclose(b.singular_values.numpy(), 1e-6 * a.singular_values.numpy(), rtol=1e-3)
+    assert torch.all((a.basis * b.basis).sum(0) > 1 - 1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_single_unit_has_its_gradient_as_only_direction(method):
+    model = Linear([2.5], n_out=1, seed=13)
+    image = _image()
+    sub = perturbation_subspace(model, image, k=1, method=method)
+    grad = model.weight.detach()[0]
+    assert sub.singular_values.tolist() == pytest.approx([float(grad.norm())], rel=1e-9)
+    torch.testing.assert_close(sub.basis[:, 0], grad / grad.norm(), rtol=0, atol=1e-10)
+    assert sub.response_directions.tolist() == [[pytest.approx(1.0, abs=1e-12)]]
+
+
+# ------------------------------------------------------------------------- subspace comparisons
+
+def test_float32_bases_are_compared_in_float64():
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal((40, 3)).astype(np.float32)
+    mix = np.array([[1.0, 2.0, 0.0], [0.0, 1.0, 0.0], [3.0, 0.0, 1.0]], dtype=np.float32)
+    angles = principal_angles(p, p @ mix)
+    assert angles.dtype == np.float64
+    # the float32 entries are exact in float64: the same span to float64 precision, not float32's
+    assert subspace_similarity(p, p) == pytest.approx(1.0, abs=1e-12)
+    assert subspace_similarity(p, (p @ mix).astype(np.float64)) == pytest.approx(1.0, abs=1e-10)
+    np.testing.assert_allclose(angles, 0.0, atol=1e-6)
+
+
+def test_subspace_comparisons_emit_no_warnings():
+    rng = np.random.default_rng(4)
+    p, q = rng.standard_normal((10, 2)), rng.standard_normal((10, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        subspace_similarity(p, q)
+        principal_angles(p, q)
+
+
+def test_columns_below_the_rank_tolerance_span_nothing():
+    # tolerance: max(D, k)·eps·s_max; a column of norm 2·eps (or eps) next to a unit one is noise
+    eps = np.finfo(np.float64).eps
+    e = np.eye(2)
+    for tiny in (2 * eps, eps):
+        a = np.diag([1.0, tiny])
+        assert subspace_similarity(a, e[:, 1:]) == 0.0
+        assert principal_angles(a, e).tolist() == [0.0]
+    a = np.diag([1.0, 4 * eps])                             # above the tolerance: a second direction
+    assert subspace_similarity(a, e[:, 1:]) == pytest.approx(1.0)
+
+
+def test_dimension_mismatch_names_both_dimensions():
+    with pytest.raises(ValueError, match=r"^subspaces live in different spaces: D = 4 vs 5$"):
+        principal_angles(np.ones((4, 1)), np.eye(5)[:, :2])
+    with pytest.raises(ValueError, match=r"^subspaces live in different spaces: D = 6 vs 3$"):
+        principal_angles(np.eye(6)[:, :2], np.ones((3, 1)))
