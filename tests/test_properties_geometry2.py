@@ -347,3 +347,11 @@ def test_dimension_mismatch_names_both_dimensions():
         principal_angles(np.ones((4, 1)), np.eye(5)[:, :2])
     with pytest.raises(ValueError, match=r"^subspaces live in different spaces: D = 6 vs 3$"):
         principal_angles(np.eye(6)[:, :2], np.ones((3, 1)))
+
+
+def test_power_method_with_zero_tolerance_stops_when_the_values_repeat_exactly():
+    # one unit, block 1: the second iterate is the gradient direction, the third repeats it bit for bit
+    model = Linear([2.0], n_out=1, seed=17)
+    sub = perturbation_subspace(model, _image(), k=1, method="power", n_iter=10, tol=0.0, oversample=0)
+    assert model.calls == 1 + 3
+    assert sub.singular_values.tolist() == pytest.approx([2.0], rel=1e-12)
