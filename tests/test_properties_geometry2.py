@@ -355,3 +355,15 @@ def test_power_method_with_zero_tolerance_stops_when_the_values_repeat_exactly()
     sub = perturbation_subspace(model, _image(), k=1, method="power", n_iter=10, tol=0.0, oversample=0)
     assert model.calls == 1 + 3
     assert sub.singular_values.tolist() == pytest.approx([2.0], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["power", "randomized"])
+def test_matrix_free_defaults_are_the_documented_seed_and_oversampling(method):
+    model = Linear(list(np.linspace(3.0, 1.0, 12)), n_out=12, seed=19)   # block k + 8 = 9 < U, D
+    image = _image()
+    default = perturbation_subspace(model, image, k=1, method=method, n_iter=1)
+    explicit = perturbation_subspace(model, image, k=1, method=method, n_iter=1, seed=0, oversample=8)
+    assert torch.equal(default.basis, explicit.basis)
+    assert torch.equal(default.singular_values, explicit.singular_values)
+    other = perturbation_subspace(model, image, k=1, method=method, n_iter=1, seed=0, oversample=9)
+    assert not torch.equal(default.basis, other.basis)
