@@ -164,7 +164,8 @@ def test_k_may_equal_but_not_exceed_the_number_of_units_or_pixels(method):
     model = Linear([3.0, 2.0])
     sub = perturbation_subspace(model, _image(), k=2, method=method)
     np.testing.assert_allclose(sub.singular_values.numpy(), [3.0, 2.0], rtol=1e-9)
-    with pytest.raises(ValueError, match=re.escape("k=3 exceeds min(number of probed units, 3·H·W) = min(2, 12)")):
+    with pytest.raises(ValueError, match=re.escape("k=3 exceeds min(number of probed units, 3·H·W) = min(2, 12), "
+                                                   "an upper bound on the rank of the Jacobian")):
         perturbation_subspace(model, _image(), k=3, method=method)
     tall = Linear(list(np.linspace(12.0, 1.0, 12)), n_out=20)
     sub = perturbation_subspace(tall, _image(), k=12, method=method)
