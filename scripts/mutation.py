@@ -43,8 +43,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "readouts": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "readouts").glob("*.py")), ["tests/test_readouts.py", "tests/test_properties_readouts.py",
                                             "--deselect=tests/test_readouts.py::"
                                             "test_network_readouts_learn_and_are_deterministic"]),
-    "geometry": (["probelib/geometry.py"], ["tests/test_geometry.py", "tests/test_properties_geometry.py"]),
-    "checks": (["probelib/_checks.py"], ["tests/test_reliability.py", "tests/test_metrics.py",
+    "geometry": (["probelib/geometry.py"], ["tests/test_geometry.py", "tests/test_properties_geometry.py",
+                                            "tests/test_properties_geometry2.py"]),
+    "checks": (["probelib/_checks.py"], ["tests/test_properties_checks.py", "tests/test_reliability.py", "tests/test_metrics.py",
                                          "tests/test_properties_probes.py"]),
     "probes": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "probes").glob("*.py")),
                ["tests/test_probes.py", "tests/test_properties_probes.py"]),
