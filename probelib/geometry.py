@@ -253,11 +253,12 @@ def jacobian(model: nn.Module, image: torch.Tensor, units: Units = None, device:
 
 
 def _exact_svd(op: _JacobianOperator, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-k singular triplets from the eigen-decomposition of the (U, U) matrix J Jᵀ."""
+    """Top-k singular triplets: left vectors from the eigen-decomposition of the (U, U) matrix J Jᵀ,
+    singular values from J itself (``sqrt`` of J Jᵀ's eigenvalues has a noise floor near
+    ``sqrt(eps)·s_max``, far above the rank threshold, so a rank deficit would go unseen)."""
     jac = _f64(op.dense())
-    evals, evecs = torch.linalg.eigh(jac @ jac.T)
-    evals, evecs = evals.flip(0), evecs.flip(1)
-    s = evals.clamp(min=0).sqrt()
+    evecs = torch.linalg.eigh(jac @ jac.T).eigenvectors.flip(1)
+    s = torch.linalg.svdvals(jac)
     rtol = _rank_rtol(*op.shape, op.dtype)
     keep = min(k, int((s > rtol * s[0]).sum()))
     left = evecs[:, :keep]

@@ -175,8 +175,8 @@ def test_k_may_equal_but_not_exceed_the_number_of_units_or_pixels(method):
 
 
 @pytest.mark.parametrize("method,dtype", [("exact", torch.float32), ("power", torch.float32),
-                                          ("randomized", torch.float32), ("power", torch.float64),
-                                          ("randomized", torch.float64)])
+                                          ("randomized", torch.float32), ("exact", torch.float64),
+                                          ("power", torch.float64), ("randomized", torch.float64)])
 def test_rank_threshold_and_warning(method, dtype):
     # U = 4 units, rank 2: the warning names the rank and the threshold 10·sqrt(max(U, D))·eps
     model = Linear([4.0, 1.0], n_out=4, dtype=dtype, seed=5)
