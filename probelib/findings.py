@@ -113,25 +113,41 @@ def _one_sided_p(d: np.ndarray, greater: bool) -> float:
     return float(stats.wilcoxon(d, alternative="greater" if greater else "less").pvalue)
 
 
-def paired(x, y, expect: str = "less", alpha: float = ALPHA, what: str = "x - y") -> Verdict:
+def _one_sided_t(d: np.ndarray, greater: bool) -> float:
+    """One-sided p of a one-sample t test that ``d`` is > 0 (``greater``) or < 0."""
+    from scipy import stats
+
+    if len(d) < 2 or np.all(d == d[0]):
+        return 1.0 if len(d) < 2 or d[0] == 0 or (d[0] > 0) != greater else 0.0
+    return float(stats.ttest_1samp(d, 0.0, alternative="greater" if greater else "less").pvalue)
+
+
+def paired(x, y, expect: str = "less", alpha: float = ALPHA, what: str = "x - y",
+           test: str = "wilcoxon", over: str = "images") -> Verdict:
     """Rule "reproduced: x < y (``expect="less"``) or x > y, one-sided paired Wilcoxon signed-rank
     test over images p < alpha; opposite: the same test in the other direction p < alpha; else not
-    reproduced". ``x``, ``y``: one value per image (paired). The value is the mean of x - y."""
+    reproduced". ``x``, ``y``: one value per image (paired). The value is the mean of x - y.
+    ``test="t"``: a paired t test instead (for a handful of replicates, where the signed-rank test
+    cannot reach p < alpha); ``over``: what the pairs are (named in the rule)."""
     if expect not in ("less", "greater"):
         raise ValueError("expect must be 'less' or 'greater'")
+    if test not in ("wilcoxon", "t"):
+        raise ValueError("test must be 'wilcoxon' or 't'")
     x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
     if x.shape != y.shape:
         raise ValueError(f"paired values need the same shape; got {x.shape} and {y.shape}")
     ok = np.isfinite(x) & np.isfinite(y)
     d = x[ok] - y[ok]
     sign = "<" if expect == "less" else ">"
-    rule = (f"reproduced if {what} {sign} 0 by a one-sided paired Wilcoxon signed-rank test over images "
+    name = "Wilcoxon signed-rank test" if test == "wilcoxon" else "t test"
+    rule = (f"reproduced if {what} {sign} 0 by a one-sided paired {name} over {over} "
             f"(p < {alpha:g}); opposite if significant the other way; else not reproduced")
     m, ci = mean_ci(d)
     if len(d) < 2:
         return Verdict("not tested", m, ci, rule, None, len(d), "fewer than 2 paired values")
-    p = _one_sided_p(d, greater=expect == "greater")
-    p_other = _one_sided_p(d, greater=expect != "greater")
+    one_sided = _one_sided_p if test == "wilcoxon" else _one_sided_t
+    p = one_sided(d, greater=expect == "greater")
+    p_other = one_sided(d, greater=expect != "greater")
     verdict = "reproduced" if p < alpha else "opposite" if p_other < alpha else "not reproduced"
     return Verdict(verdict, m, ci, rule, p if verdict != "opposite" else p_other, len(d))
 
@@ -238,6 +254,68 @@ def correlation_difference(pred_x, pred_y, observed, expect: str = "less", n_boo
     verdict = "reproduced" if good else "opposite" if bad else "not reproduced"
     p = float(np.mean(boots >= 0) if expect == "less" else np.mean(boots <= 0))
     return Verdict(verdict, value, (lo, hi), rule, p, n)
+
+
+def differ(x, y, alpha: float = ALPHA, what: str = "x - y", over: str = "images") -> Verdict:
+    """Rule "reproduced if x and y differ, two-sided paired Wilcoxon signed-rank test over
+    ``over`` p < alpha; else not reproduced" (for a claim of a difference of either sign). The
+    value is the mean of x - y, with its 95% CI."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"paired values need the same shape; got {x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    d = x[ok] - y[ok]
+    rule = (f"reproduced if {what} differs from 0 by a two-sided paired Wilcoxon signed-rank test over "
+            f"{over} (p < {alpha:g}); else not reproduced")
+    m, ci = mean_ci(d)
+    if len(d) < 2:
+        return Verdict("not tested", m, ci, rule, None, len(d), "fewer than 2 paired values")
+    p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(d, alternative="two-sided").pvalue)
+    return Verdict("reproduced" if p < alpha else "not reproduced", m, ci, rule, p, len(d))
+
+
+def no_correlation_difference(pred_x, pred_y, observed, n_boot: int = 2000, seed: int = 0,
+                              what: str = "r(x) - r(y)") -> Verdict:
+    """Rule "reproduced if the 95% bootstrap CI over held-out images of the difference of held-out
+    Pearson r (``pred_x`` minus ``pred_y``, mean over units) includes 0; else not reproduced" (for a
+    claim that two models predict *alike*; a lack of evidence for a difference, not a proof of
+    equivalence). Same statistic and bootstrap as :func:`correlation_difference`."""
+    d = correlation_difference(pred_x, pred_y, observed, expect="less", n_boot=n_boot, seed=seed, what=what)
+    rule = (f"reproduced if the 95% bootstrap CI over held-out images of {what} includes 0; "
+            f"else not reproduced")
+    if d.verdict == "not tested":
+        return Verdict("not tested", d.value, d.ci, rule, None, d.n, d.detail)
+    verdict = "reproduced" if d.ci is not None and d.ci[0] <= 0 <= d.ci[1] else "not reproduced"
+    return Verdict(verdict, d.value, d.ci, rule, None, d.n)
+
+
+def combine(conditions: dict, value=None, ci=None, detail: str = "") -> Verdict:
+    """Rule "reproduced if every condition is reproduced; partly reproduced if some are; opposite if
+    every condition is opposite; not tested if none could be tested; else not reproduced", for a
+    claim with several parts. ``conditions``: name -> the :class:`Verdict` of one part. The value
+    (and CI) default to the first condition's; ``detail`` lists each part's verdict."""
+    if not conditions:
+        raise ValueError("combine needs at least one condition")
+    parts = list(conditions.values())
+    rule = "all of: " + "; ".join(f"({name}) {v.rule}" for name, v in conditions.items())
+    tested = [v for v in parts if v.verdict != "not tested"]
+    n_ok = sum(v.verdict == "reproduced" for v in tested)
+    if not tested:
+        verdict = "not tested"
+    elif n_ok == len(parts):
+        verdict = "reproduced"
+    elif n_ok or any(v.verdict == "partly reproduced" for v in tested):
+        verdict = "partly reproduced"
+    elif all(v.verdict == "opposite" for v in parts):
+        verdict = "opposite"
+    else:
+        verdict = "not reproduced"
+    first = parts[0]
+    listing = "; ".join(f"{name}: {v.verdict}" for name, v in conditions.items())
+    return Verdict(verdict, first.value if value is None else value, first.ci if value is None else ci,
+                   rule, None, first.n, (detail + "; " if detail else "") + listing)
 
 
 def pearson_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float] | None:
@@ -417,5 +495,5 @@ def write_page(path, directory=None) -> Path:
     return path
 
 
-__all__ = ["CLAIMS", "Finding", "VERDICTS", "Verdict", "compare_values", "correlation_difference", "findings_dir", "load", "mean_ci",
-           "one_sample", "paired", "pearson_ci", "record", "render_markdown", "table", "trend", "write_page"]
+__all__ = ["CLAIMS", "Finding", "VERDICTS", "Verdict", "combine", "compare_values", "correlation_difference", "differ",
+           "findings_dir", "load", "mean_ci", "no_correlation_difference", "one_sample", "paired", "pearson_ci", "record", "render_markdown", "table", "trend", "write_page"]
