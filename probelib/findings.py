@@ -166,7 +166,8 @@ def one_sample(values, expect: str = "greater", threshold: float = 0.0, alpha: f
 
 
 def trend(levels: Sequence[float], per_image, expect: str = "less", alpha: float = ALPHA,
-          what: str = "the value") -> Verdict:
+          what: str = "the value", top: str = "the top rung", base: str = "the standard network's",
+          step: str = "rung") -> Verdict:
     """Rule for a ladder: "reproduced if the top rung's per-image values are below (``expect="less"``)
     or above the first rung's (one-sided paired Wilcoxon over images, p < alpha) and the mean changes
     in that direction at every rung; partly reproduced if only the paired test passes; opposite if
@@ -174,17 +175,18 @@ def trend(levels: Sequence[float], per_image, expect: str = "less", alpha: float
 
     ``per_image``: (rungs, images), rows in the order of ``levels``. The value is the ratio of the
     top rung's mean to the first rung's (its CI: that of the mean paired difference, divided by the
-    first rung's mean)."""
+    first rung's mean). ``top``, ``base``, ``step``: how the rule names the last level, the first
+    level and a level (e.g. "the largest budget", "the smallest budget's", "budget")."""
     a = np.asarray(per_image, float)
     if a.ndim != 2 or a.shape[0] != len(levels):
         raise ValueError("per_image must be (len(levels), images)")
     order = np.argsort(np.asarray(levels, float), kind="stable")
     a = a[order]
-    base = float(np.nanmean(a[0]))
+    base_mean = float(np.nanmean(a[0]))
     sign = "below" if expect == "less" else "above"
-    rule = (f"reproduced if {what} at the top rung is {sign} the standard network's (one-sided paired "
+    rule = (f"reproduced if {what} at {top} is {sign} {base} (one-sided paired "
             f"Wilcoxon signed-rank test over images, p < {alpha:g}) and its mean moves that way at every "
-            f"rung; partly reproduced if only the test passes; opposite if the test passes the other "
+            f"{step}; partly reproduced if only the test passes; opposite if the test passes the other "
             f"way; else not reproduced")
     if a.shape[0] < 2:
         return Verdict("not tested", math.nan, None, rule, None, a.shape[1], "a ladder of one rung")
@@ -196,9 +198,10 @@ def trend(levels: Sequence[float], per_image, expect: str = "less", alpha: float
         verdict = "reproduced" if monotone else "partly reproduced"
     else:
         verdict = test.verdict
-    ratio = float(means[-1] / base) if base else math.nan
-    ci = (1 + test.ci[0] / base, 1 + test.ci[1] / base) if test.ci is not None and base else None
-    detail = ("top / standard; means " + ", ".join(f"{m:.3g}" for m in means)
+    ratio = float(means[-1] / base_mean) if base_mean else math.nan
+    ci = (1 + test.ci[0] / base_mean, 1 + test.ci[1] / base_mean) if test.ci is not None and base_mean else None
+    detail = (("top / standard" if base == "the standard network's" else "last / first level") + "; means "
+              + ", ".join(f"{m:.3g}" for m in means)
               + ("; monotone" if monotone else "; not monotone"))
     return Verdict(verdict, ratio, ci, rule, test.p, test.n, detail)
 

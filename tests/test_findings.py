@@ -151,3 +151,12 @@ def test_combine():
     assert findings.combine({"a": no, "b": ok}, value=2.0).value == 2.0
     with pytest.raises(ValueError):
         findings.combine({})
+
+
+def test_trend_names_its_levels():
+    base = np.random.default_rng(5).normal(1, 0.05, 12)
+    v = findings.trend([1, 3, 8], np.stack([base, 2 * base, 3 * base]), expect="greater",
+                       top="the largest budget", base="the smallest budget's", step="budget")
+    assert v.verdict == "reproduced" and "the largest budget is above the smallest budget's" in v.rule
+    assert "every budget" in v.rule and v.detail.startswith("last / first level")
+    assert "standard network" in findings.trend([0, 4], np.stack([base, base / 2])).rule
