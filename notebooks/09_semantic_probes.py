@@ -420,8 +420,10 @@ conds["structure"] = findings.paired(pair_rows["high_freq"]["robust"].to_numpy()
 v_sem = findings.combine(conds, detail=f"{robust} vs {standard}")
 if dataset == "demo":
     findings.record("09", "P2-semantic", v_sem,
-                    stand_in=f"{robust} (adversarially fine-tuned MobileNet-v2, chosen by select_robust) for the "
-                             f"robust ResNet-50; simulated observer for the brain; {image_size} px",
+                    stand_in=f"{robust} ("
+                             + ("adversarially fine-tuned" if "+adv" in robust else "randomized smoothing of")
+                             + " MobileNet-v2, chosen by select_robust) for the robust ResNet-50; simulated "
+                               f"observer for the brain; {image_size} px",
                     demo=f"observer change in the intended direction at matched L2 norm, robust minus standard "
                          f"probe ({len(pair_rows)} trajectories); and the high-frequency fraction")
 print(f"P2-semantic: {v_sem.sentence}")
