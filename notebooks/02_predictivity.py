@@ -63,8 +63,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from scipy import stats
 
+from probelib import findings
 from probelib.data import load_dataset
 from probelib.metrics import sem, split_half_ceiling
 from probelib.plotting import savefig
@@ -123,6 +125,22 @@ table = fit.table()
 feature_dims = {s: fit.models[(s, rois[0])].readout.weight.shape[1] for s in models
                 if hasattr(fit.models[(s, rois[0])].readout, "weight")}
 print(f"{readout} readouts fitted on {len(train)} images; features per model: {feature_dims}")
+
+# %% [markdown]
+# **Verdict rules, fixed before the results.** The chapter tests two claims of the paper on the
+# demo's stand-ins (the verdicts go to the book's table of findings):
+#
+# - *Fig. 2B, predicted and observed responses correlate* (P1-2B): reproduced if the held-out
+#   Pearson r of the example model in the example region is above 0 with its whole 95% confidence
+#   interval (Fisher z, over the held-out images); partly reproduced if only the value is; else not
+#   reproduced.
+# - *Fig. 2C, all networks predict close to the noise ceiling and about equally well* (P1-2C), two
+#   conditions on the networks with trained weights: (close) the least predictive one's mean r over
+#   regions reaches at least 80 % of the ceiling on r (the square root of the split-half
+#   reliability); (alike) the 95% bootstrap confidence interval over held-out images of the
+#   difference in held-out r (mean over regions) between the most and the least predictive one
+#   includes 0. Reproduced if both hold, partly reproduced if one does, else not reproduced. The
+#   second condition is a lack of evidence for a difference, not a proof of equivalence.
 
 # %% [markdown]
 # ## Figure 2B: predicted against observed responses on held-out images
@@ -244,17 +262,62 @@ if dataset == "demo":
              if best.startswith("efficientnet_lite0+smooth") else
              f"predictivity does not rank its closest candidate first (it ranks {best} first)."))
 
+# %% tags=["hide-input"]
+stand_in = ("MobileNet-v2 and EfficientNet-Lite0 (ImageNet weights, plain and smoothed) for the paper's 8 CNNs; "
+            "simulated observer")
+v_2b = findings.compare_values(r_ex, 0.0, expect="greater", ci=findings.pearson_ci(r_ex, len(test)),
+                               what=f"held-out r ({example_model}, {example_roi})")
+if len(trained) >= 2:
+    t_mean = summary.loc[trained, "mean"]
+    hi_m, lo_m = t_mean.idxmax(), t_mean.idxmin()
+    observed_all = np.concatenate([ds.responses[r][test] for r in rois], axis=1)
+    preds_of = {m: np.concatenate([fit.predictions[(m, r)] for r in rois], axis=1) for m in (hi_m, lo_m)}
+    v_close = findings.compare_values(t_mean.min() / r_ceiling if r_ceiling > 0 else np.nan, 0.8,
+                                      expect="greater", what="least predictive trained network's r / ceiling on r")
+    v_alike = findings.no_correlation_difference(preds_of[hi_m], preds_of[lo_m], observed_all, seed=seed,
+                                                 what=f"r({hi_m}) - r({lo_m})")
+    v_2c = findings.combine({"close": v_close, "alike": v_alike}, detail=f"{len(trained)} trained networks")
+else:
+    v_2c = findings.Verdict("not tested", np.nan, None, "fewer than two networks with trained weights",
+                            n=len(trained))
+if dataset == "demo":
+    findings.record("02", "P1-2B", v_2b, stand_in=stand_in,
+                    demo=f"held-out r of {example_model} in {example_roi} ({len(test)} images)")
+    findings.record("02", "P1-2C", v_2c, stand_in=stand_in,
+                    demo="least predictive trained network's r / ceiling on r; and the best-minus-worst "
+                         "difference of held-out r")
+print(f"P1-2B: {v_2b.sentence}")
+print(f"P1-2C: {v_2c.sentence}")
+
+# %% tags=["hide-input"]
+lines = [f"- **Fig. 2B** (predicted and observed responses correlate) is **{v_2b.verdict}**: held-out "
+         f"r = {v_2b.value:.2f}" + ("" if v_2b.ci is None else f" (95% CI {v_2b.ci[0]:.2f} to {v_2b.ci[1]:.2f})")
+         + f" for {example_model} in {example_roi}; the paper reports R = 0.76 for AlexNet in EBA."]
+if v_2c.verdict == "not tested":
+    lines.append("- **Fig. 2C** (all networks close to the ceiling, about equally good) is **not tested**: "
+                 "fewer than two networks with trained weights.")
+else:
+    lines.append(
+        f"- **Fig. 2C** (all networks close to the ceiling, about equally good) is **{v_2c.verdict}**. Close to "
+        f"the ceiling: **{v_close.verdict}** (the least predictive trained network, {lo_m}, reaches "
+        f"{v_close.value:.0%} of the ceiling on r, {r_ceiling:.3f}). About equally good: **{v_alike.verdict}** "
+        f"(r({hi_m}) - r({lo_m}) = {v_alike.value:+.3f}, 95% CI {v_alike.ci[0]:+.3f} to {v_alike.ci[1]:+.3f}).")
+display(Markdown("**Verdicts of this run** (rules above; stand-ins: " + stand_in + "):\n\n" + "\n".join(lines)))
+
 # %% [markdown]
 # ## What this shows, and how it compares with the paper
 #
-# The printed summary above states the numbers of this run. The paper reports that all eight
+# The printed summary and the verdicts above state the numbers of this run. The paper reports that all eight
 # CNNs reach held-out correlations close to the noise ceiling, with overlapping error bars, and
 # R = 0.76 for the example AlexNet model in EBA.
 #
-# On the demo the networks with trained weights should land close to one another, as in the
-# paper, while the untrained controls, which the paper did not test, predict visibly worse: even
-# random convolutional features carry some of the image statistics the observer responds to, but
-# not enough. Two differences with the paper are worth keeping in mind:
+# On the demo the networks with trained weights land much closer to one another than to the
+# untrained controls, which the paper did not test and which predict visibly worse: even random
+# convolutional features carry some of the image statistics the observer responds to, but not
+# enough. Whether the trained networks are close enough to count as "about equally good", and
+# close enough to the ceiling, is what the verdicts above decide under the rule stated before the
+# results; the bootstrap over held-out images can separate two networks whose mean r differ by a
+# few hundredths. Two differences with the paper are worth keeping in mind:
 #
 # - **The ceiling.** The default ROI mean, averaged over many voxels and three simulated
 #   subjects, keeps little noise, so the demo's split-half ceiling is close to 1 and every model

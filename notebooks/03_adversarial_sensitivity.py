@@ -70,8 +70,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 from matplotlib.lines import Line2D
+
+from probelib import findings
 
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import response_sd, sem
@@ -126,6 +128,36 @@ PREFERRED = {"FFA": "face", "EBA": "body", "PPA": "place", "VWFA": "word"}
 # compare models in a meaningful unit they are also divided by the s.d. of the observed responses
 # of the region across all images (*relative* sensitivity): a relative sensitivity of 1 means the
 # probe moves the prediction by as much as the responses differ across the whole image set.
+
+# %% [markdown]
+# **Verdict rules, fixed before the results.** The chapter tests five claims of the paper on the
+# demo's stand-ins; every test is over the probed held-out images (per image: the relative
+# sensitivity averaged over regions and the models named), at $\epsilon$ = `eps_focus`/255 unless
+# stated, and the verdicts go to the book's table of findings:
+#
+# - *Figs 1C/D, imperceptible perturbations change the predictions a lot* (P1-1CD): reproduced if
+#   the targeted relative sensitivity of the networks with trained weights is above 0.5 s.d. of the
+#   observed responses (half the spread of the responses across all images; one-sided Wilcoxon
+#   signed-rank test over images, p < .05); opposite if significantly below; else not reproduced.
+# - *Fig. 3A, targeted noise moves the prediction far more than the same noise shuffled* (P1-3A):
+#   reproduced if the targeted sensitivity of all models is above the shuffled control's (one-sided
+#   paired Wilcoxon test over images, p < .05); opposite if significantly below; else not reproduced.
+# - *Fig. 3B, sensitivity grows with the budget* (P1-3B): reproduced if the targeted sensitivity of
+#   all models at the largest budget is above that at the smallest (one-sided paired Wilcoxon test
+#   over images, p < .05) and its mean grows at every budget of the grid; partly reproduced if only
+#   the test passes; opposite if the test passes the other way. (The claim's second half, large
+#   changes already at $3/255$, is P1-1CD.)
+# - *Fig. 3C, models that predict equally well differ in sensitivity* (P1-3C): among the networks
+#   with trained weights, the two whose mean held-out r over regions is closest (chosen by
+#   predictivity alone); reproduced if their targeted sensitivities differ (two-sided paired
+#   Wilcoxon test over images, p < .05); else not reproduced.
+# - *Fig. 3D, sensitivity discriminates the models better than predictivity* (P1-3D), on the
+#   networks with trained weights (the whole panel if there are fewer than two): two conditions,
+#   sparseness and normalised variance across models each higher for sensitivity than for
+#   predictivity by a one-sided paired t test over regions (p < .05; the replicates of the paper's
+#   test; a signed-rank test cannot reach p < .05 with four regions). Reproduced if both hold,
+#   partly reproduced if one does, opposite if both are significant the other way, else not
+#   reproduced.
 
 # %% tags=["hide-input"]
 extra = {"subjects": list(subjects)} if dataset == "nsd" else {}
@@ -429,6 +461,81 @@ for gname, cmp in comparisons.items():
     print(f"  -> sensitivity has {verdict['sparseness']} sparseness ({ratio['sparseness']:.1f} x) and "
           f"{verdict['normalized variance']} normalised variance ({ratio['normalized variance']:.1f} x) "
           f"than predictivity across these models.")
+
+# %% tags=["hide-input"]
+stand_in = ("MobileNet-v2 and EfficientNet-Lite0 (ImageNet weights, plain and smoothed) and untrained networks "
+            "for the paper's 8 CNNs; simulated observer; 64 px images")
+nets = trained if len(trained) >= 1 else models
+tgt_df = df[df.probe == "targeted"]
+focus_df = df[np.isclose(df.eps, focus)]
+per_image_focus = focus_df.groupby(["probe", "model", "image"]).relative.mean()
+v_1cd = findings.one_sample(per_image_focus.loc["targeted"].loc[nets].groupby("image").mean(), expect="greater",
+                            threshold=0.5, what="relative sensitivity (s.d.)")
+tgt_img = per_image_focus.loc["targeted"].groupby("image").mean()
+shf_img = per_image_focus.loc["shuffled"].groupby("image").mean().reindex(tgt_img.index)
+v_3a = findings.paired(tgt_img.to_numpy(), shf_img.to_numpy(), expect="greater",
+                       what="targeted - shuffled relative sensitivity")
+eps_img = tgt_df.groupby(["eps", "image"]).relative.mean().unstack("image")
+v_3b = findings.trend(eps_img.index.to_numpy() * 255, eps_img.to_numpy(), expect="greater",
+                      what="the relative sensitivity", top="the largest budget", base="the smallest budget's",
+                      step="budget")
+r_model = pred_tab.mean(axis=1)
+if len(trained) >= 2:
+    pairs = [(a, b) for i, a in enumerate(trained) for b in trained[i + 1:]]
+    pair_3c = min(pairs, key=lambda ab: abs(r_model[ab[0]] - r_model[ab[1]]))
+    by_model = per_image_focus.loc["targeted"].unstack("image")
+    v_3c = findings.differ(by_model.loc[pair_3c[0]].to_numpy(), by_model.loc[pair_3c[1]].to_numpy(),
+                           what=f"sensitivity({pair_3c[0]}) - sensitivity({pair_3c[1]})")
+else:
+    pair_3c = None
+    v_3c = findings.Verdict("not tested", np.nan, None, "fewer than two networks with trained weights")
+group_3d = "trained models" if "trained models" in comparisons else "all models"
+reps = comparisons[group_3d].per_replicate
+conds_3d = {}
+for measure in ("sparseness", "normalized variance"):
+    val = {sc: reps[(reps.score == sc) & (reps.measure == measure)].sort_values("replicate").value.to_numpy()
+           for sc in ("sensitivity", "predictivity")}
+    conds_3d[measure] = findings.paired(val["sensitivity"], val["predictivity"], expect="greater", test="t",
+                                        over="regions", what=f"{measure} of sensitivity - of predictivity")
+v_3d = findings.combine(conds_3d, detail=f"{group_3d}, {len(groups[group_3d])} networks")
+if dataset == "demo":
+    at = f"FGSM {eps_focus:g}/255, {len(index)} images x {len(rois)} regions"
+    findings.record("03", "P1-1CD", v_1cd, stand_in=stand_in,
+                    demo=f"relative sensitivity (s.d.) of the trained networks, {at}")
+    findings.record("03", "P1-3A", v_3a, stand_in=stand_in,
+                    demo=f"targeted minus shuffled relative sensitivity, all models, {at}")
+    findings.record("03", "P1-3B", v_3b, stand_in=stand_in,
+                    demo=f"relative sensitivity at {eps[-1]:g}/255 / at {eps[0]:g}/255, all models")
+    findings.record("03", "P1-3C", v_3c, stand_in=stand_in,
+                    demo=("relative sensitivity difference of the two trained networks closest in predictivity"
+                          + (f" ({pair_3c[0]}, {pair_3c[1]})" if pair_3c else "") + f", {at}"))
+    findings.record("03", "P1-3D", v_3d, stand_in=stand_in,
+                    demo=f"sparseness across models, sensitivity minus predictivity ({group_3d}; regions as replicates)")
+for claim, v in (("P1-1CD", v_1cd), ("P1-3A", v_3a), ("P1-3B", v_3b), ("P1-3C", v_3c), ("P1-3D", v_3d)):
+    print(f"{claim}: {v.sentence}")
+
+# %% tags=["hide-input"]
+def ci_p(v):
+    """' (95% CI lo to hi), p = ...' of a verdict, for the sentences below."""
+    return ("" if v.ci is None else f" (95% CI {v.ci[0]:.3g} to {v.ci[1]:.3g})") + ("" if v.p is None else f", p = {v.p:.2g}")
+
+
+lines = [
+    f"- **Figs 1C/D** (imperceptible perturbations change the predictions a lot) is **{v_1cd.verdict}**: the "
+    f"targeted probe at {eps_focus:g}/255 moves the predictions of the trained networks by {v_1cd.value:.2f} s.d."
+    f"{ci_p(v_1cd)} against the rule's 0.5 s.d.",
+    f"- **Fig. 3A** (targeted far more than shuffled noise) is **{v_3a.verdict}**: targeted minus shuffled "
+    f"{v_3a.value:.3f} s.d.{ci_p(v_3a)}.",
+    f"- **Fig. 3B** (sensitivity grows with the budget) is **{v_3b.verdict}**: {v_3b.value:.2f} times as large at "
+    f"{eps[-1]:g}/255 as at {eps[0]:g}/255{'' if v_3b.p is None else f', p = {v_3b.p:.2g}'} ({v_3b.detail}).",
+    (f"- **Fig. 3C** (equally predictive models differ in sensitivity) is **{v_3c.verdict}**: {pair_3c[0]} "
+     f"(r = {r_model[pair_3c[0]]:.3f}) minus {pair_3c[1]} (r = {r_model[pair_3c[1]]:.3f}): {v_3c.value:+.3f} s.d."
+     f"{ci_p(v_3c)}." if pair_3c else
+     "- **Fig. 3C** is **not tested**: fewer than two networks with trained weights."),
+    f"- **Fig. 3D** (sensitivity discriminates better than predictivity) is **{v_3d.verdict}** on the {group_3d}: "
+    + "; ".join(f"{m} **{c.verdict}** (mean difference over regions {c.value:+.3f}{ci_p(c)})"
+                for m, c in conds_3d.items()) + "."]
+display(Markdown("**Verdicts of this run** (rules above; stand-ins: " + stand_in + "):\n\n" + "\n".join(lines)))
 
 # %% [markdown]
 # ## What this shows, and how it compares with the paper

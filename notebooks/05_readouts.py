@@ -78,8 +78,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Markdown, display
 
+from probelib import findings
 from probelib.fitting import fit_units, readout_options, response_units
 from probelib.probes.cached import probe_units
 from probelib.tables import readout_comparison_text, unit_sensitivity_frame
@@ -166,6 +167,20 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 # - **MLP** (one hidden layer, 128 ReLU units) and **CNN** (one 3x3 convolution with 128 channels
 #   on the spatial feature map, then linear): the weight decay among $\{10^{-4}, 10^{-2}, 1\}$ by
 #   the mean Pearson r on a 20 % validation split of the training images.
+#
+# **Verdict rules, fixed before the results.** Two claims of the paper are tested on the demo's
+# stand-ins (the verdicts go to the book's table of findings):
+#
+# - *Table 1, L1-regularised readouts are the least sensitive* (P1-T1), for each Table 1 network:
+#   one condition per other readout, "the L1 readout's relative sensitivity (per probed image, mean
+#   over regions) is below that readout's", by a one-sided paired Wilcoxon signed-rank test over
+#   images (p < .05). Reproduced if L1 is below every other readout, partly reproduced if below some,
+#   opposite if significantly above every one, else not reproduced.
+# - *Fig. 5B, sparse readouts tend to lower sensitivity across networks* (P1-5B): reproduced if, across
+#   the networks of the panel, the mean relative sensitivity over (subject, region) units is lower
+#   with L1 than with OLS by a one-sided paired Wilcoxon signed-rank test over networks (p < .05);
+#   opposite if significantly higher; else not reproduced. The per-network tests over units (the
+#   paper's) are in the table below the figure.
 
 
 # %% tags=["hide-input"]
@@ -378,6 +393,42 @@ print(f"Sparse (L1) readouts significantly lowered the sensitivity of {n_lower} 
 print(f"Change of predictivity from OLS to L1 (mean r over units): from {dr.min():+.3f} to {dr.max():+.3f} "
       f"across networks.")
 print(f"chapter run time: {time.time() - t_start:.0f} s")
+
+# %% tags=["hide-input"]
+stand_in = ("MobileNet-v2 and EfficientNet-Lite0 (ImageNet weights) for VGG16 and ResNet-50; the demo panel "
+            "(plain, smoothed and untrained networks) for the paper's 8 CNNs; simulated observer")
+verdicts_t1 = {}
+for spec in table_models:
+    pim = per_image[per_image.model == spec].pivot(index="image", columns="readout", values="relative")
+    if "lasso" in pim.columns and len(pim.columns) > 1:
+        verdicts_t1[spec] = findings.combine(
+            {READOUT_NAMES[k]: findings.paired(pim["lasso"].to_numpy(), pim[k].to_numpy(), expect="less",
+                                               what=f"L1 - {READOUT_NAMES[k]} relative sensitivity")
+             for k in readouts if k != "lasso" and k in pim.columns})
+    else:
+        verdicts_t1[spec] = findings.Verdict("not tested", np.nan, None, "no L1 readout or no other readout")
+v_5b = findings.paired(tests["relative sensitivity L1"].to_numpy(), tests["relative sensitivity OLS"].to_numpy(),
+                       expect="less", over="networks", what="L1 - OLS relative sensitivity")
+if dataset == "demo":
+    for spec, v in verdicts_t1.items():
+        findings.record("05", "P1-T1", v, variant=spec, stand_in=stand_in,
+                        demo=f"relative FGSM {eps:g}/255 sensitivity, L1 minus OLS (the value); L1 against each "
+                             f"other readout (the verdicts in the detail) ({len(index)} images x {len(rois)} regions)")
+    findings.record("05", "P1-5B", v_5b, stand_in=stand_in,
+                    demo=f"relative sensitivity L1 minus OLS, mean over {units_subj.n_units} units, "
+                         f"{len(models)} networks")
+for spec, v in verdicts_t1.items():
+    print(f"P1-T1 {spec}: {v.sentence}")
+print(f"P1-5B: {v_5b.sentence}")
+
+# %% tags=["hide-input"]
+lines = [f"- **Table 1** (L1 readouts are the least sensitive), **{spec}**: **{v.verdict}** ({v.detail})."
+         for spec, v in verdicts_t1.items()]
+lines.append(f"- **Fig. 5B** (sparse readouts tend to lower sensitivity across networks) is **{v_5b.verdict}**: "
+             f"L1 minus OLS {v_5b.value:+.3f} s.d. on average over {v_5b.n} networks"
+             + ("" if v_5b.ci is None else f" (95% CI {v_5b.ci[0]:+.3f} to {v_5b.ci[1]:+.3f})")
+             + ("" if v_5b.p is None else f", one-sided p = {v_5b.p:.2g}") + ".")
+display(Markdown("**Verdicts of this run** (rules above; stand-ins: " + stand_in + "):\n\n" + "\n".join(lines)))
 
 # %% [markdown]
 # **Reading Fig. 5B.** The summary printed above counts, for this run, the networks whose sparse

@@ -113,25 +113,41 @@ def _one_sided_p(d: np.ndarray, greater: bool) -> float:
     return float(stats.wilcoxon(d, alternative="greater" if greater else "less").pvalue)
 
 
-def paired(x, y, expect: str = "less", alpha: float = ALPHA, what: str = "x - y") -> Verdict:
+def _one_sided_t(d: np.ndarray, greater: bool) -> float:
+    """One-sided p of a one-sample t test that ``d`` is > 0 (``greater``) or < 0."""
+    from scipy import stats
+
+    if len(d) < 2 or np.all(d == d[0]):
+        return 1.0 if len(d) < 2 or d[0] == 0 or (d[0] > 0) != greater else 0.0
+    return float(stats.ttest_1samp(d, 0.0, alternative="greater" if greater else "less").pvalue)
+
+
+def paired(x, y, expect: str = "less", alpha: float = ALPHA, what: str = "x - y",
+           test: str = "wilcoxon", over: str = "images") -> Verdict:
     """Rule "reproduced: x < y (``expect="less"``) or x > y, one-sided paired Wilcoxon signed-rank
     test over images p < alpha; opposite: the same test in the other direction p < alpha; else not
-    reproduced". ``x``, ``y``: one value per image (paired). The value is the mean of x - y."""
+    reproduced". ``x``, ``y``: one value per image (paired). The value is the mean of x - y.
+    ``test="t"``: a paired t test instead (for a handful of replicates, where the signed-rank test
+    cannot reach p < alpha); ``over``: what the pairs are (named in the rule)."""
     if expect not in ("less", "greater"):
         raise ValueError("expect must be 'less' or 'greater'")
+    if test not in ("wilcoxon", "t"):
+        raise ValueError("test must be 'wilcoxon' or 't'")
     x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
     if x.shape != y.shape:
         raise ValueError(f"paired values need the same shape; got {x.shape} and {y.shape}")
     ok = np.isfinite(x) & np.isfinite(y)
     d = x[ok] - y[ok]
     sign = "<" if expect == "less" else ">"
-    rule = (f"reproduced if {what} {sign} 0 by a one-sided paired Wilcoxon signed-rank test over images "
+    name = "Wilcoxon signed-rank test" if test == "wilcoxon" else "t test"
+    rule = (f"reproduced if {what} {sign} 0 by a one-sided paired {name} over {over} "
             f"(p < {alpha:g}); opposite if significant the other way; else not reproduced")
     m, ci = mean_ci(d)
     if len(d) < 2:
         return Verdict("not tested", m, ci, rule, None, len(d), "fewer than 2 paired values")
-    p = _one_sided_p(d, greater=expect == "greater")
-    p_other = _one_sided_p(d, greater=expect != "greater")
+    one_sided = _one_sided_p if test == "wilcoxon" else _one_sided_t
+    p = one_sided(d, greater=expect == "greater")
+    p_other = one_sided(d, greater=expect != "greater")
     verdict = "reproduced" if p < alpha else "opposite" if p_other < alpha else "not reproduced"
     return Verdict(verdict, m, ci, rule, p if verdict != "opposite" else p_other, len(d))
 
@@ -150,7 +166,8 @@ def one_sample(values, expect: str = "greater", threshold: float = 0.0, alpha: f
 
 
 def trend(levels: Sequence[float], per_image, expect: str = "less", alpha: float = ALPHA,
-          what: str = "the value") -> Verdict:
+          what: str = "the value", top: str = "the top rung", base: str = "the standard network's",
+          step: str = "rung") -> Verdict:
     """Rule for a ladder: "reproduced if the top rung's per-image values are below (``expect="less"``)
     or above the first rung's (one-sided paired Wilcoxon over images, p < alpha) and the mean changes
     in that direction at every rung; partly reproduced if only the paired test passes; opposite if
@@ -158,17 +175,18 @@ def trend(levels: Sequence[float], per_image, expect: str = "less", alpha: float
 
     ``per_image``: (rungs, images), rows in the order of ``levels``. The value is the ratio of the
     top rung's mean to the first rung's (its CI: that of the mean paired difference, divided by the
-    first rung's mean)."""
+    first rung's mean). ``top``, ``base``, ``step``: how the rule names the last level, the first
+    level and a level (e.g. "the largest budget", "the smallest budget's", "budget")."""
     a = np.asarray(per_image, float)
     if a.ndim != 2 or a.shape[0] != len(levels):
         raise ValueError("per_image must be (len(levels), images)")
     order = np.argsort(np.asarray(levels, float), kind="stable")
     a = a[order]
-    base = float(np.nanmean(a[0]))
+    base_mean = float(np.nanmean(a[0]))
     sign = "below" if expect == "less" else "above"
-    rule = (f"reproduced if {what} at the top rung is {sign} the standard network's (one-sided paired "
+    rule = (f"reproduced if {what} at {top} is {sign} {base} (one-sided paired "
             f"Wilcoxon signed-rank test over images, p < {alpha:g}) and its mean moves that way at every "
-            f"rung; partly reproduced if only the test passes; opposite if the test passes the other "
+            f"{step}; partly reproduced if only the test passes; opposite if the test passes the other "
             f"way; else not reproduced")
     if a.shape[0] < 2:
         return Verdict("not tested", math.nan, None, rule, None, a.shape[1], "a ladder of one rung")
@@ -180,9 +198,10 @@ def trend(levels: Sequence[float], per_image, expect: str = "less", alpha: float
         verdict = "reproduced" if monotone else "partly reproduced"
     else:
         verdict = test.verdict
-    ratio = float(means[-1] / base) if base else math.nan
-    ci = (1 + test.ci[0] / base, 1 + test.ci[1] / base) if test.ci is not None and base else None
-    detail = ("top / standard; means " + ", ".join(f"{m:.3g}" for m in means)
+    ratio = float(means[-1] / base_mean) if base_mean else math.nan
+    ci = (1 + test.ci[0] / base_mean, 1 + test.ci[1] / base_mean) if test.ci is not None and base_mean else None
+    detail = (("top / standard" if base == "the standard network's" else "last / first level") + "; means "
+              + ", ".join(f"{m:.3g}" for m in means)
               + ("; monotone" if monotone else "; not monotone"))
     return Verdict(verdict, ratio, ci, rule, test.p, test.n, detail)
 
@@ -238,6 +257,68 @@ def correlation_difference(pred_x, pred_y, observed, expect: str = "less", n_boo
     verdict = "reproduced" if good else "opposite" if bad else "not reproduced"
     p = float(np.mean(boots >= 0) if expect == "less" else np.mean(boots <= 0))
     return Verdict(verdict, value, (lo, hi), rule, p, n)
+
+
+def differ(x, y, alpha: float = ALPHA, what: str = "x - y", over: str = "images") -> Verdict:
+    """Rule "reproduced if x and y differ, two-sided paired Wilcoxon signed-rank test over
+    ``over`` p < alpha; else not reproduced" (for a claim of a difference of either sign). The
+    value is the mean of x - y, with its 95% CI."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"paired values need the same shape; got {x.shape} and {y.shape}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    d = x[ok] - y[ok]
+    rule = (f"reproduced if {what} differs from 0 by a two-sided paired Wilcoxon signed-rank test over "
+            f"{over} (p < {alpha:g}); else not reproduced")
+    m, ci = mean_ci(d)
+    if len(d) < 2:
+        return Verdict("not tested", m, ci, rule, None, len(d), "fewer than 2 paired values")
+    p = 1.0 if np.all(d == 0) else float(stats.wilcoxon(d, alternative="two-sided").pvalue)
+    return Verdict("reproduced" if p < alpha else "not reproduced", m, ci, rule, p, len(d))
+
+
+def no_correlation_difference(pred_x, pred_y, observed, n_boot: int = 2000, seed: int = 0,
+                              what: str = "r(x) - r(y)") -> Verdict:
+    """Rule "reproduced if the 95% bootstrap CI over held-out images of the difference of held-out
+    Pearson r (``pred_x`` minus ``pred_y``, mean over units) includes 0; else not reproduced" (for a
+    claim that two models predict *alike*; a lack of evidence for a difference, not a proof of
+    equivalence). Same statistic and bootstrap as :func:`correlation_difference`."""
+    d = correlation_difference(pred_x, pred_y, observed, expect="less", n_boot=n_boot, seed=seed, what=what)
+    rule = (f"reproduced if the 95% bootstrap CI over held-out images of {what} includes 0; "
+            f"else not reproduced")
+    if d.verdict == "not tested":
+        return Verdict("not tested", d.value, d.ci, rule, None, d.n, d.detail)
+    verdict = "reproduced" if d.ci is not None and d.ci[0] <= 0 <= d.ci[1] else "not reproduced"
+    return Verdict(verdict, d.value, d.ci, rule, None, d.n)
+
+
+def combine(conditions: dict, value=None, ci=None, detail: str = "") -> Verdict:
+    """Rule "reproduced if every condition is reproduced; partly reproduced if some are; opposite if
+    every condition is opposite; not tested if none could be tested; else not reproduced", for a
+    claim with several parts. ``conditions``: name -> the :class:`Verdict` of one part. The value
+    (and CI) default to the first condition's; ``detail`` lists each part's verdict."""
+    if not conditions:
+        raise ValueError("combine needs at least one condition")
+    parts = list(conditions.values())
+    rule = "all of: " + "; ".join(f"({name}) {v.rule}" for name, v in conditions.items())
+    tested = [v for v in parts if v.verdict != "not tested"]
+    n_ok = sum(v.verdict == "reproduced" for v in tested)
+    if not tested:
+        verdict = "not tested"
+    elif n_ok == len(parts):
+        verdict = "reproduced"
+    elif n_ok or any(v.verdict == "partly reproduced" for v in tested):
+        verdict = "partly reproduced"
+    elif all(v.verdict == "opposite" for v in parts):
+        verdict = "opposite"
+    else:
+        verdict = "not reproduced"
+    first = parts[0]
+    listing = "; ".join(f"{name}: {v.verdict}" for name, v in conditions.items())
+    return Verdict(verdict, first.value if value is None else value, first.ci if value is None else ci,
+                   rule, None, first.n, (detail + "; " if detail else "") + listing)
 
 
 def pearson_ci(r: float, n: int, level: float = 0.95) -> tuple[float, float] | None:
@@ -417,5 +498,5 @@ def write_page(path, directory=None) -> Path:
     return path
 
 
-__all__ = ["CLAIMS", "Finding", "VERDICTS", "Verdict", "compare_values", "correlation_difference", "findings_dir", "load", "mean_ci",
-           "one_sample", "paired", "pearson_ci", "record", "render_markdown", "table", "trend", "write_page"]
+__all__ = ["CLAIMS", "Finding", "VERDICTS", "Verdict", "combine", "compare_values", "correlation_difference", "differ",
+           "findings_dir", "load", "mean_ci", "no_correlation_difference", "one_sample", "paired", "pearson_ci", "record", "render_markdown", "table", "trend", "write_page"]

@@ -103,3 +103,60 @@ def test_correlation_difference_and_variants(tmp_path):
     df = findings.table(tmp_path)
     assert (df.claim == "P1-4C").sum() == 2
     assert "mobilenet_v2: r" in findings.render_markdown(tmp_path)
+
+
+def test_paired_t_for_few_replicates():
+    x, y = np.array([0.5, 0.6, 0.55, 0.7]), np.array([0.1, 0.2, 0.15, 0.1])
+    assert findings.paired(x, y, expect="greater").verdict == "not reproduced"  # 4 pairs: Wilcoxon p >= 1/16
+    v = findings.paired(x, y, expect="greater", test="t", over="regions")
+    assert v.verdict == "reproduced" and v.p < 0.05 and "t test over regions" in v.rule
+    assert findings.paired(y, x, expect="greater", test="t").verdict == "opposite"
+    with pytest.raises(ValueError):
+        findings.paired(x, y, test="sign")
+
+
+def test_differ_is_two_sided():
+    rng = np.random.default_rng(3)
+    y = rng.normal(1, 0.1, 20)
+    assert findings.differ(y + 0.3, y).verdict == "reproduced"
+    assert findings.differ(y - 0.3, y).verdict == "reproduced"
+    assert findings.differ(y, y).verdict == "not reproduced"
+    assert findings.differ([1.0], [2.0]).verdict == "not tested"
+    assert "two-sided" in findings.differ(y + 0.3, y).rule
+
+
+def test_no_correlation_difference():
+    rng = np.random.default_rng(4)
+    obs = rng.normal(size=(40, 2))
+    good = obs + 0.3 * rng.normal(size=obs.shape)
+    alike = obs + 0.3 * rng.normal(size=obs.shape)
+    bad = obs + 3 * rng.normal(size=obs.shape)
+    assert findings.no_correlation_difference(good, alike, obs, n_boot=300).verdict == "reproduced"
+    v = findings.no_correlation_difference(good, bad, obs, n_boot=300)
+    assert v.verdict == "not reproduced" and v.value > 0 and "includes 0" in v.rule
+
+
+def test_combine():
+    ok = findings.Verdict("reproduced", 1.0, (0.5, 1.5), "rule a")
+    no = findings.Verdict("not reproduced", 0.1, None, "rule b")
+    opp = findings.Verdict("opposite", -1.0, None, "rule c")
+    nt = findings.Verdict("not tested", float("nan"), None, "rule d")
+    both = findings.combine({"a": ok, "b": ok})
+    assert both.verdict == "reproduced" and both.value == 1.0 and both.ci == (0.5, 1.5)
+    assert "(a) rule a" in both.rule and "a: reproduced" in both.detail
+    assert findings.combine({"a": ok, "b": no}).verdict == "partly reproduced"
+    assert findings.combine({"a": no, "b": opp}).verdict == "not reproduced"
+    assert findings.combine({"a": opp, "b": opp}).verdict == "opposite"
+    assert findings.combine({"a": nt}).verdict == "not tested"
+    assert findings.combine({"a": no, "b": ok}, value=2.0).value == 2.0
+    with pytest.raises(ValueError):
+        findings.combine({})
+
+
+def test_trend_names_its_levels():
+    base = np.random.default_rng(5).normal(1, 0.05, 12)
+    v = findings.trend([1, 3, 8], np.stack([base, 2 * base, 3 * base]), expect="greater",
+                       top="the largest budget", base="the smallest budget's", step="budget")
+    assert v.verdict == "reproduced" and "the largest budget is above the smallest budget's" in v.rule
+    assert "every budget" in v.rule and v.detail.startswith("last / first level")
+    assert "standard network" in findings.trend([0, 4], np.stack([base, base / 2])).rule
