@@ -95,23 +95,19 @@ def priorities(deps: Mapping[str, Sequence[str]], costs: Mapping[str, float]) ->
     for u, ds in deps.items():
         for d in ds:
             needed_by.setdefault(d, []).append(u)
+    nodes = list(needed_by)
+    waiting = {u: len(set(deps.get(u, ()))) for u in nodes}
+    topo = [u for u in nodes if not waiting[u]]
+    for u in topo:  # Kahn: every unit after its needs
+        for v in dict.fromkeys(needed_by[u]):
+            waiting[v] -= 1
+            if not waiting[v]:
+                topo.append(v)
+    if len(topo) < len(nodes):
+        raise ValueError("the dependencies have a cycle: " + ", ".join(u for u in nodes if waiting[u]))
     out: dict[str, float] = {}
-
-    def prio(u: str) -> float:
-        if u not in out:
-            stack = [u]
-            while stack:  # iterative: deep plans do not hit the recursion limit
-                cur = stack[-1]
-                todo = [v for v in needed_by.get(cur, ()) if v not in out]
-                if todo:
-                    stack.extend(todo)
-                    continue
-                stack.pop()
-                out[cur] = float(costs.get(cur, 0.0)) + max((out[v] for v in needed_by.get(cur, ())), default=0.0)
-        return out[u]
-
-    for u in deps:
-        prio(u)
+    for u in reversed(topo):
+        out[u] = float(costs.get(u, 0.0)) + max((out[v] for v in needed_by[u]), default=0.0)
     return out
 
 
