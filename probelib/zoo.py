@@ -312,3 +312,36 @@ def select_robust(predictivity: Mapping[str, float], min_relative: float = 0.95)
     if not good:
         return max(robust, key=lambda s: scores[s])
     return max(good, key=lambda s: (robustness_level(s), scores[s]))
+
+
+def encoder_macs(spec: str, image_size: int, layer: str | None = None) -> int:
+    """Multiply-accumulates of one image's forward pass through ``spec``'s encoder up to its layer
+    (the default layer unless ``layer``), at ``image_size`` px: the sum over the convolutions and
+    linear layers that the pass reaches, counted by forward hooks on the ``meta`` device (no
+    weights are allocated, loaded or trained, nothing is computed). ``+adv`` and ``+smooth`` do
+    not change the network: they are counted as the plain architecture (a smoothed model's
+    ``n_samples`` noise draws multiply its cost; the caller knows them). Raises what building the
+    encoder on ``meta`` raises (e.g. a user model that cannot be built there)."""
+    import torch
+
+    p = parse_spec(spec)
+    enc = load_encoder(p.name, layer=layer, weights=None, device="meta")
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += output[0].numel() * (module.in_channels // module.groups) * k
+        elif isinstance(module, torch.nn.Linear):
+            total += output[0].numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in enc.modules()
+             if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            enc.features(torch.empty(1, 3, int(image_size), int(image_size), device="meta"))
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(total)

@@ -116,6 +116,53 @@ def test_units_are_small_hashable_data_expanded_in_dependency_order():
     assert len(changed) == 2 and not changed & l2 and set(plan_study(SMOKE).units) == set(plan.units)
 
 
+def test_submission_order_is_longest_first_and_respects_needs():
+    """Pure: of the units whose needs come earlier, the one heading the costliest chain goes
+    first (a costly model's fit before a cheap model's, its probes before the cheap fits); ties
+    keep the given order; a cycle is refused."""
+    from probelib.study.costs import priorities, submission_order
+
+    deps = {"data": (), "fit_a": ("data",), "fit_b": ("data",), "fit_c": ("data",),
+            "a1": ("fit_a",), "a2": ("fit_a",), "b1": ("fit_b",), "b2": ("fit_b",), "c1": ("fit_c",),
+            "t_ab": ("a1", "b1")}
+    costs = {"data": 1, "fit_a": 1, "fit_b": 10, "fit_c": 5, "a1": 1, "a2": 1, "b1": 10, "b2": 10,
+             "c1": 30, "t_ab": 2}
+    prio = priorities(deps, costs)
+    assert prio["b1"] == 12 and prio["fit_b"] == 22 and prio["fit_c"] == 35 and prio["data"] == 36
+    order = submission_order(deps, costs)
+    assert order == ["data", "fit_c", "c1", "fit_b", "b1", "b2", "fit_a", "a1", "t_ab", "a2"]
+    assert all(order.index(d) < order.index(u) for u in deps for d in deps[u])
+    # equal costs: the given order (the plan's)
+    flat = {u: 1.0 for u in deps}
+    assert submission_order({"x": (), "y": (), "z": ()}, flat, ["z", "x", "y"]) == ["z", "x", "y"]
+    with pytest.raises(ValueError, match="cycle"):
+        submission_order({"p": ("q",), "q": ("p",)}, {"p": 1, "q": 1})
+
+
+def test_unit_costs_follow_the_networks_and_the_noise_draws():
+    """The cost of a unit comes from its encoder's multiply-accumulates at the dataset's image
+    size: the demo's costliest network heads the order of the smoke study's fits, a smoothed
+    model costs its noise draws times its network, and a larger image costs more."""
+    from dataclasses import replace
+
+    from probelib.study.costs import unit_cost
+    from probelib.zoo import encoder_macs
+
+    assert encoder_macs("vgg16:untrained", 64) > encoder_macs("alexnet:untrained", 64) > 0
+    assert encoder_macs("mobilenet_v2", 64) < encoder_macs("mobilenet_v2", 128)
+    plan = plan_study(SMOKE)
+    fits = [u for u in plan.units.values() if u.kind == "fit"]
+    assert fits
+    for u in fits:
+        plain = replace(u, models=tuple(m.split("+")[0] for m in u.models))
+        if any("+smooth" in m for m in u.models):
+            assert unit_cost(u) == pytest.approx(u.fit.n_samples * unit_cost(plain))
+        elif not any("+" in m for m in u.models):
+            assert unit_cost(u) == unit_cost(plain)
+    fake = {"a": 1.0, "b": 100.0}
+    assert unit_cost(fits[0], lambda spec, px: fake["b"]) > unit_cost(fits[0], lambda spec, px: fake["a"])
+
+
 def test_automatic_tasks_share_the_units_of_a_model_among_workers():
     """With several workers a model's task holds its fit and the first half of the units that
     need it; the rest wait for tasks of their own (shared out when the fit is done). One worker:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..costs import PlanCosts
 from ..spec import Study, StudyError, load_study
 from ..units import (Plan, RunOptions, Unit, UnitOutcome, build_plan, read_record, record_path, run_unit,
                      unit_done)
@@ -221,6 +222,12 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
         backend = SlurmBackend(options, **opts)
 
     slots = int(getattr(backend, "workers", 0) or 0)
+    # longest first: ready units and tasks in decreasing priority (see probelib.study.costs); on
+    # this machine, at most one task per worker waits in the pool's queue beyond the running ones,
+    # so that units that become ready later (a costly model's probes once its fit is done) go
+    # before cheaper ones submitted earlier. Costs change the order only, never the results.
+    costs = PlanCosts(plan) if backend.name != "serial" and len(todo) > 1 else None
+    window = 2 * slots if backend.name == "local" and slots else None
     order = {uid: i for i, uid in enumerate(u for s in plan.stages for u in s)}
     by_key: dict[tuple, list[str]] = {}
     for uid in sorted(todo, key=order.get):  # units of the same data, fit and models, in plan order
@@ -236,12 +243,20 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
                     if bad:
                         status[uid] = "skipped"
                         errors[uid] = "needs " + ", ".join(plan.units[d].label for d in bad)
-            ready = sorted((uid for uid in todo if status[uid] == "waiting"
-                            and all(status[d] in ("done before", "computed") for d in plan.deps[uid])),
-                           key=lambda u: (_locality(plan.units[u]), order[u]))
+            ready = [uid for uid in todo if status[uid] == "waiting"
+                     and all(status[d] in ("done before", "computed") for d in plan.deps[uid])]
+            free = len(ready) if window is None else max(0, window - len(live))
+            ready = ready if free else []
+            prio = costs.get() if costs is not None and len(ready) > 1 else {}
+            ready.sort(key=lambda u: (-prio.get(u, 0.0), _locality(plan.units[u]), order[u]))
+            submitted = False
             if ready:
                 tasks = (_chains([plan.units[u] for u in ready], plan, status, by_key, slots) if batch == 0
                          else [(b, {}) for b in _batches([plan.units[u] for u in ready], batch)])
+                if prio:  # stable: equal priorities keep the locality order
+                    tasks.sort(key=lambda t: -max(prio.get(u.id, 0.0) for u in t[0]))
+                tasks = tasks[:free]
+                submitted = bool(tasks)
                 for units, _ in tasks:
                     for unit in units:
                         status[unit.id] = "queued"
@@ -288,7 +303,7 @@ def run_study(study, executor: str | None = None, *, overrides: Sequence[str] = 
             display.update(counts, force=not unresolved and not live)
             if not unresolved and not live:
                 break
-            if not finished and not ready:
+            if not finished and not submitted:
                 time.sleep(poll_s)
     finally:
         backend.close()
