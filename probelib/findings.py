@@ -450,7 +450,7 @@ def _fmt(value, ci) -> str:
     return out
 
 
-def _cell(text) -> str:
+def _escape_cell(text) -> str:
     return str(text or "").replace("|", "\\|").replace("\n", " ")
 
 
@@ -467,7 +467,7 @@ def render_markdown(directory=None) -> str:
                 "| --- | --- | --- | --- | --- | --- | --- |"]
         for _, r in d.iterrows():
             p = f" (p = {r.p:.2g})" if isinstance(r.p, float) and math.isfinite(r.p) else ""
-            out.append("| " + " | ".join(_cell(c) for c in (
+            out.append("| " + " | ".join(_escape_cell(c) for c in (
                 r.claim, r.paper_reports, r.chapter,
                 (f"{r.variant}: " if r.variant else "") + r.demo + (f"; {r.stand_in}" if r.stand_in else ""),
                 _fmt(r.value, r.ci), r.rule, f"**{r.verdict}**{p}")) + " |")
