@@ -99,11 +99,11 @@ from probelib.fitting import fit_units, response_units
 from probelib.probes.cached import probe_units
 from probelib.probes.classification import classification_robustness
 from probelib.tables import unit_sensitivity_frame
-from probelib.zoo import ladder_position
 from probelib.cache import cache_dir
 from probelib.data import load_dataset, probe_images
 from probelib.metrics import sem
 from probelib.plotting import savefig
+from probelib.probes import fgsm
 from probelib.zoo import PAPER1_LADDER, smoothing_ladder
 from probelib.zoo import demo_ladder, ladder_position
 from probelib import findings
@@ -412,13 +412,12 @@ print(f"chapter run time: {time.time() - t_start:.0f} s")
 
 # %% tags=["hide-input"]
 std_fit = fits[ladder[ladder.level == 0].model.iloc[0]]
-x = torch.as_tensor(ds.stimuli[index], dtype=torch.float32).requires_grad_(True)
-std_fit.model(x)[:, 0].sum().backward()
-signs = x.grad.sign().detach()
-x = x.detach()
+x = torch.as_tensor(ds.stimuli[index], dtype=torch.float32)
+threshold_probe = fgsm(std_fit.model, x, [e / 255 for e in threshold_eps], units=[0], direction="decrease",
+                       store_perturbations=True, device=device)
 grid_rows, shown_imgs = [], {}
-for e in threshold_eps:
-    x_adv = (x - e / 255 * signs).clamp(0, 1).numpy()
+for k, e in enumerate(threshold_eps):
+    x_adv = threshold_probe.perturbed_images(k, 0).numpy()
     shown_imgs[e] = x_adv[:n_threshold]
     for i in range(len(index)):
         a, b = x[i].numpy().transpose(1, 2, 0), x_adv[i].transpose(1, 2, 0)
