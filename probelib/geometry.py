@@ -301,11 +301,11 @@ def perturbation_subspace(model: nn.Module, image: torch.Tensor, k: int, method:
     image : (3, H, W) or (1, 3, H, W), pixels in [0, 1].
     k : number of directions, ``1 <= k <= min(U, D)``.
     method :
-        ``"exact"``: form J (one forward, U backward passes) and eigen-decompose the U×U matrix
-        J Jᵀ; ``v_j = Jᵀ u_j / s_j``. Best when U is small (an ROI, up to a few thousand voxels).
+        ``"exact"``: form J (one forward, U backward passes), eigen-decompose the U×U matrix
+        J Jᵀ and take the singular values from J; ``v_j = Jᵀ u_j / s_j``. Best when U is small (an ROI, up to a few thousand voxels).
         ``"power"``: matrix-free block power (subspace) iteration on JᵀJ with JVPs and VJPs only,
         block ``k + oversample``, at most ``n_iter`` (default 30) iterations, stopping when the
-        singular values change by less than ``tol`` (relative to the largest).
+        singular values change by at most ``tol`` (relative to the largest).
         ``"randomized"``: Halko-Martinsson-Tropp randomized SVD of Jᵀ (Gaussian sketch of
         ``k + oversample`` VJPs, ``n_iter`` (default 2) power iterations, Rayleigh-Ritz).
         The matrix-free methods never form J; they need a spectral gap after the k-th value.
