@@ -191,8 +191,14 @@ def test_panel_transfer_with_cached_probes_and_fixed_effect():
         own = res_fe.change[i, res_fe.names.index(s), :, 0]
         assert np.all(own[reached] >= 0.2 * (1 - 1e-6))
         assert np.allclose(res_fe.probe_norm[i, :, 0][reached], fe[s].eps[reached, 0], rtol=1e-3)
+    # the first target need not be a source (a model that only receives probes)
+    only_m3 = panel_transfer(fit, "FFA", {"m3": fe["m3"]}, idx, targets=["m2", "m3"])
+    assert only_m3.sources == ["m3"] and only_m3.names == ["m2", "m3"]
+    assert np.allclose(only_m3.change[0], res_fe.change[res_fe.sources.index("m3"), 1:])
     with pytest.raises(ValueError):
         panel_transfer(fit, "FFA", probes, np.array([6, 7, 9]))
+    with pytest.raises(ValueError, match="empty"):
+        panel_transfer(fit, "FFA", {}, idx, targets=["m1"])
 
 
 def test_probe_deltas_shapes_and_errors():

@@ -260,7 +260,9 @@ def panel_transfer(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | F
     missing = [s for s in specs if (s, roi) not in fit.models]
     if missing:
         raise ValueError(f"no fitted model for {missing} in ROI {roi!r}")
-    first = probes[specs[0]]
+    if not probes:
+        raise ValueError("probes is empty: give the probes of at least one source model")
+    first = next(iter(probes.values()))
     units, direction = np.asarray(first.units), first.direction
     for s in probes:
         if not np.array_equal(probes[s].units, units) or probes[s].direction != direction:
