@@ -388,8 +388,9 @@ for base in models:
 # A note on the smoothed models: with a handful of fixed noise draws, randomized smoothing
 # averages the network over a few noisy copies of the image; it flattens the response at the
 # scale of the noise but does not bound its gradient, and FGSM, a single linear step, measures the
-# local slope. A later chapter studies the smoothing ladder (the stand-in for the paper's
-# adversarially trained ResNet-50s) with iterative probes.
+# local slope. The stand-in for the paper's adversarially trained ResNet-50s is therefore not
+# smoothing but adversarial fine-tuning: chapter 4 builds that ladder and shows smoothing beside
+# it once, as a named comparison.
 #
 # The same numbers as a table: predictivity (held-out r, previous chapter), sensitivity in the
 # response units and relative to the observed s.d., and the two controls, each averaged over

@@ -97,16 +97,11 @@ from probelib.metrics import response_sd
 from probelib.probes.budgets import l2_probe_settings, scale_eps
 from probelib.tables import model_groups
 from probelib.zoo import model_panel
-from probelib.zoo import DEMO_ROBUST
 from probelib import findings
 from IPython.display import Markdown, display
 
 torch.manual_seed(seed)
-default_panel = models is None
 models = list(models) if models is not None else list(model_panel(dataset, paper=2))
-if default_panel and dataset == "demo":  # robust stand-ins: adversarially fine-tuned (zoo.DEMO_ROBUST), not smoothed
-    models = [next((r for r in DEMO_ROBUST if r.split("+")[0] == m.split("+")[0]), m) if "+smooth" in m else m
-              for m in models]
 if quick:
     image_size, n_images, steps, n_samples, n_voxels = 64, 4, 3, 2, 6
     curve_models = None

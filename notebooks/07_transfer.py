@@ -89,16 +89,11 @@ from probelib.probes.cached import panel_transfer
 from probelib.probes.transfer import probe_deltas
 from probelib.tables import group_means, model_groups
 from probelib.zoo import model_panel
-from probelib.zoo import DEMO_ROBUST
 from probelib import findings
 from IPython.display import Markdown, display
 
 torch.manual_seed(seed)
-default_panel = models is None
 models = list(models) if models is not None else list(model_panel(dataset, paper=2))
-if default_panel and dataset == "demo":  # robust stand-ins: adversarially fine-tuned (zoo.DEMO_ROBUST), not smoothed
-    models = [next((r for r in DEMO_ROBUST if r.split("+")[0] == m.split("+")[0]), m) if "+smooth" in m else m
-              for m in models]
 if quick:
     image_size, n_images, n_images_fe, steps, fe_steps, n_samples = 64, 4, 3, 3, 2, 2
     models = models[:1] + [m + ("@2" if "+adv" in m else "") for m in models if "+adv" in m or "+smooth" in m][:1]

@@ -64,9 +64,14 @@ DEMO_CONTROLS = ("resnet50:untrained", "alexnet:untrained", "vgg16:untrained")
 DEMO_BUDGETS = (0, 4, 8, 16)
 #: Randomized smoothing (a named comparison, not the ladder): noise s.d., pixels in [0, 1].
 DEMO_SIGMAS = (0.0, 0.05, 0.1, 0.25, 0.5)
+#: Paper 1's panel on the demo (chapters 2, 3, 5): the two networks, their smoothed versions
+#: (more variety among 8 candidates, and the observer's family) and three untrained controls.
 DEMO_MODELS = DEMO_TRAINED + tuple(f"{m}+smooth0.25" for m in DEMO_TRAINED) + DEMO_CONTROLS
 #: The most robust rung of each trained network's adversarial ladder.
 DEMO_ROBUST = tuple(f"{m}+adv{DEMO_BUDGETS[-1]:g}" for m in DEMO_TRAINED)
+#: Paper 2's panel on the demo (chapters 6-8): standard and adversarially fine-tuned (the robust
+#: stand-ins, the top rung of each ladder) networks, and the untrained controls.
+DEMO_PANEL2 = DEMO_TRAINED + DEMO_ROBUST + DEMO_CONTROLS
 
 #: Side of the demo photographs the ``+adv`` networks are trained on (the book's image size).
 DEMO_ADV_IMAGE_SIZE = 64
@@ -259,13 +264,17 @@ def build_encoder(spec: str, device="cpu", layer: str | None = None, spatial: bo
 
 
 def model_panel(dataset: str = "demo", paper: int = 1) -> tuple[str, ...]:
-    """Default list of models for a chapter: the papers' panel on NSD, the stand-ins on the demo."""
+    """Default list of models for a chapter: the papers' panel on NSD, the stand-ins on the demo
+    (:data:`DEMO_MODELS` for paper 1, :data:`DEMO_PANEL2` with the adversarially fine-tuned
+    networks for paper 2)."""
+    if paper not in (1, 2):
+        raise ValueError(f"paper must be 1 (2024) or 2 (2025); got {paper!r}")
     if dataset == "demo":
-        return DEMO_MODELS
+        return DEMO_MODELS if paper == 1 else DEMO_PANEL2
     return PAPER1_MODELS if paper == 1 else PAPER2_MODELS
 
 
-__all__ = ["DEMO_BUDGETS", "DEMO_MODELS", "DEMO_ROBUST", "DEMO_SIGMAS", "ModelSpec", "PAPER1_LADDER",
+__all__ = ["DEMO_BUDGETS", "DEMO_MODELS", "DEMO_PANEL2", "DEMO_ROBUST", "DEMO_SIGMAS", "ModelSpec", "PAPER1_LADDER",
            "PAPER1_MODELS", "PAPER2_MODELS", "build_encoder", "demo_ladder", "demo_training_images",
            "ladder_position", "model_panel", "parse_model", "parse_spec", "robustness_level", "select_robust",
            "smoothing_ladder"]

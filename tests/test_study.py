@@ -45,6 +45,7 @@ def _minimal(**changes) -> dict:
     ({"panel": {"models": ["mobilenet_v3"], "rois": ["FFA"]}}, "[panel] models[0]: unknown model 'mobilenet_v3'"),
     ({"panel": {"models": ["mobilenet_v2"], "rois": ["FFAA"]}}, "unknown demo ROI 'FFAA' (did you mean 'FFA'?)"),
     ({"panel": {"models": "paper3"}}, "'paper3' is not a list of model specs"),
+    ({"panel": {"models": "demo"}}, "'demo' names no single panel: 'demo_paper1'"),
     ({"analysis": [{"kind": "l2_prob"}]}, "'l2_prob' is not one of"),
     ({"analysis": [{"kind": "l2_probe", "setps": 2}]}, "[[analysis]] 'l2_probe': unknown key 'setps' (did you mean 'steps'?)"),
     ({"analysis": [{"kind": "l2_probe", "eps": -1.0}]}, "eps: must be > 0"),
@@ -89,6 +90,13 @@ def test_shipped_studies_parse_and_expand():
     # paper 2 on NSD: 14 networks x 8 subjects x 3 ROIs of L2 probes at the paper's budget and more
     assert counts["paper2_nsd"]["l2_probe"] >= 14 * 8 * 3
     assert counts["paper1_demo"] == {"dataset": 1, "fit": 7, "fgsm_sweep": 28}
+    # the demo studies run the chapters' default panels (so the chapters find every unit cached)
+    from probelib.zoo import DEMO_ROBUST, model_panel
+    for paper in (1, 2):
+        study = load_study(ROOT / "studies" / f"paper{paper}_demo.toml")
+        assert study.models == model_panel("demo", paper=paper)
+    assert set(DEMO_ROBUST) <= set(model_panel("demo", paper=2))
+    assert not any("+smooth" in m for m in model_panel("demo", paper=2))
 
 
 def test_units_are_small_hashable_data_expanded_in_dependency_order():

@@ -12,7 +12,7 @@ readout and the analyses::
     image_size = 64               #    per_subject = true (one dataset, and units, per subject)
 
     [panel]
-    models = "demo"               # a list of model specs, or "demo" / "paper1" / "paper2"
+    models = "demo_paper2"        # model specs, or a chapters' panel: demo_paper1/2, paper1/2
     rois = ["FFA", "PPA", "EBA"]
     n_samples = 16                # noise draws of smoothed ("+smooth<sigma>") models
 

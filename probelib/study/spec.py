@@ -18,7 +18,7 @@ from typing import Any
 DATASETS = ("demo", "nsd")
 DEMO_ROIS = ("FFA", "EBA", "PPA", "VWFA")
 READOUTS = ("ols", "ridge", "lasso", "mlp", "cnn")
-PANELS = ("demo", "paper1", "paper2")
+PANELS = ("demo_paper1", "demo_paper2", "paper1", "paper2")
 EXECUTORS = ("local", "slurm", "dask")
 
 
@@ -198,12 +198,19 @@ def _list(where, place, value, item, nonempty: bool = True) -> list:
 
 
 def _models(where, place, value, panel: Sequence[str] | None = None) -> tuple[str, ...]:
-    """A list of model specs, a panel name (``demo`` / ``paper1`` / ``paper2``) or, within an
-    analysis, ``"panel"`` (the study's models) / ``"trained"`` (those without ``:untrained``)."""
-    from ..zoo import DEMO_MODELS, PAPER1_MODELS, PAPER2_MODELS, parse_model
+    """A list of model specs, a panel name (:data:`PANELS`: the chapters' default panels,
+    :func:`probelib.zoo.model_panel`) or, within an analysis, ``"panel"`` (the study's models) /
+    ``"trained"`` (those without ``:untrained``)."""
+    from ..zoo import model_panel, parse_model
 
     if isinstance(value, str):
-        named = {"demo": DEMO_MODELS, "paper1": PAPER1_MODELS, "paper2": PAPER2_MODELS}
+        if value == "demo":
+            raise where.error(place, "'demo' names no single panel: 'demo_paper1' (chapters 2-5: the "
+                                     "networks, their smoothed versions, untrained controls) or "
+                                     "'demo_paper2' (chapters 6-8: standard and adversarially "
+                                     "fine-tuned networks, untrained controls)")
+        named = {f"{d}paper{k}": model_panel("demo" if d else "nsd", paper=k)
+                 for d in ("demo_", "") for k in (1, 2)}
         if panel is not None:
             named |= {"panel": tuple(panel), "trained": tuple(m for m in panel if ":untrained" not in m)}
         if value not in named:
@@ -377,7 +384,7 @@ def parse_study(raw: Mapping, source: str = "<study>") -> Study:
 
     panel = _table(w, raw, "panel")
     _check_keys(w, "[panel]", panel, PANEL_KEYS)
-    models = _models(w, "[panel] models", panel.get("models", "demo" if dname == "demo" else "paper2"))
+    models = _models(w, "[panel] models", panel.get("models", "demo_paper2" if dname == "demo" else "paper2"))
     rois = _rois(w, "[panel] rois", panel.get("rois", list(DEMO_ROIS)), dname)
     n_samples = _int(w, "[panel] n_samples", panel.get("n_samples", 8), 1)
 
