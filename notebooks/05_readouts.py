@@ -156,7 +156,7 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 # Each readout's hyper-parameter is chosen by predictive accuracy on the training images only:
 #
 # - **OLS**: none (minimum-norm least squares, since features outnumber training images);
-# - **L2 / ridge**: the penalty per unit by exact leave-one-out cross-validation (grid $10^{-2}$ to $10^{7}$);
+# - **L2 / ridge**: the penalty per unit by exact leave-one-out cross-validation (grid $10^{-10}$ to $10^{10}$, `probelib.readouts.DEFAULT_RIDGE_ALPHAS`);
 # - **L1 / lasso**: one penalty for all units by 5-fold cross-validated Pearson r
 #   (`probelib.readouts.select_lasso_alpha`), then refitted on all training images. The paper's
 #   grid $\alpha \in \{10^{-4}, 10^{-3}, 0.005, 0.01, 0.05, 0.1\}$ is in absolute units, which only
