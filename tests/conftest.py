@@ -21,6 +21,20 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(scope="module")
+def module_cache(request, tmp_path_factory) -> Path:
+    """A cache directory shared by the tests of one module."""
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "_cache")
+
+
+@pytest.fixture
+def shared_cache(module_cache, monkeypatch) -> Path:
+    """Use the module's cache instead of the per-test one (``pytest.mark.usefixtures``): for
+    tests that reuse each other's features and fits."""
+    monkeypatch.setenv("PROBELIB_CACHE", str(module_cache))
+    return module_cache
+
+
 @pytest.fixture(scope="session")
 def chelsea() -> torch.Tensor:
     import skimage.data

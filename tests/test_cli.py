@@ -37,15 +37,8 @@ def build_small():
 SMALL = ["--roi", "FFA", "--n-images", "2", "--budget", "4/255", "--steps", "1", "--image-size", "32"]
 
 
-@pytest.fixture(scope="module")
-def module_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cli_cache")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(module_cache, monkeypatch):
-    """One cache for this module's tests (overrides the per-test cache of conftest.py)."""
-    monkeypatch.setenv("PROBELIB_CACHE", str(module_cache))
+# one cache for this module's tests (conftest.py's shared_cache), not one per test
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 @pytest.fixture(scope="module")

@@ -21,15 +21,8 @@ from probelib.scoring import ScoreReport, budget_label, default_budgets, default
 FAST = dict(n_images=3, budgets=[2 / 255, 4 / 255], steps=2, k=2, n_units=3, n_subspace_images=2)
 
 
-@pytest.fixture(scope="module")
-def module_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("score_cache")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(module_cache, monkeypatch):
-    """One cache for this module's tests (overrides the per-test cache of conftest.py)."""
-    monkeypatch.setenv("PROBELIB_CACHE", str(module_cache))
+# one cache for this module's tests (conftest.py's shared_cache), not one per test
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 class Tiny(nn.Module):

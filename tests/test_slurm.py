@@ -56,15 +56,9 @@ def slurm():
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory):
     cache = tmp_path_factory.mktemp("local")
-    old = os.environ.get("PROBELIB_CACHE")
-    os.environ["PROBELIB_CACHE"] = str(cache)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROBELIB_CACHE", str(cache))
         report = run_study(SMOKE, "local", workers=1, overrides=SLOW, progress=False)
-    finally:
-        if old is None:
-            os.environ.pop("PROBELIB_CACHE")
-        else:
-            os.environ["PROBELIB_CACHE"] = old
     assert report.ok, report.summary()
     return cache, report
 

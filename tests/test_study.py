@@ -212,17 +212,10 @@ def test_automatic_tasks_share_the_units_of_a_model_among_workers():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The smoke study run in this process, one unit after another: the serial reference."""
-    import os
     cache = tmp_path_factory.mktemp("serial")
-    old = os.environ.get("PROBELIB_CACHE")
-    os.environ["PROBELIB_CACHE"] = str(cache)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PROBELIB_CACHE", str(cache))
         report = run_study(SMOKE, "local", workers=0, progress=False)
-    finally:
-        if old is None:
-            del os.environ["PROBELIB_CACHE"]
-        else:
-            os.environ["PROBELIB_CACHE"] = old
     assert report.ok, report.summary()
     return cache, report
 
