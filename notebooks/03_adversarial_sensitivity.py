@@ -17,9 +17,11 @@
 # model's predicted response, and does this *adversarial sensitivity* tell models apart better
 # than their predictivity?
 #
-# This chapter regenerates **Figures 1C/D and 3A-D of the 2024 workshop paper**:
+# This chapter regenerates **Figures 1C/D and 3A-D of the 2024 workshop paper**
+# {cite:p}`mcneal2024small`:
 #
-# - **Fig. 1C/D**: a targeted probe on a face-region (FFA) and a place-region (PPA) model: the
+# - **Fig. 1C/D**: a targeted probe on a face-region (FFA {cite:p}`kanwisher1997fusiform`) and a
+#   place-region (PPA {cite:p}`epstein1998cortical`) model: the
 #   clean image of the preferred category, the (amplified) noise, the perturbed image, and where
 #   the predicted response lands among the responses to all images;
 # - **Fig. 3A**: targeted noise against the same noise with its pixels shuffled, and the
@@ -113,7 +115,7 @@ PREFERRED = {"FFA": "face", "EBA": "body", "PPA": "place", "VWFA": "word"}
 # $$s = \max_{\|\delta\|_\infty \le \epsilon} \big(\hat r(x) - \hat r(x + \delta)\big),$$
 #
 # the largest *decrease* of the predicted response. Like the paper we approximate the maximum with
-# one step of the fast gradient sign method (FGSM): $\delta = -\epsilon\,\mathrm{sign}\,\nabla_x
+# one step of the fast gradient sign method (FGSM {cite:p}`goodfellow2015explaining`): $\delta = -\epsilon\,\mathrm{sign}\,\nabla_x
 # \hat r(x)$, the exact maximiser for a locally linear model (the perturbed image is clipped to
 # the valid pixel range). One gradient per image and region serves the whole grid of budgets.
 # Budgets are per-pixel changes for pixels in $[0, 1]$, so $\epsilon = 3/255$ means that no pixel
@@ -251,7 +253,7 @@ for roi in example_rois:
           f"{ex['shuffled']:.2f} (change {ex['shuffled'] - ex['clean']:+.3f}).")
 
 # %% [markdown]
-# The paper reports, for VGG16 on NSD, that the targeted noise pushes the FFA (PPA) prediction for
+# The paper reports, for VGG16 {cite:p}`simonyan2015very` on NSD {cite:p}`allen2022massive`, that the targeted noise pushes the FFA (PPA) prediction for
 # a face (scene) from the preferred-category range to the low end of the observed responses, while
 # the shuffled noise changes it by only $\Delta = 0.01$. The sentences printed above give this
 # run's numbers (percentiles are among the observed ROI responses to all images): on the demo the
@@ -386,10 +388,12 @@ for base in models:
 
 # %% [markdown]
 # A note on the smoothed models: with a handful of fixed noise draws, randomized smoothing
+# {cite:p}`cohen2019certified`
 # averages the network over a few noisy copies of the image; it flattens the response at the
 # scale of the noise but does not bound its gradient, and FGSM, a single linear step, measures the
-# local slope. The stand-in for the paper's adversarially trained ResNet-50s is therefore not
-# smoothing but adversarial fine-tuning: chapter 4 builds that ladder and shows smoothing beside
+# local slope. The stand-in for the paper's adversarially trained ResNet-50s
+# {cite:p}`he2016deep,salman2020adversarially` is therefore not
+# smoothing but adversarial fine-tuning {cite:p}`madry2018towards`: chapter 4 builds that ladder and shows smoothing beside
 # it once, as a named comparison.
 #
 # The same numbers as a table: predictivity (held-out r, previous chapter), sensitivity in the
@@ -412,7 +416,8 @@ summary.round(3)
 # ## Figure 3D: which score discriminates the models better?
 #
 # The paper's procedure (Methods 2.4): for each model, average the score over subjects and
-# regions; then, across models, compute the **sparseness** $S = 1 - E[r]^2 / E[r^2]$ (0 when all
+# regions; then, across models, compute the **sparseness** {cite:p}`vinje2000sparse`
+# $S = 1 - E[r]^2 / E[r^2]$ (0 when all
 # models score the same) and the **normalised variance** (divide every score by the largest,
 # then take the variance). Both are scale free, so sensitivity (unbounded) and predictivity
 # (a correlation) can be compared. Bars are the paper's pooled values; dots are the same

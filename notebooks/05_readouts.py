@@ -15,10 +15,10 @@
 #
 # **Question.** An encoding model is a network $f$ plus a fitted mapping $g$ from its features to
 # the responses. With the network fixed, does the choice of $g$ (ordinary least squares, a sparse
-# lasso, ridge, a small MLP or a small CNN) change how easily an imperceptible perturbation moves
+# lasso {cite:p}`tibshirani1996regression`, ridge {cite:p}`hoerl1970ridge`, a small MLP or a small CNN) change how easily an imperceptible perturbation moves
 # the prediction, and does a sparse mapping make models more robust without costing predictivity?
 #
-# This chapter regenerates two results of the **2024 workshop paper**:
+# This chapter regenerates two results of the **2024 workshop paper** {cite:p}`mcneal2024small`:
 #
 # - **Table 1**: sensitivity at $\epsilon = 3/255$ of five readouts (OLS, L1 / lasso, L2 / ridge,
 #   2-layer MLP, CNN) on two networks, every readout's hyper-parameter chosen by predictive
@@ -26,11 +26,12 @@
 # - **Fig. 5B**: OLS against L1 readouts for every network of the panel, one pair of dots per
 #   subject and region, with a paired t-test per network.
 #
-# **What the demo substitutes.** The paper uses NSD (8 subjects) and eight CNNs, Table 1 on
-# VGG16 and ResNet-50. Here the responses come from the book's simulated observer (3 simulated
-# subjects; see the introduction), Table 1 uses MobileNet-v2 and EfficientNet-Lite0 with their
-# real ImageNet weights, and Fig. 5B the demo panel: those two networks, their
-# randomized-smoothing versions ($\sigma = 0.25$) and three untrained (random-weight) networks as
+# **What the demo substitutes.** The paper uses NSD {cite:p}`allen2022massive` (8 subjects) and
+# eight CNNs, Table 1 on VGG16 {cite:p}`simonyan2015very` and ResNet-50 {cite:p}`he2016deep`. Here
+# the responses come from the book's simulated observer (3 simulated subjects; see the
+# introduction), Table 1 uses MobileNet-v2 {cite:p}`sandler2018mobilenetv2` and EfficientNet-Lite0
+# {cite:p}`tan2019efficientnet` with their real ImageNet weights, and Fig. 5B the demo panel: those
+# two networks, their randomized-smoothing versions {cite:p}`cohen2019certified` ($\sigma = 0.25$) and three untrained (random-weight) networks as
 # controls.
 
 # %% [markdown]
@@ -144,7 +145,7 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 # As in the paper, the sensitivity of a unit at image $x$ is the largest decrease of its predicted
 # response that a perturbation of L-inf norm at most $\epsilon$ can cause,
 # $s = \max_{\|\delta\|_\infty\le\epsilon} \big(\hat r(x) - \hat r(x+\delta)\big)$, approximated with
-# one FGSM step ($\delta = -\epsilon\,\mathrm{sign}\,\nabla_x \hat r(x)$, clipped to the pixel
+# one FGSM step {cite:p}`goodfellow2015explaining` ($\delta = -\epsilon\,\mathrm{sign}\,\nabla_x \hat r(x)$, clipped to the pixel
 # range). The budget is per pixel ($3/255$ = three grey levels out of 255), so it needs no
 # rescaling for the demo's smaller images. Sensitivities are in response units (z-scored
 # single-trial units averaged over voxels); the *relative* sensitivity divides them by the s.d. of
@@ -157,7 +158,8 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 #
 # - **OLS**: none (minimum-norm least squares, since features outnumber training images);
 # - **L2 / ridge**: the penalty per unit by exact leave-one-out cross-validation (grid $10^{-2}$ to $10^{7}$);
-# - **L1 / lasso**: one penalty for all units by 5-fold cross-validated Pearson r
+# - **L1 / lasso** (the same solution as scikit-learn's `Lasso` {cite:p}`pedregosa2011scikit`): one
+#   penalty for all units by 5-fold cross-validated Pearson r
 #   (`probelib.readouts.select_lasso_alpha`), then refitted on all training images. The paper's
 #   grid $\alpha \in \{10^{-4}, 10^{-3}, 0.005, 0.01, 0.05, 0.1\}$ is in absolute units, which only
 #   makes sense for features of a given scale; the demo panel mixes trained and untrained networks

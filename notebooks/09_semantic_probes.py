@@ -14,12 +14,13 @@
 # # Semantic probes: what does a robust model change in an image to move a brain region?
 #
 # **Question.** When a robustified encoding model is asked to raise or lower the predicted
-# response of a category-selective region (FFA for faces, PPA for places, EBA for bodies), does
+# response of a category-selective region (FFA {cite:p}`kanwisher1997fusiform` for faces, PPA
+# {cite:p}`epstein1998cortical` for places, EBA {cite:p}`downing2001cortical` for bodies), does
 # it change the image in a *semantically meaningful* way, while a standard model changes it with
 # unstructured noise? And if a region's predicted response is pushed as high as it will go from a
-# blank start (a *maximally exciting image*), what appears?
+# blank start (a *maximally exciting image* {cite:p}`bashivan2019neural`), what appears?
 #
-# **What this regenerates.** The 2025 paper (McNeal & Murty, *Targeted perturbations reveal
+# **What this regenerates.** The 2025 paper {cite:p}`mcneal2025targeted` (McNeal & Murty, *Targeted perturbations reveal
 # brain-like local coding axes in robustified, but not standard, ANN-based brain models*): the
 # robust-model "videos" of its talk (minimise FFA on a face photograph, maximise and minimise EBA,
 # maximise PPA), the side-by-side "increase FFA" panel of a standard and a robustified model, and
@@ -105,15 +106,16 @@ print(f"probe budget: L2 {eps:g} at 224 px -> {eps_px:.2f} at {image_size} px "
 # %% [markdown]
 # ## What the demo substitutes
 #
-# The paper's robust model is an adversarially trained ResNet-50 (L2 budgets up to 5) fitted to
-# NSD. No robust checkpoint can be installed offline here, so the demo uses the stand-in of the
-# book's robustness chapters: the **adversarial ladder** of MobileNet-v2 (real ImageNet weights),
+# The paper's robust model is an adversarially trained ResNet-50 {cite:p}`he2016deep,salman2020adversarially`
+# (L2 budgets up to 5) fitted to NSD {cite:p}`allen2022massive`. No robust checkpoint can be installed offline here, so the demo uses the stand-in of the
+# book's robustness chapters: the **adversarial ladder** of MobileNet-v2 {cite:p}`sandler2018mobilenetv2`
+# (real ImageNet weights),
 # the standard network and copies adversarially fine-tuned on the demo photographs at L-inf
 # budgets 4, 8 and 16/255 (`probelib.zoo.demo_ladder`), each with a readout of the ROI-mean
 # responses. The fine-tuning is done at 64 pixels, so the chapter probes 64-pixel images (earlier
-# versions used Gaussian randomized smoothing at 96 pixels, a much weaker robustifier). The
+# versions used Gaussian randomized smoothing {cite:p}`cohen2019certified` at 96 pixels, a much weaker robustifier). The
 # responses are those of the **simulated observer** of the embedded demo (a smoothed
-# EfficientNet-Lite0 with sparse category-selective readouts), not of human FFA / PPA / EBA.
+# EfficientNet-Lite0 {cite:p}`tan2019efficientnet` with sparse category-selective readouts), not of human FFA / PPA / EBA.
 #
 # ## Which robust model?
 #
@@ -441,7 +443,7 @@ display(Markdown(
 # Without a budget, gradient ascent can keep raising a region's predicted response. Starting from
 # a neutral image (mid-grey plus faint noise, the same for every model), `probelib.probes.maximize`
 # runs `mei_steps` steps (each of RMS pixel change 0.01) with two regularisers that are standard in
-# feature visualisation:
+# feature visualisation {cite:p}`olah2017feature`:
 #
 # - **jitter**: at every step the model sees the image circularly shifted by a random offset of
 #   up to `jitter` pixels, so the image cannot rely on exact pixel positions;
