@@ -151,9 +151,10 @@ print(f"{readout} readouts fitted on {len(train)} images; features per model: {f
 # %% [markdown]
 # ## Figure 2B: predicted against observed responses on held-out images
 #
-# Every dot is one image that was not used to fit the readout. The dotted line is $x = y$.
+# In {numref}`fig-02-predicted_vs_observed` every dot is one image that was not used to fit the
+# readout. The dotted line is $x = y$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-predicted_vs_observed", "caption": "Figure 2B of the 2024 paper, on this run's data (the embedded demo in this book): the example model's predicted against the observed response of the example region for every held-out image, coloured by image category where the data have categories. Dotted line: x = y; the title gives Pearson R and its P value over the held-out images."}}
 pred = fit.predictions[(example_model, example_roi)]
 obs = ds.responses[example_roi][test]
 v = 0 if pred.shape[1] == 1 else int(np.argmax(fit.predictivity[(example_model, example_roi)]))
@@ -178,6 +179,8 @@ ax.set_title(f"{example_model} -> {example_roi} ({unit}), {len(test)} held-out i
              f"R = {r_ex:.2f}, P = {p_ex:.1e}", fontsize=10)
 savefig(fig, "02_predicted_vs_observed")
 plt.show()
+
+# %% tags=["hide-input"]
 print(f"{example_model} in {example_roi}: held-out R = {r_ex:.2f} (P = {p_ex:.1e}, "
       f"n = {len(test)} images). The paper reports R = 0.76 (P < 0.00001) for AlexNet in EBA.")
 
@@ -186,7 +189,8 @@ print(f"{example_model} in {example_roi}: held-out R = {r_ex:.2f} (P = {p_ex:.1e
 #
 # Predictivity is the Pearson correlation between predicted and observed responses across the
 # held-out images. For voxel-level data (`average_subjects=False`) it is first summarised by the
-# median over the voxels of each subject and region. Bars show the mean over regions (and
+# median over the voxels of each subject and region. In {numref}`fig-02-predictivity_per_model`,
+# bars show the mean over regions (and
 # subjects), error bars the SEM, dots the individual regions. The sideways triangle is the
 # paper's ceiling: the median Spearman-Brown {cite:p}`spearman1910correlation,brown1910some`
 # corrected split-half correlation of the three
@@ -220,7 +224,7 @@ pivot = per_rep.pivot_table(index="model", columns="roi", values="r", sort=False
 pivot["mean"], pivot["SEM"] = summary["mean"], summary["sem"]
 pivot.round(3)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-predictivity_per_model", "caption": "Figure 2C of the 2024 paper, on this run's data (the embedded demo in this book): held-out predictivity (Pearson r of the chapter's readout) of every model. Bars: mean over regions (and subjects) with SEM error bars; dots: single regions; dotted line and triangle: the noise ceiling, the median Spearman-Brown corrected split-half reliability."}}
 by_subject = per_rep.subject.nunique() > 1
 rep_label = "single subject and region" if by_subject else "single region"
 fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(models), 4.2))

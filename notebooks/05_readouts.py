@@ -219,7 +219,8 @@ with pd.option_context("display.max_colwidth", 200):
 # the demo: the mean over held-out images and regions of the sensitivity at $\epsilon = 3/255$
 # (response units, ± SEM over images of the region-averaged sensitivity), the relative sensitivity
 # and the held-out predictivity (Pearson r, mean over regions). The paper's values follow for
-# comparison.
+# comparison, and {numref}`fig-05-readouts` shows the relative sensitivities and the predictivities
+# as bars.
 
 
 # %% tags=["hide-input"]
@@ -255,7 +256,7 @@ paper_table1 = pd.DataFrame({"OLS": [1.453, 1.782], "L1 (lasso)": [0.891, 0.821]
 print("The paper's Table 1 (sensitivity, NSD):")
 display(paper_table1)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-readouts", "caption": "Table 1 of the 2024 paper as bars, on this run's data (the embedded demo in this book). Left: relative FGSM sensitivity at the budget `eps` of each readout on each Table 1 network, mean over probed held-out images and regions with SEM error bars over images; right: held-out predictivity (Pearson r; bars: mean over regions, dots: single regions)."}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 width = 0.8 / len(table_models)
 x = np.arange(len(order))
@@ -299,7 +300,8 @@ print(readout_comparison_text(summary, table_models, READOUT_NAMES))
 #
 # Following the paper's procedure, the lasso penalty of each network is chosen once, by
 # cross-validated predictive accuracy on the units of one subject only (`alpha_subject`, the
-# paper's subject 2), and then used for every subject. Each (subject, region) unit gives a pair of
+# paper's subject 2), and then used for every subject. In {numref}`fig-05-ols_vs_l1`, each
+# (subject, region) unit gives a pair of
 # dots (its mean sensitivity over the probed images with OLS and with L1); a paired t-test across
 # units compares the two readouts for each network. As in the paper, * marks $p < 0.001$, and a
 # network's name is **bold** when L1 lowered its sensitivity significantly.
@@ -355,7 +357,7 @@ display(tests.set_index("network")[["feature s.d. (median)", "alpha_max (subject
                                     "at grid edge", "non-zero weights"]]
         .rename(columns={"chosen alpha": alpha_label}).round(4))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-ols_vs_l1", "caption": "Figure 5B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity of every network with an OLS (grey) and an L1 (orange) readout. Bars: mean over (subject, region) units; dots joined by lines: single units; star: paired t test over units significant at the paper's threshold; bold name: L1 significantly lowers the sensitivity."}}
 fig, ax = plt.subplots(figsize=(max(6, 1.35 * len(models)), 4.4))
 offset = 0.2
 rng = np.random.default_rng(seed)
