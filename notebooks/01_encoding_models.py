@@ -84,9 +84,10 @@ ds = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed)
 print(ds.name, "|", ds.n_images, "images | ROIs:", {r: v.shape[1] for r, v in ds.responses.items()})
 
 # %% [markdown]
-# The classifier runs at the networks' native 224 pixels on a few of the photographs of objects.
+# The classifier runs at the networks' native 224 pixels on a few of the photographs of objects;
+# {numref}`fig-01-classification` shows the two labels it finds most probable for each.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-classification", "caption": "The two most probable ImageNet labels, with their softmax probabilities, that the encoder's own classifier gives a few photographs shown at the network's native resolution: object photographs of the embedded demo in this book, or stimuli of the dataset when the chapter runs on NSD. A check that the network carries its real ImageNet weights."}}
 labels = pl.imagenet_labels()
 rng = np.random.default_rng(seed)
 n_show = 4 if quick else 8
@@ -130,7 +131,7 @@ print(f"{roi}: {Y.shape[1]} voxel(s); alpha per voxel in [{alphas.min():.3g}, {a
 print(f"held-out Pearson r: median {np.median(r):.3f}"
       + (f" | noise ceiling: median {np.median(ceiling):.3f}" if ceiling is not None else ""))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-01-predicted_vs_observed", "caption": "Predicted against observed response of the chosen ROI (the ROI mean, or its best-predicted voxel) for every held-out image, on this run's data (the embedded demo in this book), from the ridge readout fitted on the training images only. Dotted line: x = y; the title gives the held-out Pearson R."}}
 v = int(np.argmax(r)) if Y.shape[1] > 1 else 0
 fig, ax = plt.subplots(figsize=(4, 4))
 ax.scatter(pred[:, v], Y[test, v], s=18, alpha=0.8)
@@ -144,6 +145,6 @@ savefig(fig, "01_predicted_vs_observed")
 plt.show()
 
 # %% [markdown]
-# Each dot is one held-out image; the dotted line is $x = y$. The held-out correlations printed
+# In {numref}`fig-01-predicted_vs_observed` each dot is one held-out image; the dotted line is $x = y$. The held-out correlations printed
 # above are what this run computed; for the NSD data {cite:p}`allen2022massive` the papers report correlations close to the
 # noise ceiling for every network (the next chapters compare networks).

@@ -16,10 +16,11 @@
 # **Question.** Do encoding models built on different networks differ in how well they predict
 # the responses of category-selective regions to images they were not fitted on?
 #
-# This chapter regenerates **Figure 2B and 2C of the 2024 workshop paper** ("Small-scale
+# This chapter regenerates **Figure 2B and 2C of the 2024 workshop paper** {cite:p}`mcneal2024small` ("Small-scale
 # adversarial perturbations expose differences between predictive encoding models of human fMRI
 # responses"): a scatter plot of predicted against observed responses for one model and one
-# region on held-out images (the paper shows AlexNet in EBA), and the held-out predictivity of
+# region on held-out images (the paper shows AlexNet {cite:p}`krizhevsky2012imagenet` in EBA
+# {cite:p}`downing2001cortical`), and the held-out predictivity of
 # every model of the panel, with the noise ceiling of the data as a sideways triangle. The paper's
 # finding is that all eight networks predict nearly all of the explainable variance and perform
 # about equally well: predictivity alone barely separates them. The next chapter asks whether
@@ -88,14 +89,19 @@ example_roi = example_roi if example_roi in rois else rois[0]
 # On the **demo** data (the default here) the responses come from a simulated observer (see the
 # introduction): real photographs of faces, bodies, places, words and objects, a hidden smooth
 # generative model, three noisy repeats per image and regions selected by a simulated localiser
-# with $t > 7$. The demo stands in for the 515 NSD images seen three times by all eight subjects;
+# with $t > 7$ (on NSD the regions come from its category localiser {cite:p}`stigliani2015temporal`).
+# The demo stands in for the 515 NSD {cite:p}`allen2022massive` images seen three times by all eight subjects;
 # like the paper, the models predict the ROI response averaged over subjects. On `dataset="nsd"`
 # the same code reads the real responses.
 #
-# The paper compares eight ImageNet-trained CNNs (ResNet-50, VGG16, Inception v3, SqueezeNet,
-# AlexNet, CORnet-RT, DenseNet, MobileNet-v2). Only two networks have ImageNet weights that install
-# offline, so the demo panel is MobileNet-v2 and EfficientNet-Lite0 (real weights), the same two
-# under Gaussian randomized smoothing ($\sigma = 0.25$, standing in for the robust networks of the
+# The paper compares eight ImageNet-trained {cite:p}`russakovsky2015imagenet` CNNs: ResNet-50
+# {cite:p}`he2016deep`, VGG16 {cite:p}`simonyan2015very`, Inception v3 {cite:p}`szegedy2016rethinking`,
+# SqueezeNet {cite:p}`iandola2016squeezenet`, AlexNet {cite:p}`krizhevsky2012imagenet`, CORnet-RT
+# {cite:p}`kubilius2018cornet`, DenseNet {cite:p}`huang2017densely` and MobileNet-v2
+# {cite:p}`sandler2018mobilenetv2`. Only two networks have ImageNet weights that install
+# offline, so the demo panel is MobileNet-v2 and EfficientNet-Lite0 {cite:p}`tan2019efficientnet`
+# (real weights), the same two under Gaussian randomized smoothing {cite:p}`cohen2019certified`
+# ($\sigma = 0.25$, standing in for the robust networks of the
 # paper's later sections), and untrained (random-weight) ResNet-50, AlexNet and VGG16 as
 # controls. The closest candidate to the hidden observer is the smoothed EfficientNet-Lite0 (same
 # family, different layer and noise draws), so the demo also tells whether predictivity points at
@@ -106,7 +112,7 @@ example_roi = example_roi if example_roi in rois else rois[0]
 # Figures 2-4 use ordinary least squares, and readouts are only compared in its Section 3.5. We do
 # the same (`readout = "ols"`). With more features than training images, least squares has
 # infinitely many exact solutions; `probelib` returns the minimum-norm one (what
-# `numpy.linalg.lstsq` and scikit-learn's `LinearRegression` return too).
+# `numpy.linalg.lstsq` and scikit-learn's `LinearRegression` {cite:p}`pedregosa2011scikit` return too).
 
 # %% tags=["hide-input"]
 extra = {"subjects": list(subjects)} if dataset == "nsd" else {}
@@ -145,9 +151,10 @@ print(f"{readout} readouts fitted on {len(train)} images; features per model: {f
 # %% [markdown]
 # ## Figure 2B: predicted against observed responses on held-out images
 #
-# Every dot is one image that was not used to fit the readout. The dotted line is $x = y$.
+# In {numref}`fig-02-predicted_vs_observed` every dot is one image that was not used to fit the
+# readout. The dotted line is $x = y$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-predicted_vs_observed", "caption": "Figure 2B of the 2024 paper, on this run's data (the embedded demo in this book): the example model's predicted against the observed response of the example region for every held-out image, coloured by image category where the data have categories. Dotted line: x = y; the title gives Pearson R and its P value over the held-out images."}}
 pred = fit.predictions[(example_model, example_roi)]
 obs = ds.responses[example_roi][test]
 v = 0 if pred.shape[1] == 1 else int(np.argmax(fit.predictivity[(example_model, example_roi)]))
@@ -172,6 +179,8 @@ ax.set_title(f"{example_model} -> {example_roi} ({unit}), {len(test)} held-out i
              f"R = {r_ex:.2f}, P = {p_ex:.1e}", fontsize=10)
 savefig(fig, "02_predicted_vs_observed")
 plt.show()
+
+# %% tags=["hide-input"]
 print(f"{example_model} in {example_roi}: held-out R = {r_ex:.2f} (P = {p_ex:.1e}, "
       f"n = {len(test)} images). The paper reports R = 0.76 (P < 0.00001) for AlexNet in EBA.")
 
@@ -180,9 +189,11 @@ print(f"{example_model} in {example_roi}: held-out R = {r_ex:.2f} (P = {p_ex:.1e
 #
 # Predictivity is the Pearson correlation between predicted and observed responses across the
 # held-out images. For voxel-level data (`average_subjects=False`) it is first summarised by the
-# median over the voxels of each subject and region. Bars show the mean over regions (and
+# median over the voxels of each subject and region. In {numref}`fig-02-predictivity_per_model`,
+# bars show the mean over regions (and
 # subjects), error bars the SEM, dots the individual regions. The sideways triangle is the
-# paper's ceiling: the median Spearman-Brown corrected split-half correlation of the three
+# paper's ceiling: the median Spearman-Brown {cite:p}`spearman1910correlation,brown1910some`
+# corrected split-half correlation of the three
 # repeats, across subjects and regions, also drawn as a dotted line. (That reliability is a
 # conservative reference: the correlation a perfect model can reach with the noisy mean is its
 # square root, printed below.)
@@ -213,7 +224,7 @@ pivot = per_rep.pivot_table(index="model", columns="roi", values="r", sort=False
 pivot["mean"], pivot["SEM"] = summary["mean"], summary["sem"]
 pivot.round(3)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-predictivity_per_model", "caption": "Figure 2C of the 2024 paper, on this run's data (the embedded demo in this book): held-out predictivity (Pearson r of the chapter's readout) of every model. Bars: mean over regions (and subjects) with SEM error bars; dots: single regions; dotted line and triangle: the noise ceiling, the median Spearman-Brown corrected split-half reliability."}}
 by_subject = per_rep.subject.nunique() > 1
 rep_label = "single subject and region" if by_subject else "single region"
 fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(models), 4.2))

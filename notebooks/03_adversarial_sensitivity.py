@@ -17,9 +17,11 @@
 # model's predicted response, and does this *adversarial sensitivity* tell models apart better
 # than their predictivity?
 #
-# This chapter regenerates **Figures 1C/D and 3A-D of the 2024 workshop paper**:
+# This chapter regenerates **Figures 1C/D and 3A-D of the 2024 workshop paper**
+# {cite:p}`mcneal2024small`:
 #
-# - **Fig. 1C/D**: a targeted probe on a face-region (FFA) and a place-region (PPA) model: the
+# - **Fig. 1C/D**: a targeted probe on a face-region (FFA {cite:p}`kanwisher1997fusiform`) and a
+#   place-region (PPA {cite:p}`epstein1998cortical`) model: the
 #   clean image of the preferred category, the (amplified) noise, the perturbed image, and where
 #   the predicted response lands among the responses to all images;
 # - **Fig. 3A**: targeted noise against the same noise with its pixels shuffled, and the
@@ -113,7 +115,7 @@ PREFERRED = {"FFA": "face", "EBA": "body", "PPA": "place", "VWFA": "word"}
 # $$s = \max_{\|\delta\|_\infty \le \epsilon} \big(\hat r(x) - \hat r(x + \delta)\big),$$
 #
 # the largest *decrease* of the predicted response. Like the paper we approximate the maximum with
-# one step of the fast gradient sign method (FGSM): $\delta = -\epsilon\,\mathrm{sign}\,\nabla_x
+# one step of the fast gradient sign method (FGSM {cite:p}`goodfellow2015explaining`): $\delta = -\epsilon\,\mathrm{sign}\,\nabla_x
 # \hat r(x)$, the exact maximiser for a locally linear model (the perturbed image is clipped to
 # the valid pixel range). One gradient per image and region serves the whole grid of budgets.
 # Budgets are per-pixel changes for pixels in $[0, 1]$, so $\epsilon = 3/255$ means that no pixel
@@ -183,14 +185,15 @@ print(f"{len(df)} sensitivities ({df.probe.nunique()} kinds of probe)")
 # %% [markdown]
 # ## Figures 1C/D: one targeted probe on a face model and a place model
 #
-# For the face region and the place region, the example model is probed on the held-out image of
+# For the face region and the place region ({numref}`fig-03-example_probes`), the example model is
+# probed on the held-out image of
 # the preferred category (face, place) whose predicted response is highest. Left to right: the
 # clean image, the targeted noise at $\epsilon$ = `eps_focus`/255 (amplified to fill the grey
 # range, otherwise invisible), the perturbed image, and the distribution of the region's
 # responses to all images, with the clean prediction, the prediction for the perturbed image and
 # the prediction for the image plus shuffled noise marked.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-example_probes", "caption": "Figures 1C/D of the 2024 paper, on this run's data (the embedded demo in this book): for the face and the place region, the example model's targeted FGSM probe at the budget `eps_focus` on the preferred-category held-out image with the highest prediction. Left to right: clean image, noise (amplified for display), perturbed image, and the region's observed responses to all images (histogram) with the model's predictions for all images and its clean, targeted and shuffled-noise predictions marked."}}
 example_rois = [r for r in ("FFA", "PPA") if r in rois] or rois[:1]
 # the example model's predictions for every image (features cached on disk, shared by the ROIs)
 feats_all = torch.from_numpy(extract_features(fit.models[(example_model, rois[0])].encoder, ds.stimuli,
@@ -241,6 +244,7 @@ fig.suptitle(f"Targeted FGSM probes at eps = {eps_focus:g}/255 ({image_size} px 
 savefig(fig, "03_example_probes")
 plt.show()
 
+# %% tags=["hide-input"]
 for roi in example_rois:
     ex = examples[roi]
     obs = ds.responses[roi][:, 0]
@@ -251,7 +255,7 @@ for roi in example_rois:
           f"{ex['shuffled']:.2f} (change {ex['shuffled'] - ex['clean']:+.3f}).")
 
 # %% [markdown]
-# The paper reports, for VGG16 on NSD, that the targeted noise pushes the FFA (PPA) prediction for
+# The paper reports, for VGG16 {cite:p}`simonyan2015very` on NSD {cite:p}`allen2022massive`, that the targeted noise pushes the FFA (PPA) prediction for
 # a face (scene) from the preferred-category range to the low end of the observed responses, while
 # the shuffled noise changes it by only $\Delta = 0.01$. The sentences printed above give this
 # run's numbers (percentiles are among the observed ROI responses to all images): on the demo the
@@ -262,11 +266,12 @@ for roi in example_rois:
 # %% [markdown]
 # ## Figure 3A: targeted against shuffled noise
 #
-# For every region, the example model and image as above: the targeted noise and the very same
+# {numref}`fig-03-targeted_vs_shuffled` shows, for every region, the example model and image as
+# above: the targeted noise and the very same
 # noise values at shuffled positions (both amplified by the same factor), and the model's
 # predictions for the clean image and the two noisy ones.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-targeted_vs_shuffled", "caption": "Figure 3A of the 2024 paper, on this run's data (the embedded demo in this book): for every region, the example image, its targeted noise and the same noise values at shuffled pixel positions (both amplified by one factor), and the example model's predicted response to the clean image and to the two noisy ones."}}
 fig, axes = plt.subplots(len(rois), 4, figsize=(10, 2.3 * len(rois)),
                          gridspec_kw={"width_ratios": [1, 1, 1, 1.6]}, squeeze=False)
 scale = 0.5 / focus
@@ -299,13 +304,14 @@ print(f"Mean relative sensitivity at eps = {eps_focus:g}/255 over models and reg
 # %% [markdown]
 # ## Figure 3B: sensitivity against the budget
 #
-# Mean sensitivity over the probed images, for every model (coloured lines, dashed for untrained
+# {numref}`fig-03-sensitivity_vs_eps` shows the mean sensitivity over the probed images, for every
+# model (coloured lines, dashed for untrained
 # networks; shading: SEM over regions). The black line is the random-noise control (at the
 # budgets `control_eps`), averaged over models; the open black circle is the shuffled-noise
 # control at `eps_focus`; the triangle marks the budget used in the following figures.
 # Sensitivity here is relative (in s.d. of the observed responses across images).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-sensitivity_vs_eps", "caption": "Figure 3B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity (mean over the probed held-out images, in s.d. of the observed responses) against the L-inf budget for every model (dashed: untrained networks; shading: SEM over regions). Black line: random-noise control, mean and SEM over models and regions; open circle: shuffled-noise control; triangle: the budget `eps_focus`."}}
 colors = dict(zip(models, plt.cm.tab10(np.arange(len(models)) % 10)))
 fig, ax = plt.subplots(figsize=(7.5, 4.6))
 x_eps = np.asarray(eps, dtype=float)
@@ -347,11 +353,12 @@ print(f"Random noise of the largest budget probed ({x_ctrl[-1]:g}/255) moves the
 # %% [markdown]
 # ## Figure 3C: sensitivity of every model at $\epsilon = 3/255$
 #
-# Same order as the predictivity figure of the previous chapter. Bars: mean over regions of the
+# {numref}`fig-03-sensitivity_per_model` keeps the model order of the predictivity figure of the
+# previous chapter ({numref}`fig-02-predictivity_per_model`). Bars: mean over regions of the
 # mean relative sensitivity over images, error bars SEM, dots single regions; the black line is
 # the random-noise control.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-sensitivity_per_model", "caption": "Figure 3C of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity of every model at the budget `eps_focus`. Bars: mean over regions of the mean over probed held-out images, with SEM error bars over regions; dots: single regions; black line: random-noise control, mean over models and regions."}}
 sens_focus = at_focus[at_focus.probe == "targeted"]
 bar = sens_focus.groupby("model", sort=False).relative.agg(
     mean="mean", sem=lambda v: sem(v) if len(v) > 1 else np.nan).reindex(models)
@@ -386,10 +393,12 @@ for base in models:
 
 # %% [markdown]
 # A note on the smoothed models: with a handful of fixed noise draws, randomized smoothing
+# {cite:p}`cohen2019certified`
 # averages the network over a few noisy copies of the image; it flattens the response at the
 # scale of the noise but does not bound its gradient, and FGSM, a single linear step, measures the
-# local slope. The stand-in for the paper's adversarially trained ResNet-50s is therefore not
-# smoothing but adversarial fine-tuning: chapter 4 builds that ladder and shows smoothing beside
+# local slope. The stand-in for the paper's adversarially trained ResNet-50s
+# {cite:p}`he2016deep,salman2020adversarially` is therefore not
+# smoothing but adversarial fine-tuning {cite:p}`madry2018towards`: chapter 4 builds that ladder and shows smoothing beside
 # it once, as a named comparison.
 #
 # The same numbers as a table: predictivity (held-out r, previous chapter), sensitivity in the
@@ -412,15 +421,17 @@ summary.round(3)
 # ## Figure 3D: which score discriminates the models better?
 #
 # The paper's procedure (Methods 2.4): for each model, average the score over subjects and
-# regions; then, across models, compute the **sparseness** $S = 1 - E[r]^2 / E[r^2]$ (0 when all
+# regions; then, across models, compute the **sparseness** {cite:p}`vinje2000sparse`
+# $S = 1 - E[r]^2 / E[r^2]$ (0 when all
 # models score the same) and the **normalised variance** (divide every score by the largest,
 # then take the variance). Both are scale free, so sensitivity (unbounded) and predictivity
-# (a correlation) can be compared. Bars are the paper's pooled values; dots are the same
+# (a correlation) can be compared. In {numref}`fig-03-discriminability`, bars are the paper's pooled
+# values; dots are the same
 # measures computed within each region (the replicates of the paired t test printed below). We do
 # this for the whole panel and, closer to the paper's question ("models with similarly high
 # predictivity"), for the models with trained weights only.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-discriminability", "caption": "Figure 3D of the 2024 paper, on this run's data (the embedded demo in this book): sparseness and normalised variance across models of predictivity (held-out r) and of sensitivity at `eps_focus`, for the whole panel and for the networks with trained weights. Bars: computed from the scores averaged over regions (the paper's pooled values); dots: computed within single regions; p: paired t test over regions."}}
 groups = {"all models": models}
 trained = [m for m in models if ":untrained" not in m]
 if 2 <= len(trained) < len(models):

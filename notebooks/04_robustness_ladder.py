@@ -204,9 +204,9 @@ display(per_model.rename(columns={"relative": "relative sensitivity", "relative_
 #
 # Top: relative sensitivity at $\epsilon = 3/255$ (mean over the probed images, 95% CI over images)
 # for every region and their mean (black). Bottom: held-out predictivity (Pearson r) of the same
-# models. One column per ladder.
+# models. {numref}`fig-04-ladder` has one column per ladder.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-ladder", "caption": "Figures 4B/C of the 2024 paper, on this run's data (the embedded demo in this book), one column per ladder. Top: relative FGSM sensitivity at the budget `eps` against the robustness level (0: standard network), per region and mean of regions (black), mean over the probed held-out images with 95% confidence intervals over images; bottom: held-out Pearson r of the same models."}}
 level_name = ladder.level_name.iloc[0]
 fig, axes = plt.subplots(2, len(families), figsize=(5.2 * len(families), 7), squeeze=False, sharex="col")
 for c, fam in enumerate(families):
@@ -323,7 +323,8 @@ else:
 # network's, a proxy for the clean accuracy that robustness costs. The fine-tuning changes the
 # network only up to the layer the encoding model reads; the classifier's later layers are the
 # standard network's, so this is a check of the features' stability, not a trained robust
-# classifier.
+# classifier. {numref}`fig-04-classification_check` plots the probabilities and the agreement
+# against the ladder level.
 
 # %% tags=["hide-input"]
 if dataset == "demo":
@@ -361,7 +362,7 @@ if len(cls):
     print(f"classical check on {len(pick)} object photographs at {classify_size} px: {time.time() - t0:.0f} s")
     display(cls.round(3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-classification_check", "caption": "The classical check of each ladder, independent of brain data: mean over a few object photographs (the demo's, or stimuli of the dataset on NSD) of the probability the ImageNet classifier gives its clean top-1 label, before and after FGSM at each budget of `classify_eps`, and the fraction of photographs whose clean label is the standard network's (dotted), against the robustness level."}}
 if len(cls):
     fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 3.8), squeeze=False)
     for c, fam in enumerate(families):
@@ -401,7 +402,7 @@ print(f"chapter run time: {time.time() - t_start:.0f} s")
 #
 # The 2024 paper's attacks stay at $\epsilon \le 3/255$, below a detection threshold for adversarial
 # images of about $8/255$ that it cites from human studies; the ladder above is trained at 4, 8 and
-# 16/255. The figure shows FGSM perturbations of the standard network's encoding model (first
+# 16/255. {numref}`fig-04-threshold_grid` shows FGSM perturbations of the standard network's encoding model (first
 # region) at each budget of `threshold_eps` side by side, and the table gives a perceptual proxy over
 # all probed images: SSIM (structural similarity, 1 = identical; `skimage.metrics`) and PSNR.
 #
@@ -410,7 +411,7 @@ print(f"chapter run time: {time.time() - t_start:.0f} s")
 # large the budgets are in image terms (at the demo's 64 px, where one pixel is a larger part of the
 # image than at the paper's 224-425 px).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-threshold_grid", "caption": "A few probed held-out images on this run's data (the embedded demo in this book), left, and the same images perturbed by FGSM against the standard network's encoding model (first region) at each budget of `threshold_eps`; the budget of the cited detection threshold is marked."}}
 std_fit = fits[ladder[ladder.level == 0].model.iloc[0]]
 x = torch.as_tensor(ds.stimuli[index], dtype=torch.float32)
 threshold_probe = fgsm(std_fit.model, x, [e / 255 for e in threshold_eps], units=[0], direction="decrease",
@@ -441,6 +442,8 @@ fig.suptitle(f"FGSM perturbations of the {std_fit.spec} encoding model at increa
 fig.tight_layout()
 savefig(fig, "04_threshold_grid")
 plt.show()
+
+# %% tags=["hide-input"]
 summary_grid = grid.groupby("eps (/255)")[["SSIM", "PSNR (dB)"]].agg(["mean", ci95])
 display(summary_grid.round(3))
 at8 = grid[grid["eps (/255)"] == 8].SSIM.to_numpy()

@@ -15,10 +15,10 @@
 #
 # **Question.** An encoding model is a network $f$ plus a fitted mapping $g$ from its features to
 # the responses. With the network fixed, does the choice of $g$ (ordinary least squares, a sparse
-# lasso, ridge, a small MLP or a small CNN) change how easily an imperceptible perturbation moves
+# lasso {cite:p}`tibshirani1996regression`, ridge {cite:p}`hoerl1970ridge`, a small MLP or a small CNN) change how easily an imperceptible perturbation moves
 # the prediction, and does a sparse mapping make models more robust without costing predictivity?
 #
-# This chapter regenerates two results of the **2024 workshop paper**:
+# This chapter regenerates two results of the **2024 workshop paper** {cite:p}`mcneal2024small`:
 #
 # - **Table 1**: sensitivity at $\epsilon = 3/255$ of five readouts (OLS, L1 / lasso, L2 / ridge,
 #   2-layer MLP, CNN) on two networks, every readout's hyper-parameter chosen by predictive
@@ -26,11 +26,12 @@
 # - **Fig. 5B**: OLS against L1 readouts for every network of the panel, one pair of dots per
 #   subject and region, with a paired t-test per network.
 #
-# **What the demo substitutes.** The paper uses NSD (8 subjects) and eight CNNs, Table 1 on
-# VGG16 and ResNet-50. Here the responses come from the book's simulated observer (3 simulated
-# subjects; see the introduction), Table 1 uses MobileNet-v2 and EfficientNet-Lite0 with their
-# real ImageNet weights, and Fig. 5B the demo panel: those two networks, their
-# randomized-smoothing versions ($\sigma = 0.25$) and three untrained (random-weight) networks as
+# **What the demo substitutes.** The paper uses NSD {cite:p}`allen2022massive` (8 subjects) and
+# eight CNNs, Table 1 on VGG16 {cite:p}`simonyan2015very` and ResNet-50 {cite:p}`he2016deep`. Here
+# the responses come from the book's simulated observer (3 simulated subjects; see the
+# introduction), Table 1 uses MobileNet-v2 {cite:p}`sandler2018mobilenetv2` and EfficientNet-Lite0
+# {cite:p}`tan2019efficientnet` with their real ImageNet weights, and Fig. 5B the demo panel: those
+# two networks, their randomized-smoothing versions {cite:p}`cohen2019certified` ($\sigma = 0.25$) and three untrained (random-weight) networks as
 # controls.
 
 # %% [markdown]
@@ -144,7 +145,7 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 # As in the paper, the sensitivity of a unit at image $x$ is the largest decrease of its predicted
 # response that a perturbation of L-inf norm at most $\epsilon$ can cause,
 # $s = \max_{\|\delta\|_\infty\le\epsilon} \big(\hat r(x) - \hat r(x+\delta)\big)$, approximated with
-# one FGSM step ($\delta = -\epsilon\,\mathrm{sign}\,\nabla_x \hat r(x)$, clipped to the pixel
+# one FGSM step {cite:p}`goodfellow2015explaining` ($\delta = -\epsilon\,\mathrm{sign}\,\nabla_x \hat r(x)$, clipped to the pixel
 # range). The budget is per pixel ($3/255$ = three grey levels out of 255), so it needs no
 # rescaling for the demo's smaller images. Sensitivities are in response units (z-scored
 # single-trial units averaged over voxels); the *relative* sensitivity divides them by the s.d. of
@@ -157,7 +158,8 @@ print(f"probing {len(index)} held-out images (Table 1) and {len(index_panel)} (F
 #
 # - **OLS**: none (minimum-norm least squares, since features outnumber training images);
 # - **L2 / ridge**: the penalty per unit by exact leave-one-out cross-validation (grid $10^{-10}$ to $10^{10}$, `probelib.readouts.DEFAULT_RIDGE_ALPHAS`);
-# - **L1 / lasso**: one penalty for all units by 5-fold cross-validated Pearson r
+# - **L1 / lasso** (the same solution as scikit-learn's `Lasso` {cite:p}`pedregosa2011scikit`): one
+#   penalty for all units by 5-fold cross-validated Pearson r
 #   (`probelib.readouts.select_lasso_alpha`), then refitted on all training images. The paper's
 #   grid $\alpha \in \{10^{-4}, 10^{-3}, 0.005, 0.01, 0.05, 0.1\}$ is in absolute units, which only
 #   makes sense for features of a given scale; the demo panel mixes trained and untrained networks
@@ -217,7 +219,8 @@ with pd.option_context("display.max_colwidth", 200):
 # the demo: the mean over held-out images and regions of the sensitivity at $\epsilon = 3/255$
 # (response units, ± SEM over images of the region-averaged sensitivity), the relative sensitivity
 # and the held-out predictivity (Pearson r, mean over regions). The paper's values follow for
-# comparison.
+# comparison, and {numref}`fig-05-readouts` shows the relative sensitivities and the predictivities
+# as bars.
 
 
 # %% tags=["hide-input"]
@@ -253,7 +256,7 @@ paper_table1 = pd.DataFrame({"OLS": [1.453, 1.782], "L1 (lasso)": [0.891, 0.821]
 print("The paper's Table 1 (sensitivity, NSD):")
 display(paper_table1)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-readouts", "caption": "Table 1 of the 2024 paper as bars, on this run's data (the embedded demo in this book). Left: relative FGSM sensitivity at the budget `eps` of each readout on each Table 1 network, mean over probed held-out images and regions with SEM error bars over images; right: held-out predictivity (Pearson r; bars: mean over regions, dots: single regions)."}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 width = 0.8 / len(table_models)
 x = np.arange(len(order))
@@ -297,7 +300,8 @@ print(readout_comparison_text(summary, table_models, READOUT_NAMES))
 #
 # Following the paper's procedure, the lasso penalty of each network is chosen once, by
 # cross-validated predictive accuracy on the units of one subject only (`alpha_subject`, the
-# paper's subject 2), and then used for every subject. Each (subject, region) unit gives a pair of
+# paper's subject 2), and then used for every subject. In {numref}`fig-05-ols_vs_l1`, each
+# (subject, region) unit gives a pair of
 # dots (its mean sensitivity over the probed images with OLS and with L1); a paired t-test across
 # units compares the two readouts for each network. As in the paper, * marks $p < 0.001$, and a
 # network's name is **bold** when L1 lowered its sensitivity significantly.
@@ -353,7 +357,7 @@ display(tests.set_index("network")[["feature s.d. (median)", "alpha_max (subject
                                     "at grid edge", "non-zero weights"]]
         .rename(columns={"chosen alpha": alpha_label}).round(4))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-ols_vs_l1", "caption": "Figure 5B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity of every network with an OLS (grey) and an L1 (orange) readout. Bars: mean over (subject, region) units; dots joined by lines: single units; star: paired t test over units significant at the paper's threshold; bold name: L1 significantly lowers the sensitivity."}}
 fig, ax = plt.subplots(figsize=(max(6, 1.35 * len(models)), 4.4))
 offset = 0.2
 rng = np.random.default_rng(seed)

@@ -132,7 +132,8 @@ print(ds.name, "|", ds.n_images, "images |", len(ds.split["train"]), "train /",
 #
 # Each model gets a ridge readout per ROI, fitted on the training images (penalty chosen by
 # cross-validation within them); predictivity is the Pearson correlation of predicted and observed
-# ROI responses over the held-out test images. The sideways triangle marks the noise ceiling.
+# ROI responses over the held-out test images. {numref}`fig-06-predictivity` shows it per model and
+# ROI; the sideways triangles mark the noise ceilings.
 
 # %%
 fit = fit_panel(ds, models, rois, kind="ridge", device=device, seed=seed, n_samples=n_samples,
@@ -141,7 +142,7 @@ pred = fit.table().groupby(["model", "roi"], sort=False)[["r", "ceiling"]].mean(
 pred_wide = pred["r"].unstack("roi").loc[models, rois]
 pred_wide.round(3)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-predictivity", "caption": "Held-out predictivity (Pearson r of the ridge readouts' predictions of the ROI response over the test images) of every model of the panel in each ROI, on this run's data (the embedded demo in this book). Colour: model group (standard, robust, untrained); sideways triangles: noise ceilings."}}
 fig, ax = plt.subplots(figsize=(1.1 * len(models) + 2, 3.6))
 width = 0.8 / len(rois)
 for i, roi in enumerate(rois):
@@ -174,7 +175,7 @@ plt.show()
 # $[0, 1]$; on smaller images it is scaled by $S/224$, which keeps the root-mean-square change per
 # pixel (printed above). The negative control applies a random direction of the same norm.
 # Sensitivities are in response units and, to compare ROIs, also divided by the standard deviation
-# of the observed responses across images.
+# of the observed responses across images ({numref}`fig-06-sensitivity`).
 #
 # **Verdict rules, fixed before the results** (per probed image, the relative sensitivity averaged
 # over the ROIs and the models of a group):
@@ -205,7 +206,7 @@ for roi in rois:
 sens = pd.DataFrame(rows)
 sens.pivot(index="model", columns="roi", values="relative").loc[models, rois].round(3)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-sensitivity", "caption": "Relative sensitivity to iterative L2 probes (PGD) at the budget `eps` (the paper's units, scaled to the image size), per model and ROI, on this run's data (the embedded demo in this book): bars, mean over probed test images of the absolute change of the predicted ROI response in s.d. of the observed responses, with SEM error bars over images; black ticks: random directions of the same norm; log scale."}}
 fig, axes = plt.subplots(1, len(rois), figsize=(3.2 * len(rois) + 1, 3.8), sharey=True, squeeze=False)
 for ax, roi in zip(axes[0], rois):
     d = sens[sens.roi == roi].set_index("model").loc[models]
@@ -264,9 +265,10 @@ for claim, v in verdicts.items():
 # ## Sensitivity grows with the budget
 #
 # The same probes at a grid of budgets (224 px units, scaled as above) for the trained models
-# (`curve_models`), in the first ROI and on the first four probed images, to keep the cost down. The black line is the random-direction control averaged over models.
+# (`curve_models`), in the first ROI and on the first four probed images, to keep the cost down. In
+# {numref}`fig-06-sensitivity_vs_eps` the black line is the random-direction control averaged over models.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-sensitivity_vs_eps", "caption": "Relative sensitivity of the trained models in the first ROI against the L2 budget (the paper's units, scaled to the image size), mean and SEM over the first probed test images, on this run's data (the embedded demo in this book). Black line: random directions of the same norm, mean over models; dotted line: the budget `eps` of the previous figure; log-log axes."}}
 idx_curve = idx[: min(len(idx), 4)]
 sd0 = float(response_sd(ds.responses[roi0])[0])
 curve_rows = []
@@ -316,9 +318,9 @@ print(slope.loc[curve_models].round(2).to_string())
 # $S = 1 - E[x]^2 / E[x^2]$ across models and by its **normalised variance** (divide by the largest
 # value, then take the variance). Both are scale free, so predictivity (a correlation) and
 # sensitivity (a response change) can be compared. Here they are computed across the models for
-# each ROI (dots) and averaged (bars).
+# each ROI (dots) and averaged (bars) in {numref}`fig-06-discriminability`.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-discriminability", "caption": "Sparseness and normalised variance across models of predictivity (held-out r) and of relative sensitivity, on this run's data (the embedded demo in this book), for all models and for the trained models only. Bars: mean over ROIs; dots: single ROIs."}}
 trained = [m for m in models if group_of[m] != "untrained"]
 panels = {"all models": models}
 if 2 <= len(trained) < len(models):
@@ -385,14 +387,15 @@ for panel in panels:
 # loaded with `average_subjects=False`) of the first ROI get a ridge readout each; for a random
 # subset of voxels and the probed images we compare FGSM {cite:p}`goodfellow2015explaining` L-inf probes at
 # `linf_eps` (the Part I attack) with the PGD L2 probes above, both in the "either direction"
-# definition. A voxel's sensitivity is its mean over images.
+# definition. A voxel's sensitivity is its mean over images; {numref}`fig-06-linf_vs_l2` plots one
+# against the other.
 #
 # **Verdict rule, fixed before the result**: **reproduced** if the voxel-wise correlation pooled
 # over models is above .8 (a strong agreement like the paper's .97) with its whole 95% confidence
 # interval (Fisher z over voxel-model pairs); **partly reproduced** if only the value is; otherwise
 # **not reproduced**.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-linf_vs_l2", "caption": "Voxel-wise sensitivity to L-inf FGSM probes against sensitivity to L2 PGD probes (mean over the probed images, in s.d. of each voxel's observed responses) for a random subset of voxels of the first ROI, one colour per model, on this run's data (the embedded demo in this book). Legend and title give the within-model and pooled Pearson R."}}
 dsv = load_dataset(dataset, nsd_root=nsd_root, image_size=image_size, seed=seed, average_subjects=False)
 fitv = fit_panel(dsv, voxel_models, [roi0], kind="ridge", device=device, seed=seed, n_samples=n_samples,
                  progress=False)
@@ -425,6 +428,8 @@ ax.set_title(f"{roi0}: {len(vox)} voxels, pooled R = {r_pooled:.2f}")
 ax.legend(fontsize=7)
 savefig(fig, "06_linf_vs_l2")
 plt.show()
+
+# %% tags=["hide-input"]
 print("Voxel-wise correlation of L-inf and L2 sensitivities: "
       + ", ".join(f"{m} R = {r:.3f}" for m, r in r_within.items())
       + f"; pooled over models R = {r_pooled:.3f} (n = {len(pairs)} voxel-model pairs). "

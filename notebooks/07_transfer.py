@@ -127,12 +127,13 @@ def short(name: str) -> str:
 # ## 1. Fixed budget: probes at eps = 5 applied to every model
 #
 # The probes are the iterative L2 probes {cite:p}`madry2018towards` of chapter 6 (same images and settings, so they come
-# from the cache when chapter 6 has run). Entry (source, target) of the matrix is the mean absolute
+# from the cache when chapter 6 has run). Entry (source, target) of the matrix in
+# {numref}`fig-07-transfer_fixed_budget` is the mean absolute
 # change of the target's predicted ROI response under the source's probes, divided by the s.d. of
 # the observed responses across images; the diagonal is each model's own sensitivity. The bottom row
 # is the control: random directions with the same L2 norm, applied to each target.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-07-transfer_fixed_budget", "caption": "Transfer at a fixed budget, on this run's data (the embedded demo in this book): entry (source, target) is the mean over probed test images of the absolute change of the target's predicted ROI response under the source model's L2 probe, in s.d. of the observed responses (log colour scale). Diagonal: each model's own sensitivity; bottom row: random directions of the same norm."}}
 fb = {}
 for roi in rois:
     probes = {m: panel_pgd(fit, m, roi, image_index=idx, **probe_kw) for m in models}
@@ -155,7 +156,7 @@ savefig(fig, "07_transfer_fixed_budget")
 plt.show()
 
 # %% [markdown]
-# The talk summarises each source by three bars: the change it causes in its own model
+# The talk summarises each source by three bars ({numref}`fig-07-transfer_bars`): the change it causes in its own model
 # (target = source), the mean change it causes in the other models, and the change random noise
 # of the same size causes. Transfer is measured relative to each target's own sensitivity, so that
 # 1 means "moves the target as much as the target's own probe".
@@ -166,7 +167,7 @@ plt.show()
 # 0.5 (less than half of the targets' own sensitivity) by a one-sided Wilcoxon signed-rank test over
 # images (p < .05); **opposite** if above 0.5 by the same test; otherwise **not reproduced**.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-07-transfer_bars", "caption": "For every source model and ROI, on this run's data (the embedded demo in this book): the change its fixed-budget probes cause in its own model, the mean change they cause in the other models, and the change random noise of the same norm causes, each a mean over probed test images in s.d. of the observed responses (log scale)."}}
 rows = []
 for roi in rois:
     res, sd = fb[roi], float(response_sd(ds.responses[roi])[0])
@@ -228,11 +229,11 @@ if "standard" in groups:
 # %% [markdown]
 # ### What the probes look like
 #
-# One probed image and each model's probe for it (amplified for display with one common scale: all
+# {numref}`fig-07-probe_examples` shows one probed image and each model's probe for it (amplified for display with one common scale: all
 # probes have the same L2 norm). The talk contrasts the noise-like patterns of standard models with
 # the structured patterns of robust ones.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-07-probe_examples", "caption": "One probed test image (the one whose predictions the probes move most on average), on this run's data (the embedded demo in this book), and every model's L2 probe of the first ROI for it, amplified with one common scale; titles: the change of the model's own prediction."}}
 roi = rois[0]
 probes = {m: panel_pgd(fit, m, roi, image_index=idx, **probe_kw) for m in models}
 pos = int(np.argmax([np.mean([probes[m].sensitivity[0, i, 0] for m in models]) for i in range(len(idx))]))
@@ -255,7 +256,7 @@ plt.show()
 # responses. The largest budget tried is set from the fixed-budget sensitivities (first-order
 # estimate times 2, `fixed_effect_budget`), which saves most of the bisection; probes that still
 # fall short are counted as unreached. Fewer images are used here (`n_images_fe`): the search costs
-# several probes per image.
+# several probes per image. {numref}`fig-07-fixed_effect_budgets` shows the budgets found.
 #
 # **Verdict rules, fixed before the results.**
 #
@@ -293,7 +294,7 @@ summary = need.groupby(["roi", "model"], sort=False).agg(
     median_eps_224=("eps_224", "median"), reached=("reached", "mean"))
 summary
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-07-fixed_effect_budgets", "caption": "L2 budget (the paper's units) that each source model needs to change its own prediction by `target_change` s.d. of the observed responses, per ROI, on this run's data (the embedded demo in this book). Dots: probed images whose search reached the target (colour: standard, robust, untrained); bars: medians; dotted line: the fixed budget of part 1; log scale."}}
 fig, ax = plt.subplots(figsize=(1.0 * len(fe_models) * len(rois) + 2, 3.6))
 labels = []
 for k, (key, d) in enumerate(need.groupby(["roi", "model"], sort=False)):
@@ -333,12 +334,13 @@ if {"standard", "robust"} <= set(med.index):
 # %% [markdown]
 # ### Transfer of the fixed-effect probes
 #
-# Each source's fixed-effect probes are applied to every model of the panel. The matrix shows the
+# Each source's fixed-effect probes are applied to every model of the panel. The matrix of
+# {numref}`fig-07-transfer_fixed_effect` shows the
 # change of the target's prediction in units of the target change (1 = the probe has the same effect
 # on the target as on its source); the bottom rows are random noise with the norm of each source's
 # probes, averaged over targets.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-07-transfer_fixed_effect", "caption": "Transfer at a fixed effect, on this run's data (the embedded demo in this book): entry (source, target) is the mean over probed test images of the change of the target's prediction under the source's fixed-effect probe, as a fraction of the target change (log colour scale, values printed). Bottom rows: random noise with the norm of each source's probes."}}
 ft = {roi: panel_transfer(fit, roi, fe[roi], idx_fe, targets=models, seed=seed) for roi in rois}
 fig, axes = plt.subplots(1, len(rois), figsize=(0.75 * len(models) * len(rois) + 2.5, 0.75 * len(fe_models) + 2.8),
                          squeeze=False)

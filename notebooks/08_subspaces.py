@@ -134,9 +134,9 @@ print(f"{len(idx)} test images, k = {k}, D = {3 * image_size ** 2} pixels: "
 # For each model, ROI and image: one forward pass and one backward pass per voxel give $J$
 # (`n_units` x $D$); the top-$k$ right singular vectors come from the eigen-decomposition of the small
 # matrix $J J^\top$ (`probelib.geometry.perturbation_subspace`, exact). Similarities are computed
-# per image and then averaged over images.
+# per image and then averaged over images ({numref}`fig-08-subspace_similarity`).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-subspace_similarity", "caption": "Similarity of the top-k perturbation subspaces (mean squared cosine of the principal angles) of every pair of models, mean over test images, per ROI, on this run's data (the embedded demo in this book), from voxel readouts of the ROI's most reliable voxels. Log colour scale; labels: multiples of the chance level k/D."}}
 panels = {roi: panel_subspaces(fitv, models, roi, idx, k, units=units[roi], device=device, progress=False)
           for roi in rois}
 sims = {roi: panels[roi].similarity() for roi in rois}          # (N, M, M) per ROI
@@ -156,8 +156,8 @@ savefig(fig, "08_subspace_similarity")
 plt.show()
 
 # %% [markdown]
-# The same matrix summarised by model group (pairs of different models only; error bars: SEM over
-# images). The dotted line is the chance level $k/D$.
+# {numref}`fig-08-group_similarity` summarises the same matrix by model group (pairs of different
+# models only; error bars: SEM over images). The dotted line is the chance level $k/D$.
 #
 # **Verdict rule, fixed before the result** (the paper: robust models share perturbation subspaces,
 # standard models do not): per image, the mean similarity of robust-robust pairs minus that of
@@ -166,7 +166,7 @@ plt.show()
 # otherwise **not reproduced**. Both robust models here are fine-tuned from the two standard
 # networks, so the comparison "a network and its own fine-tuned version" is printed separately.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-group_similarity", "caption": "Perturbation-subspace similarity by pair of model groups (pairs of different models only), per ROI, on this run's data (the embedded demo in this book). Bars: mean over model pairs and test images, with SEM error bars over images; dotted line: chance level k/D; log scale."}}
 tabs = []
 for roi in rois:
     t = group_means(sims[roi], models, groups)
@@ -236,9 +236,10 @@ else:
 # ### Similarity as a function of the subspace dimension
 #
 # The bases are nested (the top-$j$ directions for any $j \le k$), so the similarity can be read
-# off for every dimension up to $k$ at no extra cost; chance grows as $j/D$.
+# off for every dimension up to $k$ at no extra cost ({numref}`fig-08-similarity_vs_k`); chance grows
+# as $j/D$.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-similarity_vs_k", "caption": "Perturbation-subspace similarity against the subspace dimension j (top-j singular vectors) in the first ROI, mean over the model pairs of each pair of groups and over test images, on this run's data (the embedded demo in this book). Dotted line: chance level j/D; log scale."}}
 roi = rois[0]
 P = panels[roi]
 pairs_by_group = {}
@@ -266,10 +267,11 @@ plt.show()
 # The $j$-th singular value is the first-order change of the voxel-response vector (L2 over the
 # `n_units` voxels) per unit L2 norm of pixel change along the $j$-th direction. Multiplied by the
 # paper's budget (scaled to the image size) and divided by the typical spread of the voxels'
-# observed responses, it is a first-order sensitivity comparable with chapter 6: robust models
+# observed responses, it is a first-order sensitivity comparable with chapter 6
+# ({numref}`fig-08-singular_values`): robust models
 # should have smaller singular values.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-singular_values", "caption": "First-order RMS change of the voxel responses along each of the top-k singular directions (the singular value times the scaled L2 budget, in s.d. of the voxels' observed responses), mean over test images, for every model in the first ROI, on this run's data (the embedded demo in this book); log scale."}}
 eps_px = scale_eps(eps, image_size)
 fig, ax = plt.subplots(figsize=(5, 3.6))
 sv_rows = []
@@ -288,16 +290,19 @@ ax.set_title(f"{roi}: first-order RMS voxel change at eps = {eps:g} (224 px unit
 ax.legend(fontsize=7)
 savefig(fig, "08_singular_values")
 plt.show()
+
+# %% tags=["hide-input"]
 pd.DataFrame(sv_rows).round(3)
 
 # %% [markdown]
 # ## What the directions look like
 #
-# The top singular vectors of each model at one image, each shown amplified to fill the display
+# {numref}`fig-08-directions` shows the top singular vectors of each model at one image, each
+# amplified to fill the display
 # range (grey = no change). Standard models' directions tend to look like high-frequency noise;
 # adversarial training is expected to make them smoother and more image-like.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-08-directions", "caption": "The top perturbation directions (right singular vectors of the Jacobian) of every model at the first test image, first ROI, on this run's data (the embedded demo in this book), each amplified to fill the display range (grey: no change)."}}
 pos = 0
 img = dsv.stimuli[idx[pos]]
 fig, axes = plt.subplots(len(models), n_show + 1, figsize=(1.9 * (n_show + 1), 1.9 * len(models)), squeeze=False)

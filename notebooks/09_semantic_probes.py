@@ -14,12 +14,13 @@
 # # Semantic probes: what does a robust model change in an image to move a brain region?
 #
 # **Question.** When a robustified encoding model is asked to raise or lower the predicted
-# response of a category-selective region (FFA for faces, PPA for places, EBA for bodies), does
+# response of a category-selective region (FFA {cite:p}`kanwisher1997fusiform` for faces, PPA
+# {cite:p}`epstein1998cortical` for places, EBA {cite:p}`downing2001cortical` for bodies), does
 # it change the image in a *semantically meaningful* way, while a standard model changes it with
 # unstructured noise? And if a region's predicted response is pushed as high as it will go from a
-# blank start (a *maximally exciting image*), what appears?
+# blank start (a *maximally exciting image* {cite:p}`bashivan2019neural`), what appears?
 #
-# **What this regenerates.** The 2025 paper (McNeal & Murty, *Targeted perturbations reveal
+# **What this regenerates.** The 2025 paper {cite:p}`mcneal2025targeted` (McNeal & Murty, *Targeted perturbations reveal
 # brain-like local coding axes in robustified, but not standard, ANN-based brain models*): the
 # robust-model "videos" of its talk (minimise FFA on a face photograph, maximise and minimise EBA,
 # maximise PPA), the side-by-side "increase FFA" panel of a standard and a robustified model, and
@@ -105,21 +106,23 @@ print(f"probe budget: L2 {eps:g} at 224 px -> {eps_px:.2f} at {image_size} px "
 # %% [markdown]
 # ## What the demo substitutes
 #
-# The paper's robust model is an adversarially trained ResNet-50 (L2 budgets up to 5) fitted to
-# NSD. No robust checkpoint can be installed offline here, so the demo uses the stand-in of the
-# book's robustness chapters: the **adversarial ladder** of MobileNet-v2 (real ImageNet weights),
+# The paper's robust model is an adversarially trained ResNet-50 {cite:p}`he2016deep,salman2020adversarially`
+# (L2 budgets up to 5) fitted to NSD {cite:p}`allen2022massive`. No robust checkpoint can be installed offline here, so the demo uses the stand-in of the
+# book's robustness chapters: the **adversarial ladder** of MobileNet-v2 {cite:p}`sandler2018mobilenetv2`
+# (real ImageNet weights),
 # the standard network and copies adversarially fine-tuned on the demo photographs at L-inf
 # budgets 4, 8 and 16/255 (`probelib.zoo.demo_ladder`), each with a readout of the ROI-mean
 # responses. The fine-tuning is done at 64 pixels, so the chapter probes 64-pixel images (earlier
-# versions used Gaussian randomized smoothing at 96 pixels, a much weaker robustifier). The
+# versions used Gaussian randomized smoothing {cite:p}`cohen2019certified` at 96 pixels, a much weaker robustifier). The
 # responses are those of the **simulated observer** of the embedded demo (a smoothed
-# EfficientNet-Lite0 with sparse category-selective readouts), not of human FFA / PPA / EBA.
+# EfficientNet-Lite0 {cite:p}`tan2019efficientnet` with sparse category-selective readouts), not of human FFA / PPA / EBA.
 #
 # ## Which robust model?
 #
 # The paper's choice is a robust model that still predicts the data well. We fit every model of
 # the ladder and take the most robust one (the largest training budget) whose mean held-out
-# correlation over the ROIs is at least `min_relative` of the best in the ladder (`select_robust`).
+# correlation over the ROIs is at least `min_relative` of the best in the ladder (`select_robust`;
+# {numref}`fig-09-choice`).
 #
 # **Verdict rule, fixed before the results** (P2-semantic: the robust model's probes are
 # semantically meaningful, they add or remove category features). The paper judges this by eye;
@@ -146,7 +149,7 @@ print(f"chosen robust model: {robust} (mean r = {pred_table.loc[robust, 'mean']:
       f"{pred_table['mean'].idxmax()} with {pred_table['mean'].max():.3f}); standard model: {standard} "
       f"(mean r = {pred_table.loc[standard, 'mean']:.3f})")
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-choice", "caption": "Held-out predictivity (Pearson r) of every model of the robustness ladder, per ROI and mean over ROIs (black), against its robustness level, on this run's data (the embedded demo in this book). Dotted line: the fraction `min_relative` of the best mean; star: the chosen robust model."}}
 fig, ax = plt.subplots(figsize=(5.5, 3.6))
 for roi in rois:
     ax.plot(levels, pred_table[roi], "o-", label=roi, alpha=0.8)
@@ -255,13 +258,13 @@ for run in runs:
 # %% [markdown]
 # ### The probes as image strips
 #
-# Each row is one region and direction: the start photograph, then the final frame of the
+# In {numref}`fig-09-probe_strips` each row is one region and direction: the start photograph, then the final frame of the
 # standard model's probe and its perturbation, then the same for the robust model. Perturbations
 # are amplified to fill the grey range (the printed RMS gives their real size). Titles give the
 # change of the model's own prediction and, on the demo, of the observer, in the intended
 # direction (s.d. units).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-probe_strips", "caption": "For every region and direction (minimise, maximise), on this run's data (the embedded demo in this book): the start photograph, the final frame of the standard model's probe and its perturbation (amplified), and the same for the robust model. Titles: the change of the model's prediction and, on the demo, of the simulated observer, in the intended direction, in s.d. of the observed responses."}}
 first = [r for r in runs if r["image"] == start_images(r["roi"])[0 if r["mode"] == "minimize" else 1][0]]
 pairs = {}
 for r in first:
@@ -308,12 +311,12 @@ for roi in rois:
 # %% [markdown]
 # ### How far does each probe move the model, the observer and a random control?
 #
-# Along each trajectory the x-axis is the L2 norm of the perturbation so far (pixel units), so the
+# In {numref}`fig-09-observer_trajectories`, along each trajectory the x-axis is the L2 norm of the perturbation so far (pixel units), so the
 # two models are compared at equal perturbation size even though their trajectories move away
 # from the start at different rates. Dashed: the model's own predicted change; solid: the
 # observer's change; grey: random noise of the same norm (demo only).
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-observer_trajectories", "caption": "Change in the intended direction along the probe trajectories of the first start image, against the L2 norm of the perturbation so far, on this run's data (the embedded demo in this book), in s.d. of the observed responses. Dashed: the model's own prediction; solid: the simulated observer (demo only) under the standard (blue) and robust (red) model's probe; grey: the observer under random noise of the same norm."}}
 fig, axes = plt.subplots(len(rois), 2, figsize=(9, 2.8 * len(rois)), squeeze=False, sharex=True)
 for i, roi in enumerate(rois):
     for j, mode in enumerate(("minimize", "maximize")):
@@ -338,7 +341,7 @@ savefig(fig, "09_observer_trajectories")
 plt.show()
 
 # %% [markdown]
-# A compact summary over all probes: how noise-like each model's perturbation is (fraction of
+# A compact summary over all probes ({numref}`fig-09-probe_summary`): how noise-like each model's perturbation is (fraction of
 # its power above a quarter of the sampling frequency; white pixel noise gives 0.80), and, on the
 # demo, how much the observer moved in the intended direction when both models' probes have the
 # same L2 norm (the smaller of the two final norms).
@@ -362,7 +365,7 @@ for roi in rois:
 summary = pd.DataFrame(rows)
 display(summary.round(3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-probe_summary", "caption": "Summary over all probes on this run's data (the embedded demo in this book), per region and direction (mean over start images). Left: fraction of the perturbation's power at high spatial frequencies for the standard and robust probes (dotted line: white noise); right (demo only): the simulated observer's change in the intended direction at matched L2 norm, in s.d. of the observed responses (black ticks: random noise of the same norm)."}}
 labels = [f"{r}\n{m[:3]}" for r, m in summary.groupby(["roi", "mode"], sort=False).size().index]
 wide = {k: summary[summary.model == k].groupby(["roi", "mode"], sort=False).mean(numeric_only=True)
         for k in ("standard", "robust")}
@@ -441,7 +444,7 @@ display(Markdown(
 # Without a budget, gradient ascent can keep raising a region's predicted response. Starting from
 # a neutral image (mid-grey plus faint noise, the same for every model), `probelib.probes.maximize`
 # runs `mei_steps` steps (each of RMS pixel change 0.01) with two regularisers that are standard in
-# feature visualisation:
+# feature visualisation {cite:p}`olah2017feature`:
 #
 # - **jitter**: at every step the model sees the image circularly shifted by a random offset of
 #   up to `jitter` pixels, so the image cannot rely on exact pixel positions;
@@ -449,6 +452,8 @@ display(Markdown(
 #   variation of the image (mean absolute difference of neighbouring pixels). Models differ by an
 #   order of magnitude in gradient size, so the weight is set per model such that the penalty's
 #   gradient is `mei_tv` times the response gradient at the start (`tv_weight`).
+#
+# {numref}`fig-09-mei` shows the final images.
 
 # %% tags=["hide-input"]
 g = torch.Generator().manual_seed(seed)
@@ -483,7 +488,7 @@ for (roi, kind), res in meis.items():
 mei_table = pd.DataFrame(mei_rows)
 display(mei_table.round(2))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-mei", "caption": "Maximally exciting images of the standard and the robust model for every region, grown from the same neutral image with jitter and total-variation regularisers, on this run's data (the embedded demo in this book), next to the held-out photograph with the highest (observer's, on the demo) response. Titles: percentile of the model's, and on the demo the observer's, response among those to the held-out photographs."}}
 n_cols = 3 if ds.categories is not None else 2
 fig, axes = plt.subplots(len(rois), n_cols, figsize=(3.0 * n_cols, 3.1 * len(rois)), squeeze=False)
 for i, roi in enumerate(rois):

@@ -195,7 +195,7 @@ if dataset == "demo":
                                        device=device)
     obs_rel = obs_probe.sensitivity[0] / np.array([sd[r] for r in rois])  # (N, R)
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-10-ladders", "caption": "Objection (a), on this run's data (the embedded demo in this book). Left: sensitivity to iterative L2 probes along the adversarial ladder of each architecture, in s.d. of the observed responses, mean over ROIs and probed images with SEM error bars over images (log scale), with the simulated observer (dashed, demo only) and the untrained control (dotted); middle: the same in s.d. of each model's own predictions; right: held-out predictivity along the same ladders."}}
 ladder_rows = []
 for arch in architectures:
     for budget in budgets:
@@ -283,7 +283,7 @@ display(Markdown(
 # how large its readout weights are. The ridge penalty is chosen by cross-validation separately for
 # each model, so a model whose features predict poorly gets a heavily shrunk readout, small
 # predictions and hence small absolute sensitivities (the paper's point that the readout inherits
-# and can amplify the network's fragility cuts both ways). The middle panel divides each model's
+# and can amplify the network's fragility cuts both ways). The middle panel of {numref}`fig-10-ladders` divides each model's
 # sensitivity by the spread of its own predictions, which removes this readout scale; the printed
 # ridge penalties show how different the readouts are.
 #
@@ -336,7 +336,7 @@ transfer = pd.concat(frames, ignore_index=True)
 strength = transfer.groupby(["attack", "target"], sort=False)[["change", "control", "gain"]].mean()
 display(strength.unstack("attack").round(3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-10-attack_strength", "caption": "Objection (b), on this run's data (the embedded demo in this book). Left: mean absolute change of the predicted response of each target (ladder models and, on the demo, the simulated observer; in s.d. of the observed responses, log scale) under the source model's L-inf probes made by FGSM, PGD and PGD with restarts, with random signs of the same budget (black ticks); right: each target's change as a fraction of the source's own white-box change."}}
 attack_names = list(attack_settings)
 target_names = list(dict.fromkeys(transfer.target))
 fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
@@ -412,11 +412,11 @@ display(Markdown(
        "not tested": "Too few ROI x target pairs to test."}.get(v_b.verdict, "")))
 
 # %% [markdown]
-# **Reading.** The growth factors printed above show the mechanism behind the verdict: a stronger
-# attack that only raises the source's own change, while the other models and the observer barely
-# move beyond the random control, is finding perturbations *more* specific to the source, not more
-# transferable; then weak transfer is a property of the standard model's local geometry, not of
-# the attack. The
+# **Reading.** The growth factors printed above and the two panels of {numref}`fig-10-attack_strength`
+# show the mechanism behind the verdict: a stronger attack that only raises the source's own
+# change, while the other models and the observer barely move beyond the random control, is
+# finding perturbations *more* specific to the source, not more transferable; then weak transfer
+# is a property of the standard model's local geometry, not of the attack. The
 # paper reports that probes of standard models transfer poorly to other models (close to the
 # randomized-noise control), while probes of robust models transfer; it uses one attack
 # (iterative L2 probes), so this check is an addition. The last printed line compares the two
@@ -487,7 +487,7 @@ else:
     print(f"true family: {truth}; chance level of the subspace similarity: {agree.chance:.1e}")
     display(recov.set_index("model").round(3))
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-10-recovery", "caption": "Objection (c), model recovery against the known generative model (drawn only on the embedded demo, as in this book). Left: each candidate's value on every criterion (numbers) and its rank (colour; 1: closest to the simulated observer); right: predictivity against perturbation-subspace similarity with the observer (red: the observer's true family; grey: untrained; marker size: smoothing sigma; dotted line: chance)."}}
 if observer is not None:
     labels_c = {"predictivity": "predictivity\n(r)", "log_level_error": "sensitivity level\n|log ratio|",
                 "profile_r": "sensitivity\nprofile r", "gradient_cosine": "gradient\ncosine",
@@ -568,7 +568,7 @@ if observer is not None:
     display(Markdown(text))
 
 # %% [markdown]
-# **Reading.** The table and the figure answer the recovery question on the demo: for each
+# **Reading.** The table and {numref}`fig-10-recovery` answer the recovery question on the demo: for each
 # criterion, the printed line says which candidate is closest to the observer and where the true
 # family ranks, and the verdict above states the result that matters most for the papers' thesis:
 # whether predictivity alone already ranks the true family first. When it does (the candidates of

@@ -148,8 +148,11 @@ display(report.summary())
 
 # %% [markdown]
 # ## Predictivity
+#
+# {numref}`fig-11-predictivity` compares the scored network's held-out predictivity with the
+# reference panel's.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-11-predictivity", "caption": "Held-out predictivity of the scored network (black) and of the reference panel per ROI, on this run's data (the embedded demo in this book), as a fraction of the noise ceiling where the data have one (held-out r otherwise)."}}
 fig = report.figure_predictivity()
 savefig(fig, "11_predictivity")
 plt.show()
@@ -157,7 +160,7 @@ plt.show()
 # %% [markdown]
 # ## Adversarial sensitivity, against the reference panel
 #
-# The thick black line is the scored network's PGD sensitivity, the dashed line its FGSM
+# In {numref}`fig-11-sensitivity` the thick black line is the scored network's PGD sensitivity, the dashed line its FGSM
 # sensitivity; the coloured lines are the reference models' PGD sensitivities. The grey lines
 # are the controls (the model's own FGSM perturbation with its pixels shuffled, and random noise
 # of the same size): a targeted probe that moves the prediction far more than its controls
@@ -165,7 +168,7 @@ plt.show()
 # model's PGD probes (at the largest budget) do to the transfer target, next to random noise of
 # the same size.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-11-sensitivity", "caption": "Sensitivity against budget per ROI, on this run's data (the embedded demo in this book), in s.d. of the observed responses, mean and 95% confidence interval over the probed images: the scored network's PGD (thick black) and FGSM (dashed) probes, its controls (grey: its FGSM probes with pixels shuffled, random noise of the same size), the reference models' PGD probes (colours) and, in green, the change its PGD probes cause in the transfer target."}}
 fig = report.figure_sensitivity()
 savefig(fig, "11_sensitivity")
 plt.show()
@@ -181,13 +184,15 @@ display(sections["Transfer of the PGD probes (s.d. of responses)"])
 # For each ROI, the Jacobian {cite:p}`berardino2017eigendistortions` of the predicted responses of its most reliable voxels is taken at
 # a few probed images; its top right singular vectors span the model's perturbation subspace.
 # The similarity of two subspaces is the mean squared cosine of their principal angles {cite:p}`bjorck1973numerical`: 1 for the
-# same subspace, about $k/D$ (chance) for unrelated ones. The figure shows the scored model's row
+# same subspace, about $k/D$ (chance) for unrelated ones. {numref}`fig-11-subspace` shows the scored model's row
 # of the model-by-model similarity matrix, as a multiple of chance.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-11-subspace", "caption": "Similarity of the scored network's perturbation subspaces with those of the reference models (and, on the demo, of the simulated observer) per ROI, on this run's data (the embedded demo in this book), mean over the probed images; log colour scale, values and multiples of the chance level k/D printed."}}
 fig = report.figure_subspace()
 savefig(fig, "11_subspace")
 plt.show()
+
+# %% tags=["hide-input"]
 display(sections["Perturbation-subspace similarity"])
 
 # %% [markdown]
