@@ -99,6 +99,52 @@ def test_shipped_studies_parse_and_expand():
     assert not any("+smooth" in m for m in model_panel("demo", paper=2))
 
 
+def _chapter_parameters(stem: str) -> dict:
+    """The defaults of a chapter: its papermill ``parameters`` cell, executed."""
+    text = (ROOT / "notebooks" / f"{stem}.py").read_text()
+    cell = text.split('tags=["parameters"]', 1)[1].split("\n", 1)[1].split("\n# %%", 1)[0]
+    namespace: dict = {}
+    exec(cell, {}, namespace)
+    return namespace
+
+
+def test_the_paper2_demo_study_has_the_chapters_defaults():
+    """The study that fills the cache for chapters 6-8 asks for their exact probes (else the
+    chapters recompute them: its images and ROIs once fell behind the chapters')."""
+    study = load_study(ROOT / "studies" / "paper2_demo.toml")
+    ch = {n: _chapter_parameters(s) for n, s in (("06", "06_model_panel"), ("07", "07_transfer"),
+                                                  ("08", "08_subspaces"))}
+    by_name = {a.name: a for a in study.analyses}
+    assert study.fit.n_samples == ch["06"]["n_samples"] == ch["07"]["n_samples"] == ch["08"]["n_samples"]
+    assert list(study.rois) == ch["06"]["rois"] == ch["07"]["rois"] == ch["08"]["rois"]
+    assert study.datasets[0].image_size == ch["06"]["image_size"] and study.seed == ch["06"]["seed"]
+    for a in study.analyses:
+        assert a.params["n_images"] == ch["06"]["n_images"] == ch["07"]["n_images"], a.name
+    sens, curve, vox = by_name["panel_sensitivity"], by_name["sensitivity_curve"], by_name["linf_vs_l2"]
+    assert (sens.params["eps"], sens.params["steps"]) == (ch["06"]["eps"], ch["06"]["steps"])
+    assert sorted(curve.params["eps"] + [ch["06"]["eps"]]) == sorted(ch["06"]["eps_curve"])
+    assert vox.params["n_voxels"] == ch["06"]["n_voxels"] and list(vox.models) == ch["06"]["voxel_models"]
+    assert vox.params["linf_eps"] == round(ch["06"]["linf_eps"] * 255)
+    for name in ("fixed_effect", "transfer_fixed_effect"):
+        p = by_name[name].params
+        assert (p["n_images_fe"], p["target_change"], p["fe_steps"], p["fe_tol"]) == tuple(
+            ch["07"][k] for k in ("n_images_fe", "target_change", "fe_steps", "fe_tol")), name
+    for name in ("fixed_effect", "transfer_fixed_budget", "transfer_fixed_effect", "subspaces"):
+        assert list(by_name[name].rois) == ch["07"]["rois"], name
+    sub = by_name["subspaces"].params
+    assert (sub["k"], sub["n_units"], sub["n_images"]) == (ch["08"]["k"], ch["08"]["n_units"], ch["08"]["n_images"])
+
+
+def test_the_paper1_demo_study_has_chapter_3s_defaults():
+    study = load_study(ROOT / "studies" / "paper1_demo.toml")
+    ch = _chapter_parameters("03_adversarial_sensitivity")
+    (sweep,) = study.analyses
+    assert (list(study.rois), study.fit.kind, study.fit.n_samples) == (ch["rois"], ch["readout"], ch["n_samples"])
+    assert study.datasets[0].image_size == ch["image_size"] and study.seed == ch["seed"]
+    assert {k: sweep.params[k] for k in ("eps", "eps_focus", "control_eps", "n_images")} == {
+        k: ch[k] for k in ("eps", "eps_focus", "control_eps", "n_images")}
+
+
 def test_units_are_small_hashable_data_expanded_in_dependency_order():
     import pickle
 
