@@ -353,6 +353,12 @@ def _network_and_errors(events: list[dict]) -> dict:
     return {"requests": requests, "remote_requests": remote, "failed_requests": failed, "js_errors": errors}
 
 
+def is_chapter(page: str) -> bool:
+    """A chapter page (``generated/NN_topic``: it has a "Run this chapter" box), not another
+    generated page such as the findings table."""
+    return page.startswith("generated/") and Path(page).name[:2].isdigit()
+
+
 def problems(report: dict, chapter: bool) -> list[str]:
     """Everything wrong with a page, in words (empty when the page passes)."""
     out = []
@@ -418,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{browser.version}, {base}")
         for page in pages:
             report = check_page(browser, f"{base}/{page}.html", args.screenshots / Path(page).name)
-            bad = problems(report, chapter=page.startswith("generated/"))
+            bad = problems(report, chapter=is_chapter(page))
             failed += bool(bad)
             print(f"{'FAIL' if bad else 'ok  '} {page}: {report['typeset']} formulas typeset, "
                   f"{len(report['images'])} images, {len(report['requests'])} requests, {report['seconds']} s")

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import browser_check  # noqa: E402
 from execute_notebooks import chapters  # noqa: E402
 
-PAGES = ["intro"] + [f"generated/{p.stem}" for p in chapters()]
+PAGES = ["intro", "generated/findings"] + [f"generated/{p.stem}" for p in chapters()]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 
 
@@ -48,7 +48,7 @@ def test_page_in_browser(page, chromium, site):
     name = page.rsplit("/", 1)[-1]
     report = browser_check.check_page(chromium, f"{site}/{page}.html", SCREENSHOTS / name)
     assert report["requests"], "no request was recorded: the recorder does not work"
-    problems = browser_check.problems(report, chapter=page.startswith("generated/"))
+    problems = browser_check.problems(report, chapter=browser_check.is_chapter(page))
     assert not problems, f"{page} (screenshot {report.get('screenshot')}):\n" + "\n".join(problems)
 
 
