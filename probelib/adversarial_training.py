@@ -22,8 +22,9 @@ network it starts from (by content, :func:`probelib.cache.module_key`), the trai
 content), the budget, the schedule (:class:`AdvSchedule`: steps, batch size, learning rate, attack
 and augmentation settings), the seed and the code of the training loop (:func:`code_version`).
 Every random draw (batches, crops, flips, jitter, PGD starts) comes from a CPU generator seeded by
-(seed, budget), so the same inputs give the same weights (bit for bit on the CPU with the same
-number of threads; on CUDA, with cuDNN in deterministic mode, up to the rounding of its kernels).
+(seed, budget), so the same inputs give the same weights (bit for bit on the CPU, where training
+runs on one thread whatever the machine's core count; on CUDA, with cuDNN in deterministic mode,
+up to the rounding of its kernels).
 The trained weights are cached by that content in ``<cache dir>/adversarial/<digest>.safetensors``
 (no pickle; the file records its key, is written to a temporary file then renamed, so an
 interrupted training leaves no file that is read as good; a file that does not load, was written
@@ -224,6 +225,21 @@ def _stage_generator(seed: int, eps: float) -> torch.Generator:
 
 def _train(teacher: Encoder, init: Encoder, images: Tensor, eps: float, schedule: AdvSchedule,
            seed: int, device: torch.device, progress: bool | None) -> dict[str, Tensor]:
+    """:func:`_train_loop` with one torch thread on the CPU (restored after): with several
+    threads, sums are split differently and hundreds of steps turn the last bits into different
+    weights, so the cached weights (and every number of the book) would depend on the machine's
+    core count. The two ladders train side by side, one thread each, anyway."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _train_loop(teacher, init, images, eps, schedule, seed, device, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_loop(teacher: Encoder, init: Encoder, images: Tensor, eps: float, schedule: AdvSchedule,
+                seed: int, device: torch.device, progress: bool | None) -> dict[str, Tensor]:
     """The training loop: a copy of ``init`` trained on ``device`` against the features of
     ``teacher`` (neither is changed); returns the trained network's state dict (CPU tensors)."""
     if _home(teacher) != device:
@@ -264,7 +280,8 @@ def _train(teacher: Encoder, init: Encoder, images: Tensor, eps: float, schedule
 
 def code_version() -> str:
     """Digest of the source of the training code (part of every cache key)."""
-    parts = (_augment, _feature_loss, _feature_weight, _attack, _stage_generator, _train, AdvSchedule)
+    parts = (_augment, _feature_loss, _feature_weight, _attack, _stage_generator, _train, _train_loop,
+             AdvSchedule)
     src = "".join(inspect.getsource(f) for f in parts)
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 

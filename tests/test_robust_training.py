@@ -59,6 +59,34 @@ def test_training_is_deterministic_and_changes_the_network(base, photos):
     assert module_key(a) != module_key(base)
 
 
+def test_training_uses_one_cpu_thread_whatever_the_caller_set(base, photos, monkeypatch):
+    """The weights must not depend on the machine's core count: training runs on one thread on
+    the CPU and the caller's thread count is restored after (also after an error)."""
+    seen = []
+    loop = at._train_loop
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return loop(*args, **kwargs)
+
+    monkeypatch.setattr(at, "_train_loop", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = at.adversarial_finetune(base, photos[:8], 4 / 255, TINY, seed=3, cache=False)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one = at.adversarial_finetune(base, photos[:8], 4 / 255, TINY, seed=3, cache=False)
+        assert seen == [1, 1] and _equal(one, two)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(at, "_train_loop", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            at.adversarial_finetune(base, photos[:8], 4 / 255, TINY, seed=3, cache=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_input_changes_weights_and_key(base, photos):
     ref = at.adversarial_finetune(base, photos[:8], 4 / 255, TINY, seed=0, cache=False)
     variants = {
