@@ -298,3 +298,75 @@ def test_network_readouts_train_with_adam_on_the_standardised_data():
     assert long.hparams["final_train_mse"] < short.hparams["final_train_mse"]
     assert short.hparams["validation_r"] == {}
     assert short.hparams["final_train_mse"] < 2.0                  # standardised targets: about 1 at start
+
+
+# --------------------------------------------------------------------------- precision and shapes
+
+def test_solvers_compute_in_float64_whatever_the_input_dtype():
+    """float32 inputs give exactly the results of the same values given as float64 (the solvers
+    convert first; nothing is computed in single precision)."""
+    X, Y = _data(n=10, d=4, v=2, seed=11)
+    X32, Y32 = X.astype(np.float32) + np.float32(3.0), Y.astype(np.float32) - np.float32(2.0)
+    X64, Y64 = X32.astype(np.float64), Y32.astype(np.float64)
+    for a, b in zip(ridge_loo(X32, Y32, [0.1, 1.0, 10.0]), ridge_loo(X64, Y64, [0.1, 1.0, 10.0])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lasso_alpha_max(X32, Y32), lasso_alpha_max(X64, Y64))
+    for a, b in zip(lasso_lars(X32, Y32, 0.05), lasso_lars(X64, Y64, 0.05)):
+        np.testing.assert_array_equal(a, b)
+    folds = [(np.arange(5, 10), np.arange(5)), (np.arange(5), np.arange(5, 10))]
+    for a, b in zip(lasso_cv_predictions(X32, Y32, [0.01, 0.1], folds),
+                    lasso_cv_predictions(X64, Y64, [0.01, 0.1], folds)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(lasso_cv(X32, Y32, [0.01, 0.1], cv=2), lasso_cv(X64, Y64, [0.01, 0.1], cv=2)):
+        np.testing.assert_array_equal(a, b)
+    for kind in ("ols", "ridge", "lasso"):
+        opts = {} if kind == "ols" else {"alphas": [0.05]}
+        r32, r64 = fit_readout(kind, X32, Y32, **opts), fit_readout(kind, X64, Y64, **opts)
+        torch.testing.assert_close(r32.weight, r64.weight, rtol=0, atol=0)
+        torch.testing.assert_close(r32.bias, r64.bias, rtol=0, atol=0)
+
+
+def test_spatial_features_are_flattened_by_the_linear_solvers():
+    Y = Y12[:, :2]
+    flat = SPATIAL.reshape(12, -1)
+    for a, b in zip(ridge_loo(SPATIAL, Y, [0.1, 1.0]), ridge_loo(flat, Y, [0.1, 1.0])):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(lasso_alpha_max(SPATIAL, Y), lasso_alpha_max(flat, Y))
+    for a, b in zip(lasso_lars(SPATIAL, Y, 0.05), lasso_lars(flat, Y, 0.05)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(lasso_cv(SPATIAL, Y, [0.01, 0.1], cv=3), lasso_cv(flat, Y, [0.01, 0.1], cv=3)):
+        np.testing.assert_array_equal(a, b)
+    r = fit_readout("ols", SPATIAL, Y)
+    assert r.weight.shape == (2, 8) and r.hparams["n_features"] == 8
+    torch.testing.assert_close(r(torch.as_tensor(SPATIAL, dtype=torch.float32)),
+                               r(torch.as_tensor(flat, dtype=torch.float32)))
+
+
+def test_linear_readout_repr_names_kind_and_shape():
+    r = fit_readout("ols", X12, Y12)
+    assert "kind='ols', V=3, D=5" in repr(r)
+    assert "kind='ridge', V=2, D=8" in repr(fit_readout("ridge", SPATIAL, Y12[:, :2], alphas=[1.0]))
+
+
+def test_weight_decay_is_chosen_by_mean_validation_r_on_a_seeded_fifth():
+    """The validation split: max(2, N // 5) images of default_rng(seed).permutation(N); each decay's
+    score is the mean over voxels of the Pearson r of a net trained on the rest."""
+    X, Y = _data(n=15, d=4, v=2, seed=12)
+    opts = dict(epochs=4, hidden=3, lr=1e-2)
+    r = fit_readout("mlp", X, Y, seed=5, weight_decays=[0.0, 3.0], **opts)
+    perm = np.random.default_rng(5).permutation(15)
+    val, tr = perm[:3], perm[3:]
+    for wd, score in r.hparams["validation_r"].items():
+        m = fit_readout("mlp", X[tr], Y[tr], seed=5, weight_decays=[wd], **opts)
+        with torch.no_grad():
+            pred = m(torch.as_tensor(X[val], dtype=torch.float32)).numpy().astype(np.float64)
+        r_vox = [np.corrcoef(pred[:, v], Y[val, v])[0, 1] for v in range(2)]
+        assert score == pytest.approx(np.mean(r_vox), rel=1e-5)
+    small = fit_readout("mlp", X[:9], Y[:9], seed=5, weight_decays=[0.0, 3.0], **opts)   # 9 // 5 = 1 -> 2
+    perm = np.random.default_rng(5).permutation(9)
+    m = fit_readout("mlp", X[:9][perm[2:]], Y[:9][perm[2:]], seed=5, weight_decays=[0.0], **opts)
+    with torch.no_grad():
+        pred = m(torch.as_tensor(X[:9][perm[:2]], dtype=torch.float32)).numpy().astype(np.float64)
+    # two validation images: each voxel's r is +-1
+    expected = np.mean([np.sign((pred[1, v] - pred[0, v]) * (Y[perm[1], v] - Y[perm[0], v])) for v in range(2)])
+    assert small.hparams["validation_r"][0.0] == pytest.approx(expected, abs=1e-6)
