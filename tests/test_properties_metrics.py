@@ -368,6 +368,8 @@ def test_gradient_agreement_is_the_cosine_and_the_subspace_similarity_per_image(
     from probelib.metrics import gradient_agreement
     rng = np.random.default_rng(10)
     g, r = rng.standard_normal((4, 2, 6)), rng.standard_normal((4, 2, 6))
+    g[0, 1] *= 0.01           # small but non-zero gradients have a direction too
+    r[1] *= 0.01
     res = gradient_agreement(g, r)
     expected = (g * r).sum(2) / (np.linalg.norm(g, axis=2) * np.linalg.norm(r, axis=2))
     np.testing.assert_allclose(res.cosine, expected, rtol=1e-12)
@@ -399,6 +401,7 @@ def test_sensitivity_agreement_level_and_profile_follow_their_definitions():
     rng = np.random.default_rng(11)
     ref = np.exp(rng.standard_normal((6, 3)))
     sens = np.exp(rng.standard_normal((6, 3)))
+    sens[:, 2] = np.exp(0.01 * rng.standard_normal(6))     # a small profile is a profile too
     out = sensitivity_agreement(sens, ref)
     assert set(out) == {"level_ratio", "log_level_error", "profile_r"}
     ratio = np.exp(np.mean(np.log(sens) - np.log(ref)))               # geometric mean of sens / ref
@@ -429,7 +432,8 @@ def test_sensitivity_agreement_level_and_profile_follow_their_definitions():
 @pytest.mark.parametrize("sens,ref,message", [
     (np.ones((3, 2)), np.ones((3, 3)), r"^sens and ref_sens must have the same shape \(N, U\); got \(3, 2\) and \(3, 3\)$"),
     (np.ones((3, 2, 1)), np.ones((3, 2, 1)), r"^sens and ref_sens must have the same shape \(N, U\)"),
-    (np.ones(3), np.ones((3, 1)), r"^sens and ref_sens must have the same shape"),
+    (np.ones(3), np.ones((3, 1)), r"^sens and ref_sens must have the same shape \(N, U\); got \(3,\) and \(3, 1\)$"),
+    (np.ones((3, 1)), np.ones(3), r"^sens and ref_sens must have the same shape \(N, U\); got \(3, 1\) and \(3,\)$"),
     (np.array([1.0, 0.0, 1.0]), np.ones(3), r"^sensitivities must be finite and > 0$"),
     (np.ones(3), np.array([1.0, -1.0, 1.0]), r"^sensitivities must be finite and > 0$"),
     (np.array([1.0, np.inf, 1.0]), np.ones(3), r"^sensitivities must be finite and > 0$"),
@@ -439,3 +443,61 @@ def test_sensitivity_agreement_rejects_bad_inputs(sens, ref, message):
     from probelib.metrics import sensitivity_agreement
     with pytest.raises(ValueError, match=message):
         sensitivity_agreement(sens, ref)
+
+
+# --------------------------------------------------------------------------- more boundaries
+
+def test_scalar_and_wrongly_shaped_inputs_are_refused():
+    from probelib.metrics import response_sd
+    with pytest.raises(ValueError, match=r"^pred and obs must have shape \(N, V\) or \(N,\) with N >= 2 images; "
+                                         r"got \(3, 2, 2\)$"):
+        pearson_r(np.ones((3, 2, 2)), np.ones((3, 2, 2)))
+    with pytest.raises(ValueError, match=r"^a and b must be paired arrays of the same shape; got \(\) and \(\)$"):
+        paired_test(1.0, 2.0)
+    with pytest.raises(ValueError, match=r"^need more than 1 values along axis 0; got shape \(\)$"):
+        sem(2.0)
+    with pytest.raises(ValueError, match=r"^responses must be \(N, V\) with N > 1; got shape \(3,\)$"):
+        response_sd(np.ones(3))
+    with pytest.raises(ValueError, match=r"^responses must be \(N, V\) with N > 1; got shape \(1, 2\)$"):
+        response_sd(np.ones((1, 2)))
+    np.testing.assert_array_equal(response_sd(np.array([[1.0, 2.0], [3.0, 2.0]])), [np.sqrt(2.0), 0.0])   # N = 2
+    with pytest.raises(ValueError, match=r"^axis 0 out of range for sensitivity of shape \(\)$"):
+        sensitivity_summary(3.0, axis=0)
+    s = np.arange(12.0).reshape(3, 4)
+    assert sensitivity_summary(s, axis=np.int64(1)).n == 4                      # a numpy integer axis
+    np.testing.assert_allclose(sensitivity_summary(s, axis=-1).mean, s.mean(1))
+    np.testing.assert_allclose(sensitivity_summary(s, axis=(-1, 1)).mean, s.mean(1))   # the same axis twice
+    with pytest.raises(ValueError, match=r"^axis -3 out of range"):
+        sensitivity_summary(s, axis=-3)
+    with pytest.raises(ValueError, match=r"^axis 2 out of range"):
+        sensitivity_summary(s, axis=2)
+
+
+def test_spearman_brown_with_factors_at_and_below_one():
+    assert spearman_brown(0.4, 1) == pytest.approx(0.4)             # same length: unchanged
+    assert spearman_brown(0.5, 0.5) == pytest.approx(0.25 / 0.75)   # half the length
+    assert spearman_brown(0.5, 1e-9) == pytest.approx(1e-9, rel=1e-6)
+    with pytest.raises(ValueError, match=r"^factor must be > 0; got -1$"):
+        spearman_brown(0.5, -1)
+
+
+def test_high_frequency_fraction_boundaries():
+    """A frequency exactly at the cutoff is low-frequency (power above the cutoff counts);
+    the cutoff must lie in (0, sqrt(2)/2); rows and columns are not confused on non-square images."""
+    from probelib.metrics import high_frequency_fraction
+    x = np.arange(8)
+    at_cutoff = np.broadcast_to(np.round(np.cos(np.pi * x / 2)), (3, 8, 8))   # 1, 0, -1, 0: 0.25 cycles per pixel
+    assert high_frequency_fraction(at_cutoff, cutoff=0.25) == 0.0
+    assert high_frequency_fraction(at_cutoff, cutoff=0.24) == pytest.approx(1.0)
+    # non-square: a horizontal frequency of 0.25 and a vertical one of 0.125
+    h = np.broadcast_to(np.round(np.cos(np.pi * np.arange(16) / 2)), (1, 8, 16))
+    v = np.broadcast_to(np.cos(np.pi * np.arange(8) / 4)[:, None], (1, 8, 16))
+    assert high_frequency_fraction(h, cutoff=0.2) == pytest.approx(1.0)
+    assert high_frequency_fraction(v, cutoff=0.2) == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(high_frequency_fraction(np.stack([h, v]), cutoff=0.2), [1.0, 0.0], atol=1e-12)
+    for bad in (0.0, -0.1, 0.5 * np.sqrt(2)):
+        with pytest.raises(ValueError, match=r"^cutoff must be in \(0, 0\.707\) cycles per pixel"):
+            high_frequency_fraction(at_cutoff, cutoff=bad)
+    assert high_frequency_fraction(at_cutoff, cutoff=0.7) == 0.0            # just inside the range
+    with pytest.raises(ValueError, match=r"^x must have shape \(\.\.\., C, H, W\); got \(8, 8\)$"):
+        high_frequency_fraction(np.zeros((8, 8)))

@@ -370,3 +370,202 @@ def test_weight_decay_is_chosen_by_mean_validation_r_on_a_seeded_fifth():
     # two validation images: each voxel's r is +-1
     expected = np.mean([np.sign((pred[1, v] - pred[0, v]) * (Y[perm[1], v] - Y[perm[0], v])) for v in range(2)])
     assert small.hparams["validation_r"][0.0] == pytest.approx(expected, abs=1e-6)
+
+
+# --------------------------------------------------------------------------- defaults and the edge warning
+
+def test_edge_warning_needs_more_than_half_of_the_voxels_at_an_edge():
+    X, Y = _data(n=20, d=4, v=1, seed=13)
+    _, _, _, loo = ridge_loo(X, Y, np.logspace(-3, 4, 50))
+    best = np.logspace(-3, 4, 50)[int(np.argmin(loo[:, 0]))]
+    grid = [best / 1e3, best, best * 1e3]                       # the middle alpha wins for this voxel
+    const = np.full((20, 1), 3.0)                                # a constant voxel: a tie, the first alpha
+    half = np.hstack([Y, const])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = fit_readout("ridge", X, half, alphas=grid)           # 1 of 2 voxels at an edge: 50 %, no warning
+    np.testing.assert_array_equal(r.hparams["alpha"], [best, best / 1e3])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_readout("ridge", X, np.hstack([Y, const, const]), alphas=grid)
+    assert [str(w.message) for w in caught] == [
+        f"67% of voxels chose an alpha at the edge of the grid [{best / 1e3:g}, {best * 1e3:g}]; consider widening it"]
+
+
+def test_fit_readout_defaults_are_the_documented_ones():
+    X, Y = _data(n=15, d=4, v=2, seed=14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)             # the default grid may put voxels at its edge
+        ridge = fit_readout("ridge", X, Y)
+    assert ridge.hparams["alphas"] == pytest.approx(np.logspace(-2, 10, 13).tolist(), rel=1e-12)
+    assert ridge.hparams["per_voxel"] is True and ridge.hparams["cv"] == "leave-one-out on training images"
+    lasso = fit_readout("lasso", X, Y)
+    assert lasso.hparams["alphas"] == pytest.approx(np.logspace(-4, 1, 6).tolist(), rel=1e-12)
+    assert lasso.hparams["cv"] == "5-fold on training images"
+    ref = lasso_cv(X, Y, np.logspace(-4, 1, 6), cv=5, seed=0)
+    np.testing.assert_array_equal(lasso.hparams["alpha"], ref[2])
+    np.testing.assert_array_equal(lasso.hparams["cv_mse"], ref[3])
+    assert fit_readout("lasso", X, Y, alphas=[0.01, 0.1], cv=3, seed=1).hparams["cv_mse"].tolist() == lasso_cv(
+        X, Y, [0.01, 0.1], cv=3, seed=1)[3].tolist()
+    # the network's defaults, seen by the trainer (trained for one epoch here: 300 take seconds)
+    from probelib.readouts import fit as fit_module
+    seen = []
+
+    def spy(kind, X, Y, weight_decay, hidden, epochs, lr, seed, device):
+        seen.append((weight_decay, hidden, epochs, lr, seed, device))
+        return real(kind, X, Y, weight_decay, 2, 1, lr, seed, device)
+
+    real = fit_module._train_net
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fit_module, "_train_net", spy)
+        decays = fit_readout("mlp", X, Y)
+    assert [s[0] for s in seen] == [1e-4, 1e-2, 1.0, decays.hparams["weight_decay"]]
+    assert {s[1:] for s in seen} == {(128, 300, 1e-3, 0, "cpu")}
+    assert decays.hparams["weight_decays"] == [1e-4, 1e-2, 1.0]
+    assert set(decays.hparams["validation_r"]) == {1e-4, 1e-2, 1.0}
+    mlp = fit_readout("mlp", X, Y, weight_decays=[0.1], epochs=1)
+    assert mlp.hparams["hidden"] == 128 and mlp.net[0].out_features == 128 and mlp.hparams["lr"] == 1e-3
+
+
+# --------------------------------------------------------------------------- argument checks
+
+@pytest.mark.parametrize("alphas", [{1.0: "a"}, {1.0}, b"1", [True, False], np.array([True]), [[1.0, 2.0]],
+                                    None, [1.0, np.inf], [1.0, -np.inf], np.array(["1"])])
+def test_grids_must_be_real_numbers(alphas):
+    with pytest.raises(ValueError, match=r"^alphas must be"):
+        fit_readout("ridge", X12, Y12, alphas=alphas)
+
+
+def test_grids_accept_numbers_arrays_and_tensors():
+    for alphas in (2, 2.0, np.float32(2.0), np.int64(2), [2], (2.0,), np.array([2.0]), torch.tensor([2.0]),
+                   range(2, 3), torch.tensor(2.0)):
+        hp = fit_readout("ridge", X12, Y12, alphas=alphas).hparams
+        assert hp["alphas"] == [2.0] and all(type(a) is float for a in hp["alphas"]), alphas
+    hp = fit_readout("mlp", X12, Y12, weight_decays=np.array([0, 1]), epochs=1, hidden=1).hparams
+    assert hp["weight_decays"] == [0.0, 1.0] and all(type(w) is float for w in hp["weight_decays"])
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"hidden": np.True_}, r"^hidden must be an integer >= 1; got "),
+    ({"hidden": 2.0}, r"^hidden must be an integer >= 1; got 2\.0$"),
+    ({"hidden": "2"}, r"^hidden must be an integer >= 1; got '2'$"),
+    ({"epochs": -1}, r"^epochs must be an integer >= 1; got -1$"),
+    ({"lr": np.True_}, r"^lr must be a finite number > 0; got "),
+    ({"lr": np.inf}, r"^lr must be a finite number > 0; got inf$"),
+    ({"lr": np.nan}, r"^lr must be a finite number > 0; got nan$"),
+    ({"lr": -1e-3}, r"^lr must be a finite number > 0; got -0\.001$"),
+    ({"lr": "1e-3"}, r"^lr must be a finite number > 0; got '1e-3'$"),
+])
+def test_network_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        fit_readout("mlp", X12, Y12, weight_decays=[0.0], **{"epochs": 1, **options})
+
+
+def test_numpy_scalars_of_the_right_kind_are_accepted():
+    r = fit_readout("mlp", X12, Y12, weight_decays=[0.0], epochs=np.int64(1), hidden=np.int32(2), lr=np.float32(0.01))
+    assert r.hparams["epochs"] == 1 and type(r.hparams["epochs"]) is int and type(r.hparams["hidden"]) is int
+    assert type(r.hparams["lr"]) is float and r.hparams["lr"] == pytest.approx(0.01)
+    assert fit_readout("ridge", X12, Y12, alphas=[1.0], per_voxel=np.False_).hparams["per_voxel"] is False
+    assert fit_readout("lasso", X12, Y12, alphas=[0.01, 0.1], cv=np.int64(3)).hparams["cv"] == "3-fold on training images"
+
+
+def test_one_feature_one_voxel_and_boolean_features_fit():
+    r = fit_readout("ols", X12[:, :1], Y12[:, :1])
+    assert r.weight.shape == (1, 1)
+    A = np.column_stack([X12[:, 0], np.ones(12)])
+    coef = np.linalg.lstsq(A, Y12[:, 0], rcond=None)[0]
+    assert float(r.weight[0, 0]) == pytest.approx(coef[0], rel=1e-6)
+    B = X12 > 0                                               # booleans are numbers (0 / 1)
+    rb = fit_readout("ols", B, Y12)
+    torch.testing.assert_close(rb.weight, fit_readout("ols", B.astype(float), Y12).weight, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- network training
+
+def test_network_readouts_clamp_the_scale_of_constant_columns():
+    X = X12.copy()
+    X[:, 1] = 4.0                                             # a constant feature
+    Y = Y12.copy()
+    Y[:, 2] = -1.5                                            # a constant voxel
+    r = fit_readout("mlp", X, Y, weight_decays=[0.0], epochs=2, hidden=2)
+    assert float(r.in_std[1]) == pytest.approx(1e-6) and float(r.out_std[2]) == pytest.approx(1e-6)
+    assert float(r.in_std[0]) == pytest.approx(X[:, 0].std(ddof=1), rel=1e-5)
+    with torch.no_grad():
+        out = r(torch.as_tensor(X, dtype=torch.float32))
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, 2], torch.full((12,), -1.5), rtol=0, atol=1e-4)
+
+
+def test_first_loss_is_the_mse_of_the_seeded_initial_net_on_standardised_data():
+    """epochs=1: the recorded loss is that of the network as initialised with torch.manual_seed(seed),
+    before the single Adam step, on z-scored inputs and outputs (sample s.d.)."""
+    X, Y = X12 * 2.0 + 1.0, Y12 - 3.0
+    r = fit_readout("mlp", X, Y, seed=7, weight_decays=[0.0], epochs=1, hidden=4)
+    torch.manual_seed(7)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    Xt, Yt = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(Y, dtype=torch.float32)
+    Xs = (Xt - Xt.mean(0)) / Xt.std(0)
+    Ys = (Yt - Yt.mean(0)) / Yt.std(0)
+    with torch.no_grad():
+        expected = float(((net(Xs) - Ys) ** 2).mean())
+    assert r.hparams["final_train_mse"] == pytest.approx(expected, rel=1e-5)
+    # and the seed of the fit leaves the global random state alone
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    fit_readout("mlp", X, Y, seed=7, weight_decays=[0.0], epochs=1, hidden=4)
+    torch.testing.assert_close(torch.rand(3), before)
+
+
+# --------------------------------------------------------------------------- the LARS path
+
+def test_lasso_below_the_end_of_the_path_is_the_end_point():
+    """D > N: the path ends (zero residual) at an alpha above a tiny penalty; the fit there is the
+    path's end point, which interpolates the training responses."""
+    rng = np.random.default_rng(15)
+    X, y = rng.normal(size=(6, 10)), rng.normal(size=6)
+    w, b = lasso_lars(X, y, 1e-12)
+    np.testing.assert_allclose(X @ w[0] + b[0], y, atol=1e-8)
+    assert 0 < np.count_nonzero(w) <= 5
+
+
+def test_lars_steps_default_and_the_stop_warning():
+    from sklearn import linear_model
+    from sklearn.linear_model import lars_path
+    X, Y = _data(n=12, d=5, v=1, seed=16)
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["max_iter"])
+        return lars_path(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(linear_model, "lars_path", spy)
+        lasso_lars(X, Y, 0.01)
+        lasso_lars(X[:, :3], Y, 0.01)
+        lasso_lars(X[:4], Y[:4], 0.01)
+        lasso_lars(X, Y, 0.01, max_iter=7)
+    assert seen == [50, 30, 40, 7]                            # 10 * min(N, D) unless given
+    Xc, yc = X - X.mean(0), Y[:, 0] - Y[:, 0].mean()
+    _, _, _, n_iter = lars_path(Xc, yc, method="lasso", alpha_min=0.01, return_n_iter=True)
+    with warnings.catch_warnings():                           # exactly enough steps to reach alpha: no warning
+        warnings.simplefilter("error")
+        w_exact, _ = lasso_lars(X, Y, 0.01, max_iter=n_iter)
+        w_free, _ = lasso_lars(X, Y, 0.01)
+    np.testing.assert_allclose(w_exact, w_free, rtol=1e-12)
+    with pytest.warns(RuntimeWarning, match=rf"^the LARS path stopped after max_iter={n_iter - 1} steps"):
+        lasso_lars(X, Y, 0.01, max_iter=n_iter - 1)
+
+
+def test_cv_nonzero_counts_are_averaged_over_folds():
+    X, Y = _data(n=12, d=5, v=2, seed=17)
+    folds = [(np.arange(4, 12), np.arange(4)), (np.r_[0:4, 8:12], np.arange(4, 8)), (np.arange(8), np.arange(8, 12))]
+    alphas = [0.02, 0.2]
+    pred, nonzero = lasso_cv_predictions(X, Y, alphas, folds)
+    expected = np.zeros((2, 2))
+    for tr, va in folds:
+        for a_i, a in enumerate(alphas):
+            w, b = lasso_lars(X[tr], Y[tr], a)
+            expected[a_i] += (w != 0).sum(1) / 3
+            np.testing.assert_allclose(pred[a_i][va], X[va] @ w.T + b, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(nonzero, expected, rtol=1e-12)
