@@ -569,3 +569,122 @@ def test_cv_nonzero_counts_are_averaged_over_folds():
             expected[a_i] += (w != 0).sum(1) / 3
             np.testing.assert_allclose(pred[a_i][va], X[va] @ w.T + b, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(nonzero, expected, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- fixed penalties and the papers' choice
+
+def test_lasso_readout_is_lasso_lars_at_the_absolute_or_relative_penalty():
+    from probelib.readouts import lasso_readout
+    X, Y = _data(n=14, d=6, v=3, seed=18)
+    X32 = (X + 2.0).astype(np.float32)
+    amax = lasso_alpha_max(X32.astype(np.float64), Y)
+    rel = lasso_readout(X32, Y, 0.3)                                  # relative by default
+    w, b = lasso_lars(X32.astype(np.float64), Y, 0.3 * amax)
+    torch.testing.assert_close(rel.weight, torch.as_tensor(w, dtype=torch.float32), rtol=0, atol=0)
+    torch.testing.assert_close(rel.bias, torch.as_tensor(b, dtype=torch.float32), rtol=0, atol=0)
+    hp = rel.hparams
+    assert rel.kind == "lasso" and hp["kind"] == "lasso" and hp["solver"] == "lars"
+    assert hp["n_train"] == 14 and hp["n_features"] == 6 and hp["relative_alpha"] == 0.3
+    np.testing.assert_allclose(hp["alpha"], 0.3 * amax, rtol=1e-15)
+    assert hp["nonzero_fraction"] == float((w != 0).mean())
+    np.testing.assert_array_equal(hp["nonzero_per_unit"], (w != 0).sum(1))
+    per_unit = lasso_readout(X, Y, [0.05, 0.1, 0.2], relative=False)   # absolute, one penalty per unit
+    w, b = lasso_lars(X, Y, [0.05, 0.1, 0.2])
+    torch.testing.assert_close(per_unit.weight, torch.as_tensor(w, dtype=torch.float32), rtol=0, atol=0)
+    assert per_unit.hparams["relative_alpha"] is None
+    np.testing.assert_array_equal(per_unit.hparams["alpha"], [0.05, 0.1, 0.2])
+    one = lasso_readout(SPATIAL, Y12[:, 0], 0.2)                       # (N,) responses, spatial features
+    assert one.weight.shape == (1, 8) and one.hparams["n_features"] == 8
+    with pytest.raises(ValueError, match=r"^lasso penalties must be > 0; got \[0\.1, 0\.0, 0\.1\]$"):
+        lasso_readout(X, Y, [0.1, 0.0, 0.1])
+    with pytest.raises(ValueError, match=r"^lasso penalties must be > 0; got -1$"):
+        lasso_readout(X, Y, -1)
+    with pytest.raises(ValueError, match=r"^features \(N, \.\.\.\) and responses \(N, U\) must share N; "
+                                         r"got \(14, 6\), \(13, 3\)$"):
+        lasso_readout(X, Y[:13], 0.1)
+
+
+def _pooled_cv_r(X, Y, alphas, relative, cv, seed):
+    from sklearn.model_selection import KFold
+    folds = list(KFold(cv, shuffle=True, random_state=seed).split(X))
+    pred, nonzero = lasso_cv_predictions(X, Y, alphas, folds, relative=relative)
+    r = np.array([[np.corrcoef(pred[a][:, u], Y[:, u])[0, 1] if pred[a][:, u].std() > 0 else 0.0
+                   for u in range(Y.shape[1])] for a in range(len(alphas))])
+    return r, nonzero.mean(1)
+
+
+def test_select_lasso_alpha_is_the_best_pooled_cv_correlation():
+    from probelib.readouts import PAPER_LASSO_ALPHAS, RELATIVE_LASSO_ALPHAS, select_lasso_alpha
+    X, Y = _data(n=20, d=6, v=2, seed=19)
+    Y[:, 1] = 5.0                                                      # a constant unit: constant CV predictions
+    alphas = [0.02, 0.2, 0.6, 1.5]
+    sel = select_lasso_alpha(X, Y, alphas=alphas, cv=4, seed=2, cache=False)
+    r, nonzero = _pooled_cv_r(X, Y, np.array(alphas), True, 4, 2)
+    np.testing.assert_allclose(sel.scores_per_unit, r, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(sel.scores_per_unit[:, 1], 0.0)       # constant CV prediction: r = 0
+    np.testing.assert_allclose(sel.scores, r.mean(1), rtol=1e-10)
+    np.testing.assert_allclose(sel.nonzero, nonzero, rtol=1e-12)
+    assert sel.alpha == alphas[int(np.argmax(r.mean(1)))] and type(sel.alpha) is float
+    assert sel.relative is True and sel.at_edge == (sel.alpha in (0.02, 1.5))
+    np.testing.assert_array_equal(sel.alphas, alphas)
+    table = sel.table()
+    assert list(table.columns) == ["alpha", "cv_r", "nonzero_weights", "chosen"]
+    np.testing.assert_array_equal(table.chosen, np.asarray(alphas) == sel.alpha)
+    np.testing.assert_array_equal(table.cv_r, sel.scores)
+    np.testing.assert_array_equal(table.nonzero_weights, sel.nonzero)
+    # absolute penalties and the default grids
+    ab = select_lasso_alpha(X, Y, alphas=[0.01, 0.1], relative=False, cv=3, cache=False)
+    r, _ = _pooled_cv_r(X, Y, np.array([0.01, 0.1]), False, 3, 0)
+    np.testing.assert_allclose(ab.scores_per_unit, r, rtol=1e-10)
+    assert ab.relative is False
+    assert select_lasso_alpha(X, Y, cv=3, cache=False).alphas.tolist() == list(RELATIVE_LASSO_ALPHAS)
+    paper = select_lasso_alpha(X, Y, relative=False, cv=3, cache=False)
+    assert paper.alphas.tolist() == list(PAPER_LASSO_ALPHAS)
+    default_cv = select_lasso_alpha(X, Y, alphas=[0.1, 0.3], cache=False)   # 5 folds, seed 0
+    np.testing.assert_allclose(default_cv.scores_per_unit, _pooled_cv_r(X, Y, np.array([0.1, 0.3]), True, 5, 0)[0],
+                               rtol=1e-10)
+
+
+def test_select_lasso_alpha_edges_ties_and_errors():
+    from probelib.readouts import select_lasso_alpha
+    X, Y = _data(n=12, d=4, v=2, seed=20)
+    one = select_lasso_alpha(X, Y, alphas=[0.1], cv=3, cache=False)
+    assert one.alpha == 0.1 and one.at_edge is False                  # one candidate: no edge
+    tie = select_lasso_alpha(X, Y, alphas=[2.0, 3.0, 0.1], cv=3, cache=False)   # above alpha_max: a tie
+    assert tie.scores[0] == tie.scores[1]
+    low = select_lasso_alpha(X, Y, alphas=[3.0, 2.0], cv=3, cache=False)
+    assert low.alpha == 3.0 and low.at_edge is True                   # ties: the first candidate
+    one_unit = select_lasso_alpha(X, Y[:, 0], alphas=[0.1, 0.3], cv=3, cache=False)
+    assert one_unit.scores_per_unit.shape == (2, 1)
+    for bad in ([], [0.1, 0.0], [-0.1], [[0.1, 0.2]]):
+        with pytest.raises(ValueError, match=r"^alphas must be a non-empty list of positive penalties; got"):
+            select_lasso_alpha(X, Y, alphas=bad, cache=False)
+    with pytest.raises(ValueError, match=r"^features \(N, \.\.\.\) and responses \(N, U\) must share N; "
+                                         r"got \(12, 4\), \(11, 2\)$"):
+        select_lasso_alpha(X, Y[:11], cache=False)
+    for cv in (1, 13):
+        with pytest.raises(ValueError, match=rf"^cv must be in \[2, N=12\]; got {cv}$"):
+            select_lasso_alpha(X, Y, cv=cv, cache=False)
+    assert select_lasso_alpha(X, Y, alphas=[0.1, 0.3], cv=12, cache=False).scores.shape == (2,)   # cv = N
+    assert select_lasso_alpha(X[:4], Y[:4], alphas=[0.1, 0.3], cv=2, cache=False).scores.shape == (2,)
+
+
+def test_select_lasso_alpha_cache_is_keyed_by_every_argument():
+    """A cached choice is returned only for the same features, responses, grid, scaling, folds and
+    seed: each change gives the uncached answer, and a repeat comes back without a warning."""
+    from probelib.readouts import select_lasso_alpha
+    X, Y = _data(n=15, d=5, v=2, seed=21)
+    base = dict(alphas=[0.05, 0.3], relative=True, cv=3, seed=0)
+    calls = [base, {**base, "alphas": [0.05, 0.31]}, {**base, "relative": False}, {**base, "cv": 4},
+             {**base, "seed": 1}]
+    for args in calls:
+        cached = select_lasso_alpha(X, Y, **args)
+        np.testing.assert_array_equal(cached.scores_per_unit,
+                                      select_lasso_alpha(X, Y, cache=False, **args).scores_per_unit)
+    for Xi, Yi in ((X * 1.5, Y), (X, Y + np.eye(15, 2))):
+        np.testing.assert_array_equal(select_lasso_alpha(Xi, Yi, **base).scores_per_unit,
+                                      select_lasso_alpha(Xi, Yi, cache=False, **base).scores_per_unit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = select_lasso_alpha(X, Y, **base)                       # from the cache, vetted silently
+    np.testing.assert_array_equal(again.scores_per_unit, select_lasso_alpha(X, Y, cache=False, **base).scores_per_unit)
