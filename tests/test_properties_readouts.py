@@ -688,3 +688,164 @@ def test_select_lasso_alpha_cache_is_keyed_by_every_argument():
         warnings.simplefilter("error")
         again = select_lasso_alpha(X, Y, **base)                       # from the cache, vetted silently
     np.testing.assert_array_equal(again.scores_per_unit, select_lasso_alpha(X, Y, cache=False, **base).scores_per_unit)
+
+
+# --------------------------------------------------------------------------- scikit-learn estimators
+
+def test_readout_estimator_defaults_options_and_outputs():
+    from probelib.readouts import Readout
+    est = Readout()
+    assert est.get_params() == {"kind": "ridge", "alphas": None, "per_voxel": True, "cv": 5, "max_iter": None,
+                                "weight_decays": None, "hidden": 128, "epochs": 300, "lr": 1e-3,
+                                "device": "cpu", "seed": 0}
+    assert Readout.__module__ == "probelib.readouts" and Readout.__qualname__ == "Readout"
+    tags = est.__sklearn_tags__()
+    assert tags.target_tags.multi_output and tags.target_tags.single_output and tags.input_tags.two_d_array
+    assert Readout("cnn").__sklearn_tags__().input_tags.two_d_array is False
+    # every option reaches fit_readout
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)             # a grid of two: every choice is at an edge
+        ridge = Readout("ridge", alphas=[0.5, 5.0], per_voxel=False).fit(X12, Y12)
+        ref = fit_readout("ridge", X12, Y12, alphas=[0.5, 5.0], per_voxel=False)
+    assert torch.equal(ridge.module_.weight, ref.weight) and ridge.hparams_["per_voxel"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        default_grid = Readout("ridge").fit(X12, Y12)
+    assert default_grid.hparams_["alphas"] == pytest.approx(list(np.logspace(-2, 10, 13)), rel=1e-12)
+    lasso = Readout("lasso", alphas=[0.01, 0.1], cv=3, max_iter=50, seed=2).fit(X12, Y12)
+    ref = fit_readout("lasso", X12, Y12, alphas=[0.01, 0.1], cv=3, max_iter=50, seed=2)
+    assert torch.equal(lasso.module_.weight, ref.weight) and lasso.hparams_["cv"] == "3-fold on training images"
+    np.testing.assert_array_equal(lasso.hparams_["cv_mse"], ref.hparams["cv_mse"])
+    mlp = Readout("mlp", weight_decays=[0.5], hidden=3, epochs=2, lr=0.02, seed=4).fit(X12, Y12)
+    hp = mlp.hparams_
+    assert (hp["weight_decay"], hp["hidden"], hp["epochs"], hp["lr"], hp["seed"]) == (0.5, 3, 2, 0.02, 4)
+    assert not hasattr(mlp, "coef_")
+    pred = mlp.predict(X12)
+    with torch.no_grad():
+        np.testing.assert_allclose(pred, mlp.module_(torch.as_tensor(X12, dtype=torch.float32)).numpy(), rtol=1e-6)
+    assert pred.dtype == np.float64 and pred.shape == (12, 3)
+    assert mlp.n_features_in_ == 5
+    assert Readout("mlp", hidden=3, epochs=1, weight_decays=[0.0]).fit(X12, Y12[:, 0]).predict(X12).shape == (12,)
+    with pytest.raises(ValueError, match=r"^unknown readout kind 'svm'"):
+        Readout("svm").fit(X12, Y12)
+
+
+def test_readout_estimator_linear_coefficients_and_predictions():
+    from sklearn.exceptions import NotFittedError
+    from probelib.readouts import Readout
+    est = Readout("ols").fit(X12, Y12)
+    w = est.module_.weight.double().numpy()
+    np.testing.assert_array_equal(est.coef_, w)
+    np.testing.assert_array_equal(est.intercept_, est.module_.bias.double().numpy())
+    np.testing.assert_allclose(est.predict(X12), X12 @ w.T + est.intercept_, rtol=1e-12)
+    one = Readout("ols").fit(X12, Y12[:, 1])
+    assert one.coef_.shape == (5,) and type(one.intercept_) is float
+    np.testing.assert_allclose(one.predict(X12), X12 @ one.coef_ + one.intercept_, rtol=1e-12)
+    column = Readout("ols").fit(X12, Y12[:, 1:2])                     # (N, 1) stays two-dimensional
+    assert column.coef_.shape == (1, 5) and column.predict(X12).shape == (12, 1)
+    from sklearn.metrics import r2_score
+    assert est.score(X12, Y12) == pytest.approx(r2_score(Y12, est.predict(X12)), rel=1e-12)   # R²
+    cnn = Readout("cnn", hidden=2, epochs=1, weight_decays=[0.0]).fit(SPATIAL, Y12)
+    assert cnn.predict(SPATIAL).shape == (12, 3)
+    with pytest.raises(ValueError, match=r"^kind='cnn' needs spatial features \(N, C, h, w\); got shape \(12, 5\)$"):
+        Readout("cnn", epochs=1).fit(X12, Y12)
+    with pytest.raises(ValueError):
+        Readout("ols").fit(X12[:1], Y12[:1])                           # one sample
+    with pytest.raises(NotFittedError):
+        Readout("ols").predict(X12)
+    with pytest.raises(ValueError):
+        est.predict(X12[:, :4])                                        # another number of features
+
+
+def test_as_readout_folds_scaling_and_reads_every_layout():
+    from sklearn.linear_model import LinearRegression, Ridge
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.multioutput import MultiOutputRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from probelib.readouts import as_readout
+    X = X12 * np.array([1.0, 2.0, 0.5, 3.0, 1.5]) + 4.0
+    x = torch.as_tensor(X, dtype=torch.float32)
+
+    def same(readout, est, **tol):
+        with torch.no_grad():
+            np.testing.assert_allclose(readout(x).numpy(), est.predict(X).reshape(12, -1), **(tol or {"rtol": 1e-5, "atol": 1e-5}))
+
+    ridge = Ridge(alpha=1.0).fit(X, Y12)
+    r = as_readout(ridge)
+    np.testing.assert_array_equal(r.weight.numpy(), ridge.coef_.astype(np.float32))
+    assert r.kind == "wrapped:sklearn.Ridge" and r.hparams == {"kind": "wrapped sklearn.Ridge", "n_features": 5,
+                                                               "pipeline": ["sklearn.Ridge"]}
+    for scaler in (StandardScaler(), StandardScaler(with_mean=False), StandardScaler(with_std=False)):
+        pipe = Pipeline([("scale", scaler), ("skip", "passthrough"), ("none", None), ("fit", Ridge(alpha=2.0))]).fit(X, Y12)
+        wrapped = as_readout(pipe)
+        same(wrapped, pipe)
+        assert wrapped.hparams["pipeline"] == ["StandardScaler", "sklearn.Ridge"]
+    two = Pipeline([("a", StandardScaler()), ("b", StandardScaler()), ("fit", LinearRegression())]).fit(X, Y12)
+    same(as_readout(two), two)
+    search = GridSearchCV(Ridge(), {"alpha": [0.1, 10.0]}, cv=3).fit(X, Y12)
+    same(as_readout(search), search)
+    multi = MultiOutputRegressor(Ridge()).fit(X, Y12)
+    wrapped = as_readout(multi)
+    same(wrapped, multi)
+    assert wrapped.kind == "wrapped:MultiOutputRegressor(sklearn.Ridge)"
+    single = Ridge().fit(X, Y12[:, 0])                                 # coef_ (D,): one output
+    assert as_readout(single).weight.shape == (1, 5)
+    same(as_readout(single), single)
+
+
+class _Fitted:
+    """A stand-in for a fitted estimator of another library."""
+
+    def __init__(self, **attrs):
+        self.__dict__.update(attrs)
+
+
+def test_as_readout_of_other_libraries_and_its_errors():
+    from probelib.readouts import as_readout
+    w = np.arange(10.0).reshape(2, 5)
+    r = as_readout(_Fitted(coef_=w, intercept_=None))                  # no intercept: zeros
+    np.testing.assert_array_equal(r.bias.numpy(), [0.0, 0.0])
+    assert r.kind == f"wrapped:{_Fitted.__module__.split('.')[0]}._Fitted"
+    r = as_readout(_Fitted(coef_=torch.tensor(w), intercept_=1.5))     # a scalar intercept is broadcast
+    np.testing.assert_array_equal(r.bias.numpy(), [1.5, 1.5])
+    np.testing.assert_array_equal(as_readout(_Fitted(coef_=w)).bias.numpy(), [0.0, 0.0])   # none at all
+    primal = _Fitted(intercept_=np.zeros(2))
+    primal.get_primal_coef = lambda: w
+    np.testing.assert_array_equal(as_readout(primal).weight.numpy(), w)
+    assert as_readout(_Fitted(coef_=w, n_features_in_=np.int64(5))).weight.shape == (2, 5)
+    with pytest.raises(ValueError, match=r"has no coef_: not a fitted linear estimator"):
+        as_readout(_Fitted())
+    with pytest.raises(ValueError, match=r"\.coef_ must be 1-D or 2-D; got shape \(1, 2, 5\)$"):
+        as_readout(_Fitted(coef_=w[None]))
+    with pytest.raises(ValueError, match=r"\.coef_ has shape \(2, 5\), which does not match n_features_in_ = 4 "
+                                         r"\(expected \(V, 4\)\)$"):
+        as_readout(_Fitted(coef_=w, n_features_in_=4))
+    with pytest.raises(ValueError, match=r"^the estimator's coef_ contains NaN or infinite values$"):
+        as_readout(_Fitted(coef_=np.where(w > 3, np.nan, w)))
+    with pytest.raises(ValueError, match=r"^the estimator's intercept_ contains NaN or infinite values$"):
+        as_readout(_Fitted(coef_=w, intercept_=np.array([0.0, np.inf])))
+
+
+def test_as_readout_refuses_scalers_that_do_not_fit():
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    from probelib.readouts import Readout, as_readout
+    unfitted = Pipeline([("scale", StandardScaler()), ("fit", Ridge())])
+    unfitted.steps[1] = ("fit", Ridge().fit(X12, Y12))
+    with pytest.raises(ValueError, match=r"^pipeline step 'scale' \(StandardScaler\) is not a fitted StandardScaler"):
+        as_readout(unfitted)
+    with pytest.raises(ValueError, match=r"^pipeline step 'mm' \(MinMaxScaler\) is not a fitted StandardScaler"):
+        as_readout(Pipeline([("mm", MinMaxScaler()), ("fit", Ridge())]).fit(X12, Y12))
+    wrong = Pipeline([("scale", StandardScaler().fit(X12[:, :4])), ("fit", Ridge().fit(X12, Y12))])
+    with pytest.raises(ValueError, match=r"^the scaler was fitted on 4 features, the estimator on 5$"):
+        as_readout(wrong)
+    with pytest.raises(ValueError, match=r"^the Readout is not fitted: call fit\(X, y\) first$"):
+        as_readout(Readout())
+    with pytest.raises(ValueError, match=r"^a 'mlp' Readout is not linear: use est.module_ directly$"):
+        as_readout(Readout("mlp", epochs=1, hidden=1, weight_decays=[0.0]).fit(X12, Y12))
+    fitted = Readout("ridge", alphas=[1.0]).fit(X12, Y12)
+    wrapped = as_readout(fitted)
+    assert wrapped.kind == "wrapped:Readout(ridge)"
+    assert torch.equal(wrapped.weight, fitted.module_.weight) and torch.equal(wrapped.bias, fitted.module_.bias)
