@@ -501,3 +501,15 @@ def test_high_frequency_fraction_boundaries():
     assert high_frequency_fraction(at_cutoff, cutoff=0.7) == 0.0            # just inside the range
     with pytest.raises(ValueError, match=r"^x must have shape \(\.\.\., C, H, W\); got \(8, 8\)$"):
         high_frequency_fraction(np.zeros((8, 8)))
+
+
+def test_agreements_compute_in_float64_whatever_the_input_dtype():
+    from probelib.metrics import gradient_agreement, sensitivity_agreement
+    rng = np.random.default_rng(12)
+    g, r = rng.standard_normal((3, 2, 7)).astype(np.float32), rng.standard_normal((3, 2, 7)).astype(np.float32)
+    a, b = gradient_agreement(g, r), gradient_agreement(g.astype(np.float64), r.astype(np.float64))
+    np.testing.assert_array_equal(a.cosine, b.cosine)
+    np.testing.assert_array_equal(a.subspace, b.subspace)
+    s, ref = np.exp(rng.standard_normal((5, 2))).astype(np.float32), np.exp(rng.standard_normal((5, 2))).astype(np.float32)
+    assert sensitivity_agreement(s, ref) == sensitivity_agreement(s.astype(np.float64), ref.astype(np.float64))
+    assert sensitivity_agreement(torch.tensor(s), ref) == sensitivity_agreement(s.astype(np.float64), ref)
