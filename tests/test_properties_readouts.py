@@ -849,3 +849,27 @@ def test_as_readout_refuses_scalers_that_do_not_fit():
     wrapped = as_readout(fitted)
     assert wrapped.kind == "wrapped:Readout(ridge)"
     assert torch.equal(wrapped.weight, fitted.module_.weight) and torch.equal(wrapped.bias, fitted.module_.bias)
+
+
+def test_tensor_inputs_and_frozen_linear_weights():
+    Xt = torch.tensor(X12, requires_grad=True)                        # a tensor that needs grad is read too
+    r = fit_readout("ols", Xt, torch.tensor(Y12))
+    ref = fit_readout("ols", X12, Y12)
+    assert torch.equal(r.weight, ref.weight) and torch.equal(r.bias, ref.bias)
+    assert r.weight.dtype == torch.float32 and not r.weight.requires_grad and not r.bias.requires_grad
+    cnn = fit_readout("cnn", torch.tensor(SPATIAL), Y12, weight_decays=[0.0], epochs=1, hidden=2)
+    assert cnn.hparams["n_features"] == 8 and cnn.feature_shape == (2, 2, 2)
+
+
+def test_a_constant_validation_voxel_scores_zero():
+    X, Y = _data(n=15, d=4, v=2, seed=12)
+    Y[:, 1] = 2.0
+    opts = dict(epochs=3, hidden=3, lr=1e-2)
+    r = fit_readout("mlp", X, Y, seed=5, weight_decays=[0.0, 1.0], **opts)
+    perm = np.random.default_rng(5).permutation(15)
+    val, tr = perm[:3], perm[3:]
+    for wd, score in r.hparams["validation_r"].items():
+        m = fit_readout("mlp", X[tr], Y[tr], seed=5, weight_decays=[wd], **opts)
+        with torch.no_grad():
+            pred = m(torch.as_tensor(X[val], dtype=torch.float32)).numpy().astype(np.float64)
+        assert score == pytest.approx(np.corrcoef(pred[:, 0], Y[val, 0])[0, 1] / 2, rel=1e-5)
