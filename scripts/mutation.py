@@ -256,6 +256,8 @@ def report(modules: list[str], previous: str = "") -> str:
         `.venv/bin/python scripts/mutation.py metrics` (`--only 'probelib.probes.pgd.x__pgd_rows*'` for
         some functions, `--report` to rewrite this file from the last runs). Scratch copies and
         results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions.
+        A module with no results there keeps its row and sections from the previous version of
+        this file.
 
         Known limit of the tool: mutmut calls every function through a trampoline (one more stack
         frame), so the `stacklevel` of a warning cannot be observed by a test that passes both with
