@@ -42,6 +42,7 @@ NAN_REPEATS[1, 0, 1] = np.nan
     (lambda: paired_test([np.nan, 1.0], [1.0, 2.0]), r"^a contain 1 NaN/inf values$"),
     (lambda: paired_test([0.0, 1.0], [1.0, np.inf]), r"^b contain 1 NaN/inf values$"),
     (lambda: sensitivity_summary(NAN), r"^sensitivity contain 1 NaN/inf values in columns \[1\]$"),
+    (lambda: pl.metrics.response_sd(NAN), r"^responses contain 1 NaN/inf values in columns \[1\]$"),
     (lambda: pearson_r(["a", "b", "c"], [1.0, 2.0, 3.0]), r"^pred must be numeric; got list$"),
     (lambda: spearman_brown(0.5, 0), r"^factor must be > 0; got 0$"),
     (lambda: split_half_ceiling(REPEATS, n_splits=0), r"^n_splits must be >= 1; got 0$"),
@@ -369,6 +370,7 @@ def test_gradient_agreement_is_the_cosine_and_the_subspace_similarity_per_image(
     rng = np.random.default_rng(10)
     g, r = rng.standard_normal((4, 2, 6)), rng.standard_normal((4, 2, 6))
     g[0, 1] *= 0.01           # small but non-zero gradients have a direction too
+    g[2] *= 0.01              # ... and span a subspace
     r[1] *= 0.01
     res = gradient_agreement(g, r)
     expected = (g * r).sum(2) / (np.linalg.norm(g, axis=2) * np.linalg.norm(r, axis=2))
@@ -417,7 +419,7 @@ def test_sensitivity_agreement_level_and_profile_follow_their_definitions():
     flat[:, 0] = 2.0
     left_out = np.mean([stats.pearsonr(np.log(sens[:, u]), np.log(ref[:, u]))[0] for u in (1, 2)])
     assert sensitivity_agreement(flat, ref)["profile_r"] == pytest.approx(left_out, rel=1e-10)
-    assert np.isnan(sensitivity_agreement(np.full((6, 2), 2.0), ref[:, :2])["profile_r"])
+    assert np.isnan(_no_warning(lambda: sensitivity_agreement(np.full((6, 2), 2.0), ref[:, :2])["profile_r"]))
     # the profile needs 3 images: 3 is enough, 2 give NaN (the level is still defined)
     three = sensitivity_agreement(sens[:3], ref[:3])
     assert three["profile_r"] == pytest.approx(np.mean([stats.pearsonr(np.log(sens[:3, u]), np.log(ref[:3, u]))[0]
@@ -436,6 +438,7 @@ def test_sensitivity_agreement_level_and_profile_follow_their_definitions():
     (np.ones((3, 1)), np.ones(3), r"^sens and ref_sens must have the same shape \(N, U\); got \(3, 1\) and \(3,\)$"),
     (np.array([1.0, 0.0, 1.0]), np.ones(3), r"^sensitivities must be finite and > 0$"),
     (np.ones(3), np.array([1.0, -1.0, 1.0]), r"^sensitivities must be finite and > 0$"),
+    (np.ones(3), np.array([1.0, 0.0, 1.0]), r"^sensitivities must be finite and > 0$"),
     (np.array([1.0, np.inf, 1.0]), np.ones(3), r"^sensitivities must be finite and > 0$"),
     (np.ones(3), np.array([1.0, np.nan, 1.0]), r"^sensitivities must be finite and > 0$"),
 ])
@@ -513,3 +516,38 @@ def test_agreements_compute_in_float64_whatever_the_input_dtype():
     s, ref = np.exp(rng.standard_normal((5, 2))).astype(np.float32), np.exp(rng.standard_normal((5, 2))).astype(np.float32)
     assert sensitivity_agreement(s, ref) == sensitivity_agreement(s.astype(np.float64), ref.astype(np.float64))
     assert sensitivity_agreement(torch.tensor(s), ref) == sensitivity_agreement(s.astype(np.float64), ref)
+
+
+def test_high_frequency_fraction_is_a_fraction_of_power_in_float64():
+    """Power, not amplitude: a cosine of amplitude 1 at 0.25 cycles per pixel (power 1/2, split
+    between +-f) and the Nyquist checkerboard of amplitude 2 (power 4) give 4 / (4 + 1/2);
+    tiny inputs are as valid as large ones; tensors (also ones that need grad) and float32 are read
+    in float64."""
+    from probelib.metrics import high_frequency_fraction
+    yy, xx = np.mgrid[:8, :8]
+    low = np.round(np.cos(np.pi * xx / 2))                   # 0.25 cycles per pixel
+    high = (-1.0) ** (xx + yy)                               # the Nyquist corner
+    mixed = np.stack([low + 2 * high] * 3)
+    assert high_frequency_fraction(mixed, cutoff=0.3) == pytest.approx(4 / 4.5, rel=1e-12)
+    tiny = 1e-4 * np.random.default_rng(13).standard_normal((2, 3, 8, 8))
+    np.testing.assert_allclose(high_frequency_fraction(tiny), high_frequency_fraction(tiny * 1e4), rtol=1e-12)
+    x32 = np.random.default_rng(14).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(high_frequency_fraction(x32), high_frequency_fraction(x32.astype(np.float64)))
+    t = torch.tensor(x32, requires_grad=True)
+    np.testing.assert_array_equal(high_frequency_fraction(t), high_frequency_fraction(x32.astype(np.float64)))
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: pl.metrics.percentile_of(1.0, [0.0, 2.0, np.nan]), r"^distribution contain 1 NaN/inf values$"),
+    (lambda: pl.metrics.percentile_of([np.nan, 1.0], [0.0, 2.0]), r"^values contain 1 NaN/inf values$"),
+    (lambda: pl.metrics.percentile_of(1.0, [[0.0, np.inf]]), r"^distribution contain 1 NaN/inf values in columns \[1\]$"),
+    (lambda: pl.metrics.percentile_of("a", [0.0, 2.0]), r"^values must be numeric; got str$"),
+    (lambda: pl.metrics.high_frequency_fraction(np.full((3, 4, 4), np.inf)), r"^x contain 48 NaN/inf values"),
+    (lambda: pl.metrics.high_frequency_fraction(torch.full((3, 4, 4), np.nan)), r"^x contain 48 NaN/inf values"),
+])
+def test_non_finite_inputs_raise_with_a_count(call, message):
+    """The module's convention (non-finite inputs raise ValueError with a count) holds for the
+    percentile and the high-frequency fraction too: a NaN in the distribution used to be counted
+    as above every value (1.0 in [0, 2, NaN] was at 33 %), and a NaN value at 100 %."""
+    with pytest.raises(ValueError, match=message):
+        call()
