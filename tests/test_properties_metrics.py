@@ -352,6 +352,10 @@ def test_compare_discriminability_accepts_mappings_and_reports_bad_tables():
     bad.iloc[1, 0] = np.inf
     with pytest.raises(ValueError, match=r"^sensitivity: scores must be finite$"):
         compare_discriminability(bad, frame)
+    text = frame.astype(object)
+    text.iloc[0, 0] = "high"
+    with pytest.raises(ValueError):                                         # not numbers: a ValueError too
+        compare_discriminability(text, frame)
     with pytest.raises(ValueError, match=r"^s2: scores must be finite$"):
         compare_discriminability(frame, bad, names=("s1", "s2"))
     with pytest.raises(ValueError, match=r"^the two scores need the same models and replicates"):

@@ -873,3 +873,20 @@ def test_a_constant_validation_voxel_scores_zero():
         with torch.no_grad():
             pred = m(torch.as_tensor(X[val], dtype=torch.float32)).numpy().astype(np.float64)
         assert score == pytest.approx(np.corrcoef(pred[:, 0], Y[val, 0])[0, 1] / 2, rel=1e-5)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: ridge_loo(X12, Y12, []), r"^alphas must not be empty: give at least one value > 0$"),
+    (lambda: ridge_loo(X12, Y12, [1.0], per_voxel=None), r"^per_voxel must be True or False; got None$"),
+    (lambda: lasso_cv(X12, Y12, [0.1, -1.0]), r"^alphas must be finite and > 0; got \[-1\.0\]$"),
+    (lambda: lasso_cv(X12, Y12, [0.1], cv=1.5), r"^cv must be an integer >= 2; got 1\.5$"),
+    (lambda: lasso_cv_predictions(X12, Y12, [0.0], [(np.arange(6), np.arange(6, 12))]),
+     r"^alphas must be finite and > 0; got \[0\.0\]$"),
+    (lambda: lasso_cv_predictions(X12, Y12, [0.1], [(np.arange(6), np.arange(6, 12))], max_iter=0),
+     r"^max_iter must be an integer >= 1; got 0$"),
+    (lambda: lasso_lars(X12, Y12, 0.1, max_iter=0.5), r"^max_iter must be an integer >= 1; got 0\.5$"),
+    (lambda: lasso_alpha_max(X12, Y12[:5]), r"^features \(N, \.\.\.\) and responses \(N, V\) must share N"),
+])
+def test_public_solvers_name_the_argument_at_fault(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
