@@ -890,3 +890,42 @@ def test_a_constant_validation_voxel_scores_zero():
 def test_public_solvers_name_the_argument_at_fault(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_lasso_cv_defaults_and_max_iter_reach_every_path():
+    X, Y = _data(n=12, d=5, v=2, seed=22)
+    default = lasso_cv(X, Y, [0.01, 0.1])
+    for a, b in zip(default, lasso_cv(X, Y, [0.01, 0.1], cv=5, seed=0)):   # 5 folds, seed 0
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(default[3], lasso_cv(X, Y, [0.01, 0.1], cv=6, seed=0)[3])
+    assert not np.array_equal(default[3], lasso_cv(X, Y, [0.01, 0.1], cv=5, seed=1)[3])
+    # max_iter cuts the CV paths and the refit alike
+    from sklearn.model_selection import KFold
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        w, b, alpha, mse = lasso_cv(X, Y, [0.001, 0.01], cv=3, max_iter=1)
+        folds = list(KFold(3, shuffle=True, random_state=0).split(X))
+        pred, _ = lasso_cv_predictions(X, Y, [0.001, 0.01], folds, max_iter=1)
+        ref_w, ref_b = lasso_lars(X, Y, alpha, max_iter=1)
+    np.testing.assert_array_equal(mse, np.mean([((pred[:, va] - Y[va]) ** 2).mean(1) for _, va in folds], axis=0))
+    np.testing.assert_array_equal(w, ref_w)
+    np.testing.assert_array_equal(b, ref_b)
+
+
+def test_each_voxel_path_runs_to_its_own_penalty():
+    """Per-voxel penalties: each voxel's LARS path stops at its own alpha, so a step limit that
+    suffices for each voxel's own penalty raises no warning."""
+    from sklearn.linear_model import lars_path
+    rng = np.random.default_rng(23)
+    X = rng.normal(size=(15, 5))
+    Y = np.column_stack([X @ rng.normal(size=5) + rng.normal(size=15), X[:, 0]])
+    amax = lasso_alpha_max(X, Y)
+    a = np.array([0.5 * amax[0], 1e-6])
+    Xc, Yc = X - X.mean(0), Y - Y.mean(0)
+    steps = [lars_path(Xc, Yc[:, v], method="lasso", alpha_min=a[v], return_n_iter=True)[3] for v in range(2)]
+    longer = lars_path(Xc, Yc[:, 0], method="lasso", alpha_min=1e-6, return_n_iter=True)[3]
+    assert longer > max(steps)                                 # voxel 0's path to 1e-6 would need more
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        w, _ = lasso_lars(X, Y, a, max_iter=max(steps))
+    np.testing.assert_allclose(w, lasso_lars(X, Y, a)[0], rtol=1e-12)
