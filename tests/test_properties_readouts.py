@@ -527,6 +527,12 @@ def test_lasso_below_the_end_of_the_path_is_the_end_point():
     w, b = lasso_lars(X, y, 1e-12)
     np.testing.assert_allclose(X @ w[0] + b[0], y, atol=1e-8)
     assert 0 < np.count_nonzero(w) <= 5
+    # penalties in any order: one below the end of the path does not cut the others short
+    folds = [(np.arange(6), np.arange(6))]
+    both, _ = lasso_cv_predictions(X, y, [1e-12, 0.05], folds)
+    alone, _ = lasso_cv_predictions(X, y, [0.05], folds)
+    np.testing.assert_allclose(both[1], alone[0], rtol=1e-10)
+    np.testing.assert_allclose(both[0][:, 0], X @ w[0] + b[0], rtol=1e-8, atol=1e-10)
 
 
 def test_lars_steps_default_and_the_stop_warning():
@@ -553,8 +559,12 @@ def test_lars_steps_default_and_the_stop_warning():
         w_exact, _ = lasso_lars(X, Y, 0.01, max_iter=n_iter)
         w_free, _ = lasso_lars(X, Y, 0.01)
     np.testing.assert_allclose(w_exact, w_free, rtol=1e-12)
-    with pytest.warns(RuntimeWarning, match=rf"^the LARS path stopped after max_iter={n_iter - 1} steps"):
+    assert n_iter >= 4
+    a_path = lars_path(Xc, yc, method="lasso", alpha_min=0.01, max_iter=n_iter - 1)[0]
+    with pytest.warns(RuntimeWarning) as caught:
         lasso_lars(X, Y, 0.01, max_iter=n_iter - 1)
+    assert [str(w.message) for w in caught] == [f"the LARS path stopped after max_iter={n_iter - 1} steps at "
+                                                f"alpha={a_path[-1]:.3g} > 0.01; raise max_iter"]
 
 
 def test_cv_nonzero_counts_are_averaged_over_folds():
@@ -569,6 +579,9 @@ def test_cv_nonzero_counts_are_averaged_over_folds():
             expected[a_i] += (w != 0).sum(1) / 3
             np.testing.assert_allclose(pred[a_i][va], X[va] @ w.T + b, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(nonzero, expected, rtol=1e-12)
+    with pytest.warns(RuntimeWarning, match=r"^the LARS path stopped after max_iter=1 steps"):
+        cut, cut_nonzero = lasso_cv_predictions(X, Y, alphas, folds, max_iter=1)
+    assert not np.allclose(cut[0], pred[0]) and np.all(cut_nonzero <= 1)
 
 
 # --------------------------------------------------------------------------- fixed penalties and the papers' choice
