@@ -899,6 +899,9 @@ def test_a_constant_validation_voxel_scores_zero():
      r"^max_iter must be an integer >= 1; got 0$"),
     (lambda: lasso_lars(X12, Y12, 0.1, max_iter=0.5), r"^max_iter must be an integer >= 1; got 0\.5$"),
     (lambda: lasso_alpha_max(X12, Y12[:5]), r"^features \(N, \.\.\.\) and responses \(N, V\) must share N"),
+    (lambda: fit_readout("ridge", X12, Y12, alpha=3, beta=4), r"^unknown readout options: alpha, beta$"),
+    (lambda: fit_readout("cnn", X12, Y12), r"^the cnn readout needs spatial features \(N, C, h, w\); got \(12, 5\) "
+                                           r"\(load the encoder with spatial=True\)$"),
 ])
 def test_public_solvers_name_the_argument_at_fault(call, message):
     with pytest.raises(ValueError, match=message):
