@@ -900,6 +900,7 @@ def test_a_constant_validation_voxel_scores_zero():
     (lambda: lasso_lars(X12, Y12, 0.1, max_iter=0.5), r"^max_iter must be an integer >= 1; got 0\.5$"),
     (lambda: lasso_alpha_max(X12, Y12[:5]), r"^features \(N, \.\.\.\) and responses \(N, V\) must share N"),
     (lambda: fit_readout("ridge", X12, Y12, alpha=3, beta=4), r"^unknown readout options: alpha, beta$"),
+    (lambda: fit_readout("lasso", X12, Y12, alphas=[]), r"^alphas must not be empty: give at least one value > 0$"),
     (lambda: fit_readout("cnn", X12, Y12), r"^the cnn readout needs spatial features \(N, C, h, w\); got \(12, 5\) "
                                            r"\(load the encoder with spatial=True\)$"),
 ])
