@@ -527,12 +527,17 @@ def test_lasso_below_the_end_of_the_path_is_the_end_point():
     w, b = lasso_lars(X, y, 1e-12)
     np.testing.assert_allclose(X @ w[0] + b[0], y, atol=1e-8)
     assert 0 < np.count_nonzero(w) <= 5
-    # penalties in any order: one below the end of the path does not cut the others short
-    folds = [(np.arange(6), np.arange(6))]
-    both, _ = lasso_cv_predictions(X, y, [1e-12, 0.05], folds)
-    alone, _ = lasso_cv_predictions(X, y, [0.05], folds)
-    np.testing.assert_allclose(both[1], alone[0], rtol=1e-10)
-    np.testing.assert_allclose(both[0][:, 0], X @ w[0] + b[0], rtol=1e-8, atol=1e-10)
+    # penalties in any order: one below the end of a path cut short (max_iter) gets the end point
+    # and does not cut the others short
+    X, Y = _data(n=12, d=5, v=1, seed=24)
+    folds = [(np.arange(12), np.arange(12))]
+    near_max = 0.99 * lasso_alpha_max(X, Y)[0]
+    with pytest.warns(RuntimeWarning, match=r"^the LARS path stopped after max_iter=1 steps"):
+        both, nonzero = lasso_cv_predictions(X, Y, [1e-6, near_max], folds, max_iter=1)
+    alone, _ = lasso_cv_predictions(X, Y, [near_max], folds, max_iter=1)
+    np.testing.assert_array_equal(both[1], alone[0])
+    assert np.ptp(both[1]) > 0 and nonzero[1, 0] == 1            # one feature has entered at near_max
+    assert nonzero[0, 0] == 1 and not np.allclose(both[0], both[1])   # the end point of the one step
 
 
 def test_lars_steps_default_and_the_stop_warning():
