@@ -951,3 +951,28 @@ def test_each_voxel_path_runs_to_its_own_penalty():
         warnings.simplefilter("error")
         w, _ = lasso_lars(X, Y, a, max_iter=max(steps))
     np.testing.assert_allclose(w, lasso_lars(X, Y, a)[0], rtol=1e-12)
+
+
+def test_select_lasso_alpha_caches_by_default_and_only_then():
+    from probelib.cache import observe
+    from probelib.readouts import select_lasso_alpha
+    X, Y = _data(n=15, d=5, v=3, seed=25)                  # 3 units, 2 candidates: shapes that differ
+    events = []
+    with observe(events.append):
+        select_lasso_alpha(X, Y, alphas=[0.05, 0.3], cv=3, cache=False)
+    assert events == []                                     # cache=False: the cache is not touched
+    with observe(events.append):
+        first = select_lasso_alpha(X, Y, alphas=[0.05, 0.3], cv=3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                  # the cached value passes its check silently
+            again = select_lasso_alpha(X, Y, alphas=[0.05, 0.3], cv=3)
+    assert [e.hit for e in events] == [False, True] and all("_cv_lasso_scores" in e.function for e in events)
+    np.testing.assert_array_equal(first.scores_per_unit, again.scores_per_unit)
+    assert again.scores_per_unit.shape == (2, 3)
+
+
+def test_select_lasso_alpha_reads_candidates_as_floats():
+    from probelib.readouts import select_lasso_alpha
+    X, Y = _data(n=12, d=4, v=2, seed=26)
+    sel = select_lasso_alpha(X, Y, alphas=(1, 2), relative=False, cv=3, cache=False)
+    assert sel.alphas.dtype == np.float64 and sel.alphas.tolist() == [1.0, 2.0] and type(sel.alpha) is float
