@@ -976,3 +976,9 @@ def test_select_lasso_alpha_reads_candidates_as_floats():
     X, Y = _data(n=12, d=4, v=2, seed=26)
     sel = select_lasso_alpha(X, Y, alphas=(1, 2), relative=False, cv=3, cache=False)
     assert sel.alphas.dtype == np.float64 and sel.alphas.tolist() == [1.0, 2.0] and type(sel.alpha) is float
+
+
+def test_lasso_readout_records_float_penalties():
+    from probelib.readouts import lasso_readout
+    r = lasso_readout(X12, Y12, 1, relative=False)                 # an integer penalty is a float penalty
+    assert r.hparams["alpha"].dtype == np.float64 and r.hparams["alpha"].tolist() == [1.0, 1.0, 1.0]
