@@ -324,9 +324,9 @@ def high_frequency_fraction(x, cutoff: float = 0.25) -> float | np.ndarray:
     The power spectrum is the 2-D FFT over (H, W) per channel, summed over channels; the mean
     (frequency 0) counts as low-frequency power, so a uniform brightness change scores 0. White
     noise gives about ``1 - pi cutoff^2`` (0.80 for 0.25). Returns ``x.shape[:-3]`` values (a float
-    for one image); NaN for an all-zero input.
+    for one image); NaN for an all-zero input. Non-finite entries raise ``ValueError``.
     """
-    d = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+    d = _as_array(x, "x")
     if d.ndim < 3:
         raise ValueError(f"x must have shape (..., C, H, W); got {d.shape}")
     if not 0 < cutoff < 0.5 * np.sqrt(2):
@@ -379,11 +379,12 @@ def sensitivity_summary(sensitivity, axis: int | tuple[int, ...] = (-2, -1)) -> 
 
 def percentile_of(values, distribution) -> np.ndarray | float:
     """Percentile (0-100) of each value within ``distribution`` (fraction of it strictly below,
-    plus half the ties), e.g. where a perturbed prediction falls among the observed responses."""
-    d = np.sort(np.asarray(distribution, dtype=np.float64).ravel())
+    plus half the ties), e.g. where a perturbed prediction falls among the observed responses.
+    Non-finite values or distribution entries raise ``ValueError``."""
+    d = np.sort(_as_array(distribution, "distribution").ravel())
     if d.size == 0:
         raise ValueError("distribution is empty")
-    v = np.asarray(values, dtype=np.float64)
+    v = _as_array(values, "values")
     below = np.searchsorted(d, v, side="left")
     upto = np.searchsorted(d, v, side="right")
     pct = 100.0 * (below + 0.5 * (upto - below)) / d.size

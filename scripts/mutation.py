@@ -7,6 +7,10 @@ function). Results are kept there, so a second run re-tests only mutants whose f
 ``--fresh`` starts over. The summary (killed / survived per module, the score, the surviving
 mutants and the ones judged equivalent) is written to ``benchmarks/MUTATION.md``.
 
+A module with no results under ``.cache/mutation/`` (run on another machine, or its scratch copy
+deleted) keeps the table row and the sections it has in the current ``benchmarks/MUTATION.md``:
+rewriting the report after running one module never wipes the others back to "not run".
+
 Score = (killed + timeout) / (mutants - equivalent - skipped), where "equivalent" mutants are those
 listed in ``benchmarks/mutation_equivalents.txt`` (each with the reason it cannot change behaviour)
 and "no tests" mutants (no selected test reaches the function) count as survivors.
@@ -16,6 +20,7 @@ Usage::
     python scripts/mutation.py                      # every module (hours on 2 cores)
     python scripts/mutation.py metrics readouts     # some modules
     python scripts/mutation.py --report             # rewrite MUTATION.md from the last runs
+                                                    # (modules without local results keep their rows)
     python scripts/mutation.py metrics --max-children 1 --fresh
 """
 from __future__ import annotations
@@ -166,13 +171,50 @@ def _equivalents() -> dict[str, str]:
     return out
 
 
-def report(modules: list[str]) -> str:
+def previous_report(text: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The table rows and the sections per module of an existing MUTATION.md.
+
+    Returns (module -> its table line, module -> the lines of its ``### module: ...`` sections, in
+    order, the blank line that precedes each heading not included). A "not run" row is left out.
+    """
+    rows: dict[str, str] = {}
+    sections: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        if line.startswith("### "):
+            if current is not None:   # the blank line before a heading belongs to the heading
+                while sections[current] and not sections[current][-1].strip():
+                    sections[current].pop()
+            name = line[4:].split(":", 1)[0].strip()
+            current = name if name in MODULES else None
+            if current is not None:
+                sections.setdefault(current, []).append("\n" + line)
+            continue
+        if line.startswith("| ") and current is None:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            name = cells[0].split(" (", 1)[0] if cells else ""
+            if name in MODULES and len(cells) > 1 and cells[1] != "not run":
+                rows[name] = line
+            continue
+        if current is not None:
+            sections[current].append(line)
+    for lines in sections.values():   # the blank lines between one module's sections and the next
+        while lines and not lines[-1].strip():
+            lines.pop()
+    return rows, sections
+
+
+def report(modules: list[str], previous: str = "") -> str:
+    """The text of MUTATION.md: modules with local results from them; the others from ``previous``
+    (the current MUTATION.md), whose row and sections they keep, or "not run" if it has none."""
     equivalents = _equivalents()
+    old_rows, old_sections = previous_report(previous)
     rows, sections = [], []
     for module in modules:
         status = _results(module)
         if not status:
-            rows.append(f"| {module} | not run | | | | | | |")
+            rows.append(old_rows.get(module, f"| {module} | not run | | | | | | |"))
+            sections += old_sections.get(module, [])
             continue
         open_ = sorted(n for n, s in status.items() if s in ("survived", "no tests", "suspicious", "segfault"))
         diffs = _diffs(module, open_)
@@ -214,6 +256,8 @@ def report(modules: list[str]) -> str:
         `.venv/bin/python scripts/mutation.py metrics` (`--only 'probelib.probes.pgd.x__pgd_rows*'` for
         some functions, `--report` to rewrite this file from the last runs). Scratch copies and
         results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions.
+        A module with no results there keeps its row and sections from the previous version of
+        this file.
 
         Known limit of the tool: mutmut calls every function through a trampoline (one more stack
         frame), so the `stacklevel` of a warning cannot be observed by a test that passes both with
@@ -241,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         for module in modules:
             run_module(module, args.max_children, args.fresh, args.only)
-    REPORT.write_text(report(list(MODULES)), encoding="utf-8")
+    previous = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
+    REPORT.write_text(report(list(MODULES), previous), encoding="utf-8")
     print(f"wrote {REPORT.relative_to(ROOT)}")
     return 0
 
