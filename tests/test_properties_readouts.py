@@ -397,7 +397,7 @@ def test_fit_readout_defaults_are_the_documented_ones():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)             # the default grid may put voxels at its edge
         ridge = fit_readout("ridge", X, Y)
-    assert ridge.hparams["alphas"] == pytest.approx(np.logspace(-2, 10, 13).tolist(), rel=1e-12)
+    assert ridge.hparams["alphas"] == pytest.approx(np.logspace(-10, 10, 21).tolist(), rel=1e-12)
     assert ridge.hparams["per_voxel"] is True and ridge.hparams["cv"] == "leave-one-out on training images"
     lasso = fit_readout("lasso", X, Y)
     assert lasso.hparams["alphas"] == pytest.approx(np.logspace(-4, 1, 6).tolist(), rel=1e-12)
@@ -729,7 +729,7 @@ def test_readout_estimator_defaults_options_and_outputs():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         default_grid = Readout("ridge").fit(X12, Y12)
-    assert default_grid.hparams_["alphas"] == pytest.approx(list(np.logspace(-2, 10, 13)), rel=1e-12)
+    assert default_grid.hparams_["alphas"] == pytest.approx(list(np.logspace(-10, 10, 21)), rel=1e-12)
     lasso = Readout("lasso", alphas=[0.01, 0.1], cv=3, max_iter=50, seed=2).fit(X12, Y12)
     ref = fit_readout("lasso", X12, Y12, alphas=[0.01, 0.1], cv=3, max_iter=50, seed=2)
     assert torch.equal(lasso.module_.weight, ref.weight) and lasso.hparams_["cv"] == "3-fold on training images"
