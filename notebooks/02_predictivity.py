@@ -70,7 +70,7 @@ from scipy import stats
 from probelib import findings
 from probelib.data import load_dataset
 from probelib.metrics import sem, split_half_ceiling
-from probelib.plotting import savefig
+from probelib.plotting import model_bars, savefig
 from probelib.fitting import fit_panel
 from probelib.zoo import model_panel
 
@@ -224,29 +224,16 @@ pivot = per_rep.pivot_table(index="model", columns="roi", values="r", sort=False
 pivot["mean"], pivot["SEM"] = summary["mean"], summary["sem"]
 pivot.round(3)
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-predictivity_per_model", "caption": "Figure 2C of the 2024 paper, on this run's data (the embedded demo in this book): held-out predictivity (Pearson r of the chapter's readout) of every model. Bars: mean over regions (and subjects) with SEM error bars; dots: single regions; dotted line and triangle: the noise ceiling, the median Spearman-Brown corrected split-half reliability."}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-02-predictivity_per_model", "caption": "Figure 2C of the 2024 paper, on this run's data (the embedded demo in this book): held-out predictivity (Pearson r of the chapter's readout) of every model. Bars: mean over regions (and subjects) with SEM error bars; dots: single regions (and subjects), coloured by region; dotted line: the noise ceiling, the median Spearman-Brown corrected split-half reliability."}}
 by_subject = per_rep.subject.nunique() > 1
-rep_label = "single subject and region" if by_subject else "single region"
-fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(models), 4.2))
-x = np.arange(len(models))
-ax.bar(x, summary["mean"], yerr=summary["sem"], color="0.7", edgecolor="k", capsize=3,
-       label="mean over " + ("subjects and regions" if by_subject else "regions") + " ± SEM")
-for i, m in enumerate(models):
-    vals = per_rep[per_rep.model == m].r.to_numpy()
-    ax.plot(np.full(vals.shape, i) + np.linspace(-0.15, 0.15, len(vals)), vals, "o", ms=3.5,
-            color="tab:blue", alpha=0.8, label=(rep_label if i == 0 else None))
-if np.isfinite(paper_ceiling):
-    ax.axhline(paper_ceiling, color="k", ls=":", lw=1)
-    ax.plot([len(models) - 0.3], [paper_ceiling], marker="<", ms=12, color="k", ls="none",
-            clip_on=False, label=f"noise ceiling: median SB split-half r = {paper_ceiling:.3f}")
-ax.set_xticks(x)
-ax.set_xticklabels(models, rotation=35, ha="right", fontsize=8)
+fig, ax = plt.subplots(figsize=(2.2 + 0.75 * len(models), 4.2))
+model_bars(ax, per_rep, "model", "r", order=models, points="roi",
+           reference=paper_ceiling if np.isfinite(paper_ceiling) else None,
+           reference_label=f"noise ceiling (median SB split-half r = {paper_ceiling:.3f})")
 ax.set_ylabel("predictivity: held-out Pearson r")
 ax.set_ylim(0, 1.05)
-ax.set_xlim(-0.6, len(models) - 0.1)
-ax.set_title(f"Held-out predictivity ({readout.upper()} readout, {len(test)} images, "
-             f"{len(rois)} regions)", fontsize=10)
-ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+ax.set_title(f"Held-out predictivity ({readout.upper()} readout, {len(test)} images, {len(rois)} regions; "
+             f"bars: mean over {'subjects and regions' if by_subject else 'regions'} ± SEM)", fontsize=10)
 savefig(fig, "02_predictivity_per_model")
 plt.show()
 

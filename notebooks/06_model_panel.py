@@ -373,7 +373,7 @@ for panel in panels:
             wins / total, None, f"({panel}) reproduced if sensitivity has the larger sparseness and the larger "
             "normalised variance across models in every ROI; partly reproduced if in at least half of the "
             "ROI x measure pairs; else not reproduced", n=total,
-            detail=f"fraction of ROI x measure pairs where sensitivity separates the models more")
+            detail="fraction of ROI x measure pairs where sensitivity separates the models more")
         print(f"P2-discrim: {v.sentence}")
         if dataset == "demo":
             findings.record("06", "P2-discrim", v, stand_in=stand_in,

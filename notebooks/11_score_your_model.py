@@ -77,7 +77,6 @@ quick = False            # small parameters for the test suite
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 from IPython.display import display
 
