@@ -379,17 +379,22 @@ def test_edge_warning_needs_more_than_half_of_the_voxels_at_an_edge():
     _, _, _, loo = ridge_loo(X, Y, np.logspace(-3, 4, 50))
     best = np.logspace(-3, 4, 50)[int(np.argmin(loo[:, 0]))]
     grid = [best / 1e3, best, best * 1e3]                       # the middle alpha wins for this voxel
-    const = np.full((20, 1), 3.0)                                # a constant voxel: a tie, the first alpha
-    half = np.hstack([Y, const])
+    noise = np.random.default_rng(5).normal(size=(20, 2))       # unpredictable voxels: the error falls
+    const = np.full((20, 2), 3.0)                                # constant voxels: a tie, the first alpha
+    half = np.hstack([Y, noise[:, :1]])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         r = fit_readout("ridge", X, half, alphas=grid)           # 1 of 2 voxels at an edge: 50 %, no warning
-    np.testing.assert_array_equal(r.hparams["alpha"], [best, best / 1e3])
+    np.testing.assert_array_equal(r.hparams["alpha"], [best, best * 1e3])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit_readout("ridge", X, np.hstack([Y, const, const]), alphas=grid)
+        fit_readout("ridge", X, np.hstack([Y, noise]), alphas=grid)
     assert [str(w.message) for w in caught] == [
         f"67% of voxels chose an alpha at the edge of the grid [{best / 1e3:g}, {best * 1e3:g}]; consider widening it"]
+    with warnings.catch_warnings():                              # an end chosen on a plateau (a tie) is no
+        warnings.simplefilter("error")                           # sign that the grid is too narrow
+        r = fit_readout("ridge", X, np.hstack([Y, const]), alphas=grid)
+    np.testing.assert_array_equal(r.hparams["alpha"], [best, best / 1e3, best / 1e3])
 
 
 def test_fit_readout_defaults_are_the_documented_ones():

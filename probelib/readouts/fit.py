@@ -24,6 +24,21 @@ DEFAULT_LASSO_ALPHAS = tuple(np.logspace(-4, 1, 6))
 DEFAULT_WEIGHT_DECAYS = (1e-4, 1e-2, 1.0)
 
 
+def _fraction_at_edge(alphas: np.ndarray, alpha: np.ndarray, loo: np.ndarray) -> float:
+    """Fraction of voxels whose chosen ``alpha`` is an end of the grid where the leave-one-out
+    error (``loo``, (n_alphas, V)) still falls towards that end: their best penalty may lie beyond
+    the grid. An end chosen on a plateau (a tie, decided for the first alpha) does not count."""
+    if len(alphas) < 2:
+        return 0.0
+    order = np.argsort(alphas)
+    err = np.asarray(loo, dtype=np.float64).reshape(len(alphas), -1)[order]
+    a = np.broadcast_to(np.asarray(alpha, dtype=np.float64).reshape(-1), (err.shape[1],))
+    lo, hi = alphas[order[0]], alphas[order[-1]]
+    falling_lo = err[0] < err[1] * (1 - 1e-9)
+    falling_hi = err[-1] < err[-2] * (1 - 1e-9)
+    return float(np.mean(((a == lo) & falling_lo) | ((a == hi) & falling_hi)))
+
+
 def fit_readout(kind: str, features, responses, seed: int = 0, **options) -> nn.Module:
     """Fit a readout of ``kind`` from training features ``(N, D)`` to responses ``(N, V)``.
 
@@ -61,7 +76,7 @@ def fit_readout(kind: str, features, responses, seed: int = 0, **options) -> nn.
         per_voxel = _check_bool(options.pop("per_voxel", True), "per_voxel")
         _no_extra(options)
         w, b, alpha, loo = ridge_loo(X, Y, alphas, per_voxel)
-        at_edge = float(np.isin(alpha, [alphas.min(), alphas.max()]).mean()) if len(alphas) > 1 else 0.0
+        at_edge = _fraction_at_edge(alphas, alpha, loo)
         if at_edge > 0.5:
             warnings.warn(f"{at_edge:.0%} of voxels chose an alpha at the edge of the grid "
                           f"[{alphas.min():g}, {alphas.max():g}]; consider widening it")
