@@ -348,18 +348,27 @@ def test_linear_readout_repr_names_kind_and_shape():
     assert "kind='ridge', V=2, D=8" in repr(fit_readout("ridge", SPATIAL, Y12[:, :2], alphas=[1.0]))
 
 
+def _validation_predictions(X, Y, seed, weight_decay, opts):
+    """An MLP readout refitted by hand on the documented training split (all but the first
+    max(2, N // 5) images of default_rng(seed).permutation(N)); its predictions for the held-out
+    fifth (float64) and their indices."""
+    perm = np.random.default_rng(seed).permutation(len(X))
+    n_val = max(2, len(X) // 5)
+    val, tr = perm[:n_val], perm[n_val:]
+    m = fit_readout("mlp", X[tr], Y[tr], seed=seed, weight_decays=[weight_decay], **opts)
+    with torch.no_grad():
+        pred = m(torch.as_tensor(X[val], dtype=torch.float32)).numpy().astype(np.float64)
+    return pred, val
+
+
 def test_weight_decay_is_chosen_by_mean_validation_r_on_a_seeded_fifth():
     """The validation split: max(2, N // 5) images of default_rng(seed).permutation(N); each decay's
     score is the mean over voxels of the Pearson r of a net trained on the rest."""
     X, Y = _data(n=15, d=4, v=2, seed=12)
     opts = dict(epochs=4, hidden=3, lr=1e-2)
     r = fit_readout("mlp", X, Y, seed=5, weight_decays=[0.0, 3.0], **opts)
-    perm = np.random.default_rng(5).permutation(15)
-    val, tr = perm[:3], perm[3:]
     for wd, score in r.hparams["validation_r"].items():
-        m = fit_readout("mlp", X[tr], Y[tr], seed=5, weight_decays=[wd], **opts)
-        with torch.no_grad():
-            pred = m(torch.as_tensor(X[val], dtype=torch.float32)).numpy().astype(np.float64)
+        pred, val = _validation_predictions(X, Y, 5, wd, opts)
         r_vox = [np.corrcoef(pred[:, v], Y[val, v])[0, 1] for v in range(2)]
         assert score == pytest.approx(np.mean(r_vox), rel=1e-5)
     small = fit_readout("mlp", X[:9], Y[:9], seed=5, weight_decays=[0.0, 3.0], **opts)   # 9 // 5 = 1 -> 2
@@ -889,12 +898,8 @@ def test_a_constant_validation_voxel_scores_zero():
     Y[:, 1] = 2.0
     opts = dict(epochs=3, hidden=3, lr=1e-2)
     r = fit_readout("mlp", X, Y, seed=5, weight_decays=[0.0, 1.0], **opts)
-    perm = np.random.default_rng(5).permutation(15)
-    val, tr = perm[:3], perm[3:]
     for wd, score in r.hparams["validation_r"].items():
-        m = fit_readout("mlp", X[tr], Y[tr], seed=5, weight_decays=[wd], **opts)
-        with torch.no_grad():
-            pred = m(torch.as_tensor(X[val], dtype=torch.float32)).numpy().astype(np.float64)
+        pred, val = _validation_predictions(X, Y, 5, wd, opts)
         assert score == pytest.approx(np.corrcoef(pred[:, 0], Y[val, 0])[0, 1] / 2, rel=1e-5)
 
 
