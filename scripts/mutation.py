@@ -283,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
     modules = args.modules or list(MODULES)
     if not args.report:
+        import importlib.util
+        if importlib.util.find_spec("mutmut") is None:
+            p.error(f"mutmut is not installed in {sys.executable}: "
+                    f"{sys.executable} -m pip install -r requirements-dev.txt (or `make mutation`)")
         for module in modules:
             run_module(module, args.max_children, args.fresh, args.only)
     previous = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
