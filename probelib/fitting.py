@@ -30,7 +30,7 @@ from .data.dataset import Dataset
 from .model import EncodingModel, extract_features
 from .metrics import pearson_r
 from .readouts import fit_readout, lasso_readout, select_lasso_alpha
-from .zoo import build_encoder, parse_model
+from .zoo import build_encoder, check_model
 
 __all__ = ["fit_and_predict", "dataset_digest", "PanelFit", "fit_panel", "Units", "response_units",
            "UnitFit", "fit_units", "readout_options"]
@@ -309,7 +309,7 @@ def fit_units(ds: Dataset, spec: str, units: Units, kind: str = "ridge", n_sampl
     cached on disk (``cache=True``), keyed by the dataset content, the units, the encoder (including
     its smoothing draws), the readout kind, its options and the seed.
     """
-    parse_model(spec)  # a clear error for a bad spec before anything is loaded
+    check_model(spec)  # a clear error for a bad spec before anything is loaded
     if units.responses.shape[0] != ds.n_images:
         raise ValueError(f"units have {units.responses.shape[0]} images, the dataset {ds.n_images}")
     if encoder is None:

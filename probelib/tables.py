@@ -28,7 +28,7 @@ from .fitting import UnitFit
 from .metrics import response_sd
 from .probes import ProbeResult
 from .probes.cached import transfer_with_control
-from .zoo import parse_model
+from .zoo import parse_model, split_network
 
 __all__ = ["sensitivity_frame", "unit_sensitivity_frame", "sensitivity_table", "model_groups",
            "group_means", "transfer_table", "rank_candidates", "winners", "readout_comparison_text"]
@@ -77,7 +77,7 @@ def unit_sensitivity_frame(fit: UnitFit, result: ProbeResult, image_index,
     e_i, i_i, u_i = (a.ravel() for a in np.meshgrid(np.arange(n_eps), np.arange(n_img),
                                                     np.arange(n_units), indexing="ij"))
     return pd.DataFrame({
-        "model": fit.spec, "readout": fit.kind, "sigma": parse_model(fit.spec)[2],
+        "model": fit.spec, "readout": fit.kind, "sigma": 0.0 if split_network(fit.spec) else parse_model(fit.spec)[2],
         "unit": u_i, "label": labels[u_i], "roi": fit.units.roi[u_i], "subject": fit.units.subject[u_i],
         "eps": np.asarray(result.eps, dtype=np.float64)[e_i], "image": index[i_i],
         "sensitivity": s.ravel(), "relative": s.ravel() / sd[u_i], "r": fit.predictivity[u_i]})

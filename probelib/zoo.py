@@ -167,6 +167,37 @@ def parse_spec(spec: str) -> ModelSpec:
                      float(m["sigma"]) if m["sigma"] else 0.0)
 
 
+_HUBS = ("torchvision:", "timm:")
+
+
+def split_network(spec: str) -> tuple[str, str] | None:
+    """A network outside the zoo, ``"<model>@<layer>"`` with ``<model>`` one that
+    :func:`probelib.load_encoder` builds (``"torchvision:<builder>"``, ``"timm:<name>"`` or
+    ``"<path>.py:<factory>"``), -> ``(model, layer)``; ``None`` for anything else (a zoo spec)."""
+    if not isinstance(spec, str) or "@" not in spec:
+        return None
+    model, _, layer = spec.rpartition("@")
+    if not layer or not (model.startswith(_HUBS) or ".py:" in model):
+        return None
+    return model, layer
+
+
+def check_model(spec: str) -> str:
+    """``spec`` if it names a model (a zoo spec, :func:`parse_spec`, or a network with its layer,
+    :func:`split_network`); else a ``ValueError`` naming both forms. Nothing is loaded."""
+    if split_network(spec) is not None:
+        return spec
+    try:
+        parse_spec(spec)
+    except ValueError as exc:
+        if isinstance(spec, str) and (spec.startswith(_HUBS) or ".py:" in spec):
+            raise ValueError(f"{spec!r} needs its layer: '<model>@<layer>', e.g. 'torchvision:resnet18@layer3' "
+                             "or 'nets.py:build@features.8' (a name from net.named_modules())") from None
+        raise ValueError(f"{exc}; or a network with its layer, '<model>@<layer>' where <model> is "
+                         "'torchvision:<builder>', 'timm:<name>' or '<path>.py:<factory>'") from None
+    return spec
+
+
 def parse_model(spec: str) -> tuple[str, bool, float]:
     """``"alexnet:untrained+smooth0.1"`` -> ("alexnet", True, 0.1): name, untrained, smoothing
     sigma (an ``+adv`` part is checked but not returned: see :func:`parse_spec`)."""
@@ -233,14 +264,24 @@ def demo_training_images(image_size: int = DEMO_ADV_IMAGE_SIZE, seed: int = 0):
 
 def build_encoder(spec: str, device="cpu", layer: str | None = None, spatial: bool = False,
                   n_samples: int = 8, seed: int = 0, train_images=None, progress: bool | None = None):
-    """Load the encoder named by ``spec`` (see module docstring); smoothing uses ``n_samples``
-    fixed noise draws from ``seed``. The returned module's ``name`` is ``spec``.
+    """Load the encoder named by ``spec`` (see module docstring, or a network with its layer,
+    ``"torchvision:resnet18@layer3"``, ``"nets.py:build@features.8"``: :func:`split_network`, with
+    its default weights); smoothing uses ``n_samples`` fixed noise draws from ``seed``. The
+    returned module's ``name`` is ``spec``.
 
     ``+adv<k>``: trained on ``device`` (or read from the cache) from the demo's training split of
     ``seed`` at :data:`DEMO_ADV_IMAGE_SIZE` px (``train_images`` (N, 3, S, S) in [0, 1] overrides
     them), with :data:`DEMO_ADV_SCHEDULE` and training seed ``seed``, at the network's default
     layer; ``layer`` then chooses which layer of the trained network the encoder reads.
     """
+    network = split_network(spec)
+    if network is not None:
+        model, own_layer = network
+        if layer is not None and layer != own_layer:
+            raise ValueError(f"{spec!r} names layer {own_layer!r}; got layer={layer!r}")
+        enc = load_encoder(model, layer=own_layer, device=device, spatial=spatial, seed=seed)
+        enc.name = spec
+        return enc
     p = parse_spec(spec)
     enc = load_encoder(p.name, layer=layer, weights=None if p.untrained else "default", device=device,
                        spatial=spatial, seed=seed)
@@ -275,9 +316,9 @@ def model_panel(dataset: str = "demo", paper: int = 1) -> tuple[str, ...]:
 
 
 __all__ = ["DEMO_BUDGETS", "DEMO_MODELS", "DEMO_PANEL2", "DEMO_ROBUST", "DEMO_SIGMAS", "ModelSpec", "PAPER1_LADDER",
-           "PAPER1_MODELS", "PAPER2_MODELS", "build_encoder", "demo_ladder", "demo_training_images",
+           "PAPER1_MODELS", "PAPER2_MODELS", "build_encoder", "check_model", "demo_ladder", "demo_training_images",
            "ladder_position", "model_panel", "parse_model", "parse_spec", "robustness_level", "select_robust",
-           "smoothing_ladder"]
+           "smoothing_ladder", "split_network"]
 
 
 def robustness_level(spec: str) -> float:
@@ -333,8 +374,11 @@ def encoder_macs(spec: str, image_size: int, layer: str | None = None) -> int:
     encoder on ``meta`` raises (e.g. a user model that cannot be built there)."""
     import torch
 
-    p = parse_spec(spec)
-    enc = load_encoder(p.name, layer=layer, weights=None, device="meta")
+    network = split_network(spec)
+    if network is not None:
+        enc = load_encoder(network[0], layer=layer or network[1], weights=None, device="meta")
+    else:
+        enc = load_encoder(parse_spec(spec).name, layer=layer, weights=None, device="meta")
     total = 0
 
     def count(module, inputs, output):

@@ -411,3 +411,58 @@ def test_records_list_existing_entries(reference):
         assert unit_done(unit, cache)
         for entry in read_record(unit, cache)["entries"]:
             assert (cache / entry / "output.pkl").exists()
+
+
+NETWORK_FILE = '''
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self, width={width}):
+        super().__init__()
+        self.block1 = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.ReLU())
+        self.block2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 2, 1), nn.ReLU())
+
+    def forward(self, x):
+        return self.block2(self.block1(x)).mean((2, 3))
+
+
+def build():
+    return Net()
+'''
+
+
+def test_a_study_of_a_users_network_is_keyed_by_its_content(reference, tmp_path, monkeypatch):
+    """A network from a file ("nets.py:build@block2", found from the study's folder) runs beside a
+    zoo model; its units carry the network's content digest, so editing the file makes them new
+    units (and a unit planned with the old file refuses to run) while the zoo model's stay done."""
+    from probelib.study.units import run_unit
+
+    _fresh_cache(tmp_path / "cache", reference[0], monkeypatch)
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    (folder / "nets.py").write_text(NETWORK_FILE.format(width=4))
+    study = folder / "mine.toml"
+    study.write_text(_to_toml(_minimal(panel={"models": ["nets.py:build@block2", "mobilenet_v2"], "rois": ["FFA"]},
+                                       analysis=[{"kind": "l2_probe", "steps": 1, "n_images": 2}])))
+    spec = f"{(folder / 'nets.py').resolve()}:build@block2"
+    assert load_study(study).models == (spec, "mobilenet_v2")
+    report = run_study(study, "local", workers=0, progress=False)
+    assert report.ok, report.summary()
+    mine = [u for u in report.plan.units.values() if spec in u.models]
+    assert {u.kind for u in mine} == {"fit", "l2_probe"}
+    assert all(dict(u.networks)[spec] and "nets.py:build@block2" in u.label for u in mine)
+    assert all(study_status(study).values())
+
+    (folder / "nets.py").write_text(NETWORK_FILE.format(width=6))  # the lab changes its network
+    status = study_status(study)
+    changed = {uid for uid, done in status.items() if not done}
+    assert len(changed) == len(mine) and not changed & {u.id for u in mine}
+    assert run_unit(mine[0]).error.startswith("StudyError: the network")  # planned with the old file
+    again = run_study(study, "local", workers=0, progress=False)
+    assert again.ok and set(again.ids("computed")) == changed
+
+    for models, message in ((["nets.py:build"], "needs its layer: '<model>@<layer>'"),
+                            (["other.py:build@block2"], "no network file")):
+        with pytest.raises(StudyError, match=message):
+            load_study(_minimal(panel={"models": models, "rois": ["FFA"]}))

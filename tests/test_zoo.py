@@ -97,3 +97,18 @@ def test_build_encoder_adversarial_rung(monkeypatch):
     smoothed = build_encoder("mobilenet_v2+adv8@2+smooth0.1", layer="features.4", train_images=photos,
                              n_samples=2)
     assert smoothed.name == "mobilenet_v2+adv8@2+smooth0.1" and len(calls) == 2
+
+
+def test_networks_outside_the_zoo_are_named_with_their_layer():
+    from probelib.zoo import check_model, split_network
+
+    assert split_network("torchvision:resnet18@layer3") == ("torchvision:resnet18", "layer3")
+    assert split_network("timm:convnext_atto@stages.2") == ("timm:convnext_atto", "stages.2")
+    assert split_network("/lab/nets.py:build@block2") == ("/lab/nets.py:build", "block2")
+    for zoo_spec in ("mobilenet_v2", "mobilenet_v2+adv8@4", "alexnet:untrained+smooth0.1"):
+        assert split_network(zoo_spec) is None and check_model(zoo_spec) == zoo_spec
+    assert split_network("torchvision:resnet18@") is None
+    with pytest.raises(ValueError, match="needs its layer"):
+        check_model("timm:resnet18")
+    with pytest.raises(ValueError, match="unknown model 'mobilenet_v3'.*'<model>@<layer>'"):
+        check_model("mobilenet_v3")

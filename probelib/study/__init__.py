@@ -12,7 +12,9 @@ readout and the analyses::
     image_size = 64               #    per_subject = true (one dataset, and units, per subject)
 
     [panel]
-    models = "demo_paper2"        # model specs, or a chapters' panel: demo_paper1/2, paper1/2
+    models = "demo_paper2"        # model specs, or a chapters' panel: demo_paper1/2, paper1/2;
+                                  # your networks with their layer: "torchvision:resnet18@layer3",
+                                  # "timm:<name>@<layer>", "nets.py:build@block2" (from this file's folder)
     rois = ["FFA", "PPA", "EBA"]
     n_samples = 16                # noise draws of smoothed ("+smooth<sigma>") models
 

@@ -42,10 +42,10 @@ _LOCK = threading.Lock()
 def model_cost(spec: str, image_size: int) -> float:
     """Relative cost of one pass of ``spec`` at ``image_size`` px (kept per process): its
     multiply-accumulates, else its parameter count, else 1."""
-    from ..zoo import parse_spec
+    from ..zoo import parse_spec, split_network
 
     try:
-        base = parse_spec(spec).name
+        base = spec if split_network(spec) else parse_spec(spec).name
     except Exception:
         base = spec
     key = (base, int(image_size))

@@ -135,8 +135,9 @@ class Study:
 # ------------------------------------------------------------------------------------------------
 
 class _Where:
-    def __init__(self, source: str):
+    def __init__(self, source: str, base: Path | None = None):
         self.source = source
+        self.base = base  # relative network files are found from here (the study file's folder)
 
     def error(self, place: str, message: str) -> StudyError:
         return StudyError(f"{self.source}: {place}: {message}")
@@ -200,8 +201,10 @@ def _list(where, place, value, item, nonempty: bool = True) -> list:
 def _models(where, place, value, panel: Sequence[str] | None = None) -> tuple[str, ...]:
     """A list of model specs, a panel name (:data:`PANELS`: the chapters' default panels,
     :func:`probelib.zoo.model_panel`) or, within an analysis, ``"panel"`` (the study's models) /
-    ``"trained"`` (those without ``:untrained``)."""
-    from ..zoo import model_panel, parse_model
+    ``"trained"`` (those without ``:untrained``). A spec is a zoo spec or a network with its layer,
+    ``"<model>@<layer>"`` (:func:`probelib.zoo.split_network`); a relative ``<path>.py`` is found
+    from the study file's folder and becomes absolute."""
+    from ..zoo import check_model, model_panel, split_network
 
     if isinstance(value, str):
         if value == "demo":
@@ -221,9 +224,18 @@ def _models(where, place, value, panel: Sequence[str] | None = None) -> tuple[st
         specs = _list(where, place, value, _str)
     for i, spec in enumerate(specs):
         try:
-            parse_model(spec)
+            check_model(spec)
         except ValueError as exc:
             raise where.error(f"{place}[{i}]", str(exc)) from None
+        network = split_network(spec)
+        path, sep, factory = network[0].rpartition(".py:") if network else ("", "", "")
+        if sep:
+            file = Path(path + ".py").expanduser()
+            file = file if file.is_absolute() else (where.base or Path.cwd()) / file
+            if not file.is_file():
+                raise where.error(f"{place}[{i}]", f"no network file {str(file)!r} (a relative path is found "
+                                                   f"from {str(where.base or Path.cwd())!r})")
+            specs[i] = f"{file.resolve()}:{factory}@{network[1]}"
     if len(set(specs)) != len(specs):
         raise where.error(place, f"lists a model twice: {specs}")
     if not specs:
@@ -333,18 +345,21 @@ def load_study(source: str | Path | Mapping, overrides: Sequence[str] = ()) -> S
     """Parse and check a study: a path to a ``.toml`` / ``.yaml`` file or a mapping of the same
     structure, with optional ``KEY=VALUE`` overrides (see :func:`apply_overrides`)."""
     if isinstance(source, Mapping):
-        raw, name = dict(source), "<study>"
+        raw, name, base = dict(source), "<study>", None
     else:
-        raw, name = read_study_file(source), str(source)
+        raw, name, base = read_study_file(source), str(source), Path(source).resolve().parent
     if overrides:
         raw = apply_overrides(raw, overrides)
-    return parse_study(raw, name)
+    return parse_study(raw, name, base)
 
 
-def parse_study(raw: Mapping, source: str = "<study>") -> Study:
+def parse_study(raw: Mapping, source: str = "<study>", base: Path | None = None) -> Study:
+    """Check ``raw`` (a study's structure) and return the :class:`Study`; ``source`` names it in
+    errors, ``base``: the folder relative network files are found from (default: the working
+    directory)."""
     from .analyses import ANALYSES
 
-    w = _Where(source)
+    w = _Where(source, base)
     _check_keys(w, "top level", raw, TOP_KEYS)
     st = _table(w, raw, "study")
     _check_keys(w, "[study]", st, STUDY_KEYS)

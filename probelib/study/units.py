@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .spec import DatasetSpec, FitSpec, canonical
+from .spec import DatasetSpec, FitSpec, StudyError, canonical
 
 
 # ------------------------------------------------------------------------------------------------
@@ -38,7 +38,10 @@ from .spec import DatasetSpec, FitSpec, canonical
 @dataclass(frozen=True)
 class Unit:
     """One independent computation. ``params`` is canonical JSON; ``rois`` (fit units: the ROIs
-    whose readouts are fitted and scored) is not part of the unit's identity."""
+    whose readouts are fitted and scored) is not part of the unit's identity; ``networks``: the
+    content digest (:func:`network_digest`) of each of its models that is a network outside the
+    zoo (``"<model>@<layer>"``), filled in by :func:`build_plan`, so that a changed file or
+    checkpoint is a different unit."""
 
     kind: str
     dataset: DatasetSpec
@@ -47,6 +50,7 @@ class Unit:
     roi: str | None = None
     params: str = "{}"
     rois: tuple[str, ...] = field(default=(), compare=False)
+    networks: tuple[tuple[str, str], ...] = ()
 
     @property
     def parameters(self) -> dict:
@@ -54,9 +58,12 @@ class Unit:
 
     def describe(self) -> dict:
         """Everything that determines the unit's results (its identity), as plain data."""
-        return {"kind": self.kind, "dataset": self.dataset.describe(),
-                "fit": None if self.fit is None else self.fit.describe(),
-                "models": list(self.models), "roi": self.roi, "params": self.parameters}
+        out = {"kind": self.kind, "dataset": self.dataset.describe(),
+               "fit": None if self.fit is None else self.fit.describe(),
+               "models": list(self.models), "roi": self.roi, "params": self.parameters}
+        if self.networks:
+            out["networks"] = dict(self.networks)
+        return out
 
     @property
     def id(self) -> str:
@@ -70,7 +77,8 @@ class Unit:
         """Short human-readable description (kind, models, ROI, the parameters that vary)."""
         parts = [self.kind]
         if self.models:
-            parts.append(",".join(self.models) if len(self.models) <= 2 else f"{len(self.models)} models")
+            short = [_short(m) for m in self.models]
+            parts.append(",".join(short) if len(short) <= 2 else f"{len(short)} models")
         if self.roi:
             parts.append(self.roi)
         if self.kind == "fit" and self.fit is not None:
@@ -82,6 +90,44 @@ class Unit:
         if self.kind in ("dataset", "fit") or not self.dataset.average_subjects or self.dataset.subjects:
             parts.append(f"[{self.dataset.label}]")
         return " ".join(parts)
+
+
+def _short(spec: str) -> str:
+    """A model's name in labels: a network file by its file name, not its directory."""
+    path, sep, rest = spec.rpartition(".py:")
+    return f"{Path(path).name}.py:{rest}" if sep else spec
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def network_digest(spec: str) -> str:
+    """Content digest (16 hex digits) of a network outside the zoo, ``"<model>@<layer>"``
+    (:func:`probelib.zoo.split_network`): the network is built on the CPU with its default weights
+    and described by :func:`probelib.cache.module_key` (code, settings, every weight). Kept per
+    process while the network's file is unchanged (its size and modification time)."""
+    from ..cache import module_key
+    from ..zoo import build_encoder, split_network
+
+    model, _ = split_network(spec)
+    path, sep, _ = model.rpartition(".py:")
+    try:
+        st = os.stat(path + ".py") if sep else None
+    except OSError:
+        st = None
+    key = (spec, None if st is None else (st.st_size, st.st_mtime_ns))
+    if key not in _DIGESTS:
+        text = canonical(module_key(build_encoder(spec, device="cpu")))
+        _DIGESTS[key] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _DIGESTS[key]
+
+
+def with_networks(unit: Unit) -> Unit:
+    """``unit`` with the content digests of its models that are networks outside the zoo."""
+    from ..zoo import split_network
+
+    networks = tuple((m, network_digest(m)) for m in unit.models if split_network(m) is not None)
+    return replace(unit, networks=networks) if networks != unit.networks else unit
 
 
 def make_unit(kind: str, dataset: DatasetSpec, fit: FitSpec | None = None, models=(), roi=None,
@@ -130,6 +176,7 @@ def build_plan(study) -> Plan:
     fit_rois: dict[str, set[str]] = {}
 
     def add(unit: Unit, analysis: str | None) -> str:
+        unit = with_networks(unit)
         uid = unit.id
         if uid not in units:
             units[uid] = unit
@@ -411,6 +458,10 @@ def run_unit(unit: Unit, options: RunOptions | None = None, lookup_only: bool = 
     log(f"start {unit.label} (unit {unit.id}) on {out.host}, pid {out.pid}{where}, device {options.device}, "
         f"{options.threads} thread(s)")
     try:
+        for spec, planned in unit.networks:
+            if network_digest(spec) != planned:
+                raise StudyError(f"the network {spec!r} is not the one this study was planned with (its code "
+                                 "or weights changed since): run the study again to plan it anew")
         with recording(lookup_only, log) as rec:
             values = ANALYSES[unit.kind].run(unit, Context(options.device))
         out.digest = result_digest(values)
