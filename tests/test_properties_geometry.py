@@ -116,3 +116,66 @@ def test_subspace_is_the_top_of_the_spectrum(method):
     np.testing.assert_allclose(sub.basis.T.double() @ sub.basis.double(), np.eye(2), atol=1e-8)
     assert sub.k == 2 and sub.directions().shape == (2, 3, 3, 3) and sub.method == method
     np.testing.assert_array_equal(sub.units, np.arange(5))
+
+
+# ------------------------------------------------------------------------------------------------
+# SubspacePanel: the models' subspaces at each image, compared per image
+# ------------------------------------------------------------------------------------------------
+
+def _subspace_panel(k: int = 3, n_images: int = 2, seed: int = 0) -> geometry.SubspacePanel:
+    """Three models at ``n_images`` images of shape (3, 2, 2) (D = 12): random orthonormal bases,
+    except that model "b" has model "a"'s subspace at image 0 (columns in reverse order) and "c" a
+    subspace orthogonal to "a"'s at image 1."""
+    rng = np.random.default_rng(seed)
+    bases = np.stack([[np.linalg.qr(rng.standard_normal((12, k)))[0] for _ in range(n_images)]
+                      for _ in range(3)])
+    bases[1, 0] = bases[0, 0][:, ::-1]
+    q = np.linalg.qr(np.concatenate([bases[0, 1], rng.standard_normal((12, k))], axis=1))[0]
+    bases[2, 1] = q[:, k:2 * k]
+    sv = np.sort(rng.uniform(1, 2, (3, n_images, k)))[..., ::-1]
+    return geometry.SubspacePanel(["a", "b", "c"], bases.astype(np.float32), sv.astype(np.float32),
+                                  np.arange(4), np.array([7, 3])[:n_images], (3, 2, 2), "FFA")
+
+
+def test_subspace_panel_similarity_is_the_matrix_of_each_image():
+    p = _subspace_panel()
+    s = p.similarity()
+    assert s.shape == (2, 3, 3)
+    for i in range(2):
+        np.testing.assert_allclose(s[i], similarity_matrix([p.bases[m, i] for m in range(3)]), atol=1e-6)
+        for a in range(3):
+            for b in range(3):
+                assert s[i, a, b] == pytest.approx(subspace_similarity(p.bases[a, i], p.bases[b, i]), abs=1e-6)
+    np.testing.assert_allclose(s, s.transpose(0, 2, 1))
+    np.testing.assert_allclose(np.diagonal(s, axis1=1, axis2=2), 1.0, atol=1e-6)
+    assert s[0, 0, 1] == pytest.approx(1.0, abs=1e-6)   # the same span, another order
+    assert s[1, 0, 2] == pytest.approx(0.0, abs=1e-6)   # orthogonal spans
+    assert 0 < s[1, 0, 1] < 1
+    assert p.k == 3 and p.chance == pytest.approx(3 / 12)
+
+
+def test_similarity_by_dimension_is_the_similarity_of_the_top_j_directions():
+    p = _subspace_panel(k=4, seed=1)
+    for a, b in (("a", "b"), ("b", "c"), ("c", "a")):
+        by_dim = p.similarity_by_dimension(a, b)
+        assert by_dim.shape == (2, 4)
+        ia, ib = p.names.index(a), p.names.index(b)
+        for i in range(2):
+            for j in range(1, 5):
+                expected = subspace_similarity(p.bases[ia, i][:, :j], p.bases[ib, i][:, :j])
+                assert by_dim[i, j - 1] == pytest.approx(expected, abs=1e-6), (a, b, i, j)
+        np.testing.assert_allclose(by_dim[:, -1], p.similarity()[:, ia, ib], atol=1e-6)
+    np.testing.assert_allclose(p.similarity_by_dimension("c", "c"), 1.0, atol=1e-6)
+    # image 0: "b" holds "a"'s directions in reverse order: the full spans agree, the first one does not
+    by_dim = p.similarity_by_dimension("a", "b")
+    assert by_dim[0, -1] == pytest.approx(1.0, abs=1e-6) and by_dim[0, 0] < 0.5
+
+
+def test_directions_are_a_models_basis_columns_as_images():
+    p = _subspace_panel()
+    for model, m in (("b", 1), ("c", 2)):
+        for i in range(2):
+            d = p.directions(model, i)
+            assert d.shape == (3, 3, 2, 2)
+            for j in range(3):
+                np.testing.assert_array_equal(d[j].reshape(-1), p.bases[m, i][:, j])
