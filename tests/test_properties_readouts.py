@@ -722,6 +722,33 @@ def test_select_lasso_alpha_cache_is_keyed_by_every_argument():
     np.testing.assert_array_equal(again.scores_per_unit, select_lasso_alpha(X, Y, cache=False, **base).scores_per_unit)
 
 
+
+@pytest.mark.parametrize("bad", ["list", "three", "short_scores"])
+def test_select_lasso_alpha_repairs_a_malformed_cache_entry(bad):
+    """A cache entry that is not (scores (A, U), non-zero counts (A,)) is recomputed, with a
+    warning, and replaced: never returned, never a crash."""
+    import joblib
+
+    from probelib.cache import cache_dir
+    from probelib.readouts import select_lasso_alpha
+    X, Y = _data(n=15, d=5, v=2, seed=22)
+    args = dict(alphas=[0.05, 0.3, 0.6], relative=True, cv=3, seed=0)
+    good = select_lasso_alpha(X, Y, **args)
+    entries = list(cache_dir().glob("**/_cv_lasso_scores/*/output.pkl"))
+    assert len(entries) == 1
+    scores, nonzero = joblib.load(entries[0])
+    planted = {"list": [scores, nonzero], "three": (scores, nonzero, nonzero),
+               "short_scores": (scores[:2], nonzero)}[bad]
+    joblib.dump(planted, entries[0])
+    with pytest.warns(UserWarning, match="not what it returns"):
+        again = select_lasso_alpha(X, Y, **args)
+    np.testing.assert_array_equal(again.scores_per_unit, good.scores_per_unit)
+    assert again.alpha == good.alpha
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(select_lasso_alpha(X, Y, **args).scores_per_unit, good.scores_per_unit)
+
+
 # --------------------------------------------------------------------------- scikit-learn estimators
 
 def test_readout_estimator_defaults_options_and_outputs():
