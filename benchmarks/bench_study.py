@@ -8,6 +8,13 @@ the Slurm path, and the cost of each kind of unit projected to the papers' full 
   identical (digests). Target: >= 1.8x on 2 cores, judged on the best wall time of ``study_repeats``
   runs per side (parallelism is the point; the driver's own CPU time says nothing here, and on a
   shared machine other processes only slow a run down). The load average is recorded.
+- ``study_ceiling``: what the machine allows for that study: two serial runs started together
+  (separate processes and caches; nothing shared, nothing to schedule), interleaved with the runs
+  above. Two processes on two cores can still slow each other down (memory bandwidth, a shared
+  cache, a virtual machine's neighbours): the 2-worker target of 1.8x assumes they do not. Row: the
+  2-worker wall time vs half the pair's (1.0 = the executor loses nothing to the order of its
+  units, its shared work or its start-up; target >= 0.9), with the machine's ceiling
+  ``2 x serial / pair`` in the notes.
 - ``study_slurm``: the per-unit overhead of the Slurm path: the same finished study re-run with
   ``force=True`` (every unit rebuilds its data and models and reads its results from the cache;
   nothing is computed) through Slurm (one array task per unit, and batches of ``slurm_batch``
@@ -27,6 +34,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +65,32 @@ def _run(study, executor: str, cache: Path, **kwargs):
     if not report.ok:
         raise RuntimeError(report.summary())
     return seconds, report
+
+
+_PAIR_CHILD = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, {here!r})
+from bench_study import _run
+if __name__ == "__main__":
+    _run(Path({study!r}), "local", Path(os.environ["PROBELIB_CACHE"]), workers=1)
+"""
+
+
+def _pair(study: Path, base: Path, observer: Path) -> float:
+    """Wall seconds of two serial runs of ``study`` started together, each in its own process with
+    its own cache (the same code path as the serial side: ``run_study(workers=1)``)."""
+    code = _PAIR_CHILD.format(here=str(Path(__file__).resolve().parent), study=str(study))
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env={**os.environ, "PROBELIB_CACHE": str(_fresh_cache(base, observer))})
+             for _ in range(2)]
+    outs = [p.communicate()[0] for p in procs]
+    seconds = time.perf_counter() - t0
+    for p, out in zip(procs, outs):
+        if p.returncode:
+            raise RuntimeError(f"a serial run of the pair failed (exit {p.returncode}):\n{out[-2000:]}")
+    return seconds
 
 
 def _load() -> list[float]:
@@ -102,10 +136,15 @@ def run_study_local(sizes: dict[str, Any], repeats: int) -> list[Row]:
         log("[study_local] demo observer features (once, shared by every run)")
         _run(ROOT / "studies" / "smoke_demo.toml", "local", seed_cache, workers=0, only=["dataset"])
         observer = seed_cache / OBSERVER
-        serial, parallel, load_before = [], [], _load()
+        serial, parallel, pair, load_before = [], [], [], _load()
         ref = par = None
         for r in range(reps):
-            for name in (("serial", "parallel") if r % 2 == 0 else ("parallel", "serial")):
+            for name in (("serial", "parallel", "pair") if r % 2 == 0 else ("pair", "parallel", "serial")):
+                if name == "pair":
+                    s = _pair(study, base, observer)
+                    pair.append(s)
+                    log(f"[study_local] round {r + 1}/{reps}: two serial runs at once {s:.1f} s")
+                    continue
                 cache = _fresh_cache(base, observer)
                 if name == "serial":
                     s, ref = _run(study, "local", cache, workers=1)
@@ -120,13 +159,22 @@ def run_study_local(sizes: dict[str, Any], repeats: int) -> list[Row]:
         params = {"study": study.name, "units": len(ref.plan), "load_before": load_before,
                   "load_after": _load(), "cpus": os.cpu_count()}
         # best of the repeats: on a shared machine other processes only ever slow a run down
+        ceiling = 2 * min(serial) / min(pair)
+        efficiency = _row("study_ceiling", f"{study.stem}: local executor, 2 workers",
+                          "half the wall time of two serial runs at once (what 2 processes allow here)",
+                          parallel, [s / 2 for s in pair], ">= 0.9", 0.9, same,
+                          f"identical results of all {len(ref.plan)} units" if same else "RESULTS DIFFER",
+                          f"the machine's ceiling for this study, 2 x serial / pair: {ceiling:.2f}x (1.8x "
+                          f"needs two processes that do not slow each other down); best of {reps} runs per "
+                          f"side, interleaved; load average {load_before} -> {params['load_after']}",
+                          {**params, "ceiling": ceiling, "pair_times": pair}, best=True)
         return [_row("study_local", f"{study.stem}: local executor, 2 workers",
                      "local executor, 1 worker (serial)", parallel, serial, ">= 1.8x (wall) on 2 cores", 1.8, same,
                      f"identical results of all {len(ref.plan)} units" if same else "RESULTS DIFFER",
                      f"cold cache (demo observer features pre-filled); best of {reps} runs per side; load "
                      f"average {load_before} -> {params['load_after']}; CPU seconds of the units: serial "
                      f"{sum(o.cpu_seconds for o in ref.outcomes.values()):.1f}, 2 workers "
-                     f"{sum(o.cpu_seconds for o in par.outcomes.values()):.1f}", params, best=True)]
+                     f"{sum(o.cpu_seconds for o in par.outcomes.values()):.1f}", params, best=True), efficiency]
     finally:
         _STATE["tmp"] = base
 
