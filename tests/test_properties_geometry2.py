@@ -368,3 +368,22 @@ def test_matrix_free_defaults_are_the_documented_seed_and_oversampling(method):
     assert torch.equal(default.singular_values, explicit.singular_values)
     other = perturbation_subspace(model, image, k=1, method=method, n_iter=1, seed=0, oversample=9)
     assert not torch.equal(default.basis, other.basis)
+
+
+@pytest.mark.parametrize("method", ["power", "randomized"])
+def test_the_matrix_free_defaults_are_the_documented_ones(method):
+    """Called without them, the matrix-free methods use oversample = 8, seed = 0, tol = 1e-3 and
+    their documented default iterations: the same result bit for bit, and another seed or
+    oversampling (a flat spectrum, so that the approximation depends on the start) another one."""
+    from probelib.geometry import DEFAULT_N_ITER
+
+    model = Linear(list(np.linspace(2.0, 1.0, 10)), n_out=10)
+    default = perturbation_subspace(model, _image(), k=2, method=method)
+    explicit = perturbation_subspace(model, _image(), k=2, method=method, oversample=8, seed=0, tol=1e-3,
+                                     n_iter={"power": 30, "randomized": 2}[method])
+    assert DEFAULT_N_ITER == {"power": 30, "randomized": 2}
+    assert torch.equal(default.basis, explicit.basis)
+    assert torch.equal(default.singular_values, explicit.singular_values)
+    for other in ({"seed": 1}, {"oversample": 7}):
+        changed = perturbation_subspace(model, _image(), k=2, method=method, **other)
+        assert not torch.equal(changed.singular_values, default.singular_values), other
