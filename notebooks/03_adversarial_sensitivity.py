@@ -71,6 +71,7 @@ quick = False           # small parameters for the test suite
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 from matplotlib.lines import Line2D
@@ -363,21 +364,19 @@ sens_focus = at_focus[at_focus.probe == "targeted"]
 bar = sens_focus.groupby("model", sort=False).relative.agg(
     mean="mean", sem=lambda v: sem(v) if len(v) > 1 else np.nan).reindex(models)
 fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(models), 4.2))
-x = np.arange(len(models))
-ax.bar(x, bar["mean"], yerr=bar["sem"], color=[colors[m] for m in models], edgecolor="k", capsize=3,
-       alpha=0.85)
-for i, m in enumerate(models):
-    vals = sens_focus[sens_focus.model == m].relative.to_numpy()
-    ax.plot(np.full(vals.shape, i) + np.linspace(-0.15, 0.15, len(vals)), vals, "o", ms=3.5,
-            color="k", alpha=0.7)
+sns.barplot(data=sens_focus, x="model", y="relative", order=models, hue="model", hue_order=models,
+            palette=colors, errorbar=("se", 1), capsize=0.15, err_kws={"linewidth": 1, "color": "0.2"},
+            alpha=0.85, edgecolor="k", legend=False, ax=ax)
+sns.stripplot(data=sens_focus, x="model", y="relative", order=models, color="k", alpha=0.7, size=3.5,
+              jitter=0.15, ax=ax)
 ax.axhline(ctrl["random"].mean(), color="k", lw=1.5)
-ax.set_xticks(x)
-ax.set_xticklabels(models, rotation=35, ha="right", fontsize=8)
+ax.set_xlabel("")
+plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
 ax.set_ylabel("sensitivity (s.d. of observed responses)")
 ax.set_title(f"Adversarial sensitivity at eps = {eps_focus:g}/255 (higher = less robust)", fontsize=10)
 ax.legend(handles=[Line2D([], [], color="k", marker="o", ls="none", ms=4, label="single region"),
                    Line2D([], [], color="k", lw=1.5, label="random-noise control")], fontsize=7,
-          loc="upper left")
+          loc="upper left", bbox_to_anchor=(1.0, 1.0))
 savefig(fig, "03_sensitivity_per_model")
 plt.show()
 

@@ -89,6 +89,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 import torch.nn.functional as F
 from IPython.display import display
@@ -208,19 +209,31 @@ display(per_model.rename(columns={"relative": "relative sensitivity", "relative_
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-04-ladder", "caption": "Figures 4B/C of the 2024 paper, on this run's data (the embedded demo in this book), one column per ladder. Top: relative FGSM sensitivity at the budget `eps` against the robustness level (0: standard network), per region and mean of regions (black), mean over the probed held-out images with 95% confidence intervals over images; bottom: held-out Pearson r of the same models."}}
 level_name = ladder.level_name.iloc[0]
+
+
+def t_interval(x):
+    """The mean of ``x`` (values over images) ± the half-width of its t-based 95% confidence interval."""
+    return np.mean(x) - ci95(x), np.mean(x) + ci95(x)
+
+
 fig, axes = plt.subplots(2, len(families), figsize=(5.2 * len(families), 7), squeeze=False, sharex="col")
 for c, fam in enumerate(families):
     rows = per_model[per_model.family == fam].sort_values("level")
     levels = rows.level.to_numpy()
     pos = np.arange(len(levels))
+    # the rungs as categories (positions 0, 1, ...); error bars: t-based 95% CI over images
+    point_kw = dict(x="level", y="relative", order=levels, errorbar=t_interval, capsize=0.06,
+                    err_kws={"linewidth": 1.2}, ax=axes[0, c])
+    sns.pointplot(data=df[df.family == fam], hue="roi", hue_order=list(units.roi),
+                  palette=[f"C{k}" for k in range(len(units.roi))], markersize=4, linewidth=1.2,
+                  alpha=0.8, dodge=0.2, **point_kw)
+    sns.pointplot(data=per_image[per_image.family == fam], color="k", marker="s", linewidth=2.2,
+                  label="mean of regions", **point_kw)
     for k, roi in enumerate(units.roi):
         pr = per_roi[(per_roi.family == fam) & (per_roi.roi == roi)].set_index("level").loc[levels]
-        axes[0, c].errorbar(pos, pr.relative, yerr=pr.relative_sem, marker="o", ms=4, capsize=2,
-                            color=f"C{k}", alpha=0.8, label=roi)
         axes[1, c].plot(pos, pr.r, marker="o", ms=4, color=f"C{k}", alpha=0.8, label=roi)
-    axes[0, c].errorbar(pos, rows.relative, yerr=rows.relative_sem, marker="s", color="k", lw=2.2,
-                        capsize=3, label="mean of regions")
     axes[1, c].plot(pos, rows.r, marker="s", color="k", lw=2.2, label="mean of regions")
+    axes[0, c].set_xlabel("")
     axes[0, c].set_title(f"{fam}: sensitivity (higher = less robust)", fontsize=10)
     axes[1, c].set_title(f"{fam}: predictivity", fontsize=10)
     axes[0, c].set_ylabel(f"relative sensitivity at eps = {eps:g}/255\n(÷ s.d. of observed responses)")
@@ -228,7 +241,7 @@ for c, fam in enumerate(families):
     axes[1, c].set_xticks(pos, [f"{v:g}" for v in levels])
     axes[1, c].set_xlabel(f"{level_name} (0 = standard network)")
     axes[0, c].set_ylim(bottom=0)
-    axes[0, c].legend(fontsize=7)
+    axes[0, c].legend(fontsize=7, title=None)
 fig.suptitle(f"Robustness ladder ({readout} readouts, {len(index)} held-out images, "
              f"95% CI over images)", fontsize=11)
 fig.tight_layout()

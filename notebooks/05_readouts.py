@@ -78,6 +78,7 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
@@ -256,28 +257,28 @@ paper_table1 = pd.DataFrame({"OLS": [1.453, 1.782], "L1 (lasso)": [0.891, 0.821]
 print("The paper's Table 1 (sensitivity, NSD):")
 display(paper_table1)
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-readouts", "caption": "Table 1 of the 2024 paper as bars, on this run's data (the embedded demo in this book). Left: relative FGSM sensitivity at the budget `eps` of each readout on each Table 1 network, mean over probed held-out images and regions with SEM error bars over images; right: held-out predictivity (Pearson r; bars: mean over regions, dots: single regions)."}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-readouts", "caption": "Table 1 of the 2024 paper as bars, on this run's data (the embedded demo in this book). Left: relative FGSM sensitivity at the budget `eps` of each readout on each Table 1 network, mean over probed held-out images and regions with SEM error bars over images; right: held-out predictivity (Pearson r; bars: mean over regions with SEM error bars over regions, dots: single regions)."}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-width = 0.8 / len(table_models)
-x = np.arange(len(order))
-for m_i, spec in enumerate(table_models):
-    rows = summary[summary.model == spec].set_index("readout").loc[order]
-    pos = x + (m_i - (len(table_models) - 1) / 2) * width
-    axes[0].bar(pos, rows.rel_mean, width, yerr=rows.rel_sem, capsize=3, label=spec, color=f"C{m_i}")
-    axes[1].bar(pos, rows.r, width, label=spec, color=f"C{m_i}")
-    roi_r = np.stack([table_fits[(spec, k)].predictivity for k in order])  # (readouts, rois)
-    axes[1].plot(np.repeat(pos, roi_r.shape[1]), roi_r.ravel(), "k.", ms=4)
+palette = {spec: f"C{m_i}" for m_i, spec in enumerate(table_models)}
+bar_kw = dict(x="readout", order=order, hue="model", hue_order=table_models, palette=palette, capsize=0.1,
+              err_kws={"linewidth": 1, "color": "0.2"})
+sns.barplot(data=per_image, y="relative", errorbar=("se", 1), ax=axes[0], **bar_kw)
+per_region = pd.concat([f.summary() for f in table_fits.values()], ignore_index=True)  # one row per region
+sns.barplot(data=per_region, y="r", errorbar=("se", 1), legend=False, ax=axes[1], **bar_kw)
+sns.stripplot(data=per_region, x="readout", y="r", order=order, hue="model", hue_order=table_models,
+              dodge=True, palette={spec: "k" for spec in table_models}, size=3, jitter=0.05, legend=False,
+              ax=axes[1])
 axes[0].set_ylabel(f"relative sensitivity at eps = {eps:g}/255\n(÷ s.d. of observed responses)")
 axes[0].set_title("Adversarial sensitivity (higher = less robust)")
 axes[1].set_ylabel("held-out Pearson r")
 axes[1].set_title("Predictivity (dots: regions)")
-axes[1].set_ylim(min(0, np.nanmin(summary.r) - 0.1), 1)
+axes[1].set_ylim(min(0, np.nanmin(per_region.r) - 0.1), 1)
 for ax in axes:
-    ax.set_xticks(x, cols, rotation=20)
+    ax.set_xticks(range(len(order)), cols, rotation=20)
     ax.set_xlabel("readout (features-to-brain mapping)")
-axes[0].legend(fontsize=8, loc="upper right")
-fig.suptitle("Table 1 as bars: readouts on two networks (bars: mean over images and regions, ± SEM over images)",
-             fontsize=10)
+axes[0].legend(fontsize=8, loc="upper right", title=None)
+fig.suptitle("Table 1 as bars: readouts on two networks (left: mean over images and regions ± SEM over images; "
+             "right: mean over regions ± SEM over regions)", fontsize=10)
 fig.tight_layout()
 savefig(fig, "05_readouts")
 plt.show()
@@ -357,15 +358,17 @@ display(tests.set_index("network")[["feature s.d. (median)", "alpha_max (subject
                                     "at grid edge", "non-zero weights"]]
         .rename(columns={"chosen alpha": alpha_label}).round(4))
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-ols_vs_l1", "caption": "Figure 5B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity of every network with an OLS (grey) and an L1 (orange) readout. Bars: mean over (subject, region) units; dots joined by lines: single units; star: paired t test over units significant at the paper's threshold; bold name: L1 significantly lowers the sensitivity."}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-ols_vs_l1", "caption": "Figure 5B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity of every network with an OLS (grey) and an L1 (orange) readout. Bars: mean over (subject, region) units with SEM error bars over units; dots joined by lines: single units; star: paired t test over units significant at the paper's threshold; bold name: L1 significantly lowers the sensitivity."}}
 fig, ax = plt.subplots(figsize=(max(6, 1.35 * len(models)), 4.4))
-offset = 0.2
+offset = 0.2  # where seaborn puts the centres of two bars per model
 rng = np.random.default_rng(seed)
+sns.barplot(data=per_unit.assign(name=per_unit.readout.map(READOUT_NAMES)), x="model", y="relative", order=models,
+            hue="name", hue_order=[READOUT_NAMES["ols"], READOUT_NAMES["lasso"]],
+            palette=["0.75", "tab:orange"], errorbar=("se", 1), capsize=0.1,
+            err_kws={"linewidth": 1, "color": "0.2"}, ax=ax)
 for m_i, spec in enumerate(models):
     a = per_unit[(per_unit.model == spec) & (per_unit.readout == "ols")].sort_values("unit").relative.to_numpy()
     b = per_unit[(per_unit.model == spec) & (per_unit.readout == "lasso")].sort_values("unit").relative.to_numpy()
-    ax.bar(m_i - offset, a.mean(), 2 * offset * 0.9, color="0.75", label="OLS" if m_i == 0 else None)
-    ax.bar(m_i + offset, b.mean(), 2 * offset * 0.9, color="tab:orange", label="L1 (lasso)" if m_i == 0 else None)
     for u in range(len(a)):
         ax.plot([m_i - offset, m_i + offset], [a[u], b[u]], "-", color="k", lw=0.5, alpha=0.5)
     ax.plot(np.full(len(a), m_i - offset), a, "k.", ms=4)
@@ -382,7 +385,7 @@ ax.set_xlabel("network (bold: L1 lowers sensitivity, p < 0.001)")
 ax.set_title("OLS vs L1 readouts: dots = (subject, region) units, lines pair them; * paired t-test p < 0.001",
              fontsize=10)
 ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
-ax.legend(fontsize=8, loc="upper left")
+ax.legend(fontsize=8, loc="upper left", title=None)
 fig.tight_layout()
 savefig(fig, "05_ols_vs_l1")
 plt.show()

@@ -85,6 +85,7 @@ import itertools
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 
 import probelib as pl
@@ -190,7 +191,7 @@ plt.show()
 probe_kw = l2_probe_settings(image_size, eps=eps, steps=steps)
 idx = probe_images(ds, n_images, seed=seed)
 images = torch.from_numpy(ds.stimuli[idx])
-probes, rows = {}, []
+probes, rows, image_rows = {}, [], []
 for roi in rois:
     sd = float(response_sd(ds.responses[roi])[0])
     for m in models:
@@ -203,17 +204,24 @@ for roi in rois:
                      "relative_sem": res.sensitivity[0].mean(1).std(ddof=1) / np.sqrt(len(idx)) / sd,
                      "control_relative": ctrl.sensitivity[0].mean() / sd,
                      "r": pred.loc[(m, roi), "r"]})
+        image_rows += [{"model": m, "roi": roi, "image": i, "relative": v}
+                       for i, v in zip(idx, res.sensitivity[0].mean(1) / sd)]
 sens = pd.DataFrame(rows)
+sens_per_image = pd.DataFrame(image_rows)  # one row per (model, ROI, probed image)
 sens.pivot(index="model", columns="roi", values="relative").loc[models, rois].round(3)
 
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-sensitivity", "caption": "Relative sensitivity to iterative L2 probes (PGD) at the budget `eps` (the paper's units, scaled to the image size), per model and ROI, on this run's data (the embedded demo in this book): bars, mean over probed test images of the absolute change of the predicted ROI response in s.d. of the observed responses, with SEM error bars over images; black ticks: random directions of the same norm; log scale."}}
 fig, axes = plt.subplots(1, len(rois), figsize=(3.2 * len(rois) + 1, 3.8), sharey=True, squeeze=False)
 for ax, roi in zip(axes[0], rois):
     d = sens[sens.roi == roi].set_index("model").loc[models]
-    ax.bar(range(len(models)), d["relative"], yerr=d["relative_sem"], color=color, edgecolor="k", lw=0.5)
+    sns.barplot(data=sens_per_image[sens_per_image.roi == roi], x="model", y="relative", order=models,
+                hue="model", hue_order=models, palette=dict(zip(models, color)), errorbar=("se", 1),
+                capsize=0.15, err_kws={"linewidth": 1, "color": "0.2"}, edgecolor="k", lw=0.5, legend=False,
+                ax=ax)
     ax.scatter(range(len(models)), d["control_relative"], marker="_", s=200, color="k", zorder=3,
                label="random direction, same norm")
     ax.set_xticks(range(len(models)), models, rotation=40, ha="right", fontsize=8)
+    ax.set_xlabel("")
     ax.set_title(roi)
     ax.set_yscale("log")
 axes[0, 0].set_ylabel("sensitivity |Δr| / s.d. of observed responses")
@@ -320,7 +328,7 @@ print(slope.loc[curve_models].round(2).to_string())
 # sensitivity (a response change) can be compared. Here they are computed across the models for
 # each ROI (dots) and averaged (bars) in {numref}`fig-06-discriminability`.
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-discriminability", "caption": "Sparseness and normalised variance across models of predictivity (held-out r) and of relative sensitivity, on this run's data (the embedded demo in this book), for all models and for the trained models only. Bars: mean over ROIs; dots: single ROIs."}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-06-discriminability", "caption": "Sparseness and normalised variance across models of predictivity (held-out r) and of relative sensitivity, on this run's data (the embedded demo in this book), for all models and for the trained models only. Bars: mean over ROIs with SEM error bars over ROIs; dots: single ROIs."}}
 trained = [m for m in models if group_of[m] != "untrained"]
 panels = {"all models": models}
 if 2 <= len(trained) < len(models):
@@ -336,20 +344,19 @@ for panel, members in panels.items():
 disc = pd.DataFrame(disc_rows)
 
 fig, axes = plt.subplots(1, 2, figsize=(3.6 * len(panels) + 1, 3.6))
+score_kw = dict(hue_order=["predictivity", "sensitivity"])
 for ax, measure in zip(axes, ["sparseness", "normalized variance"]):
-    ticks, labels = [], []
-    for p_i, panel in enumerate(panels):
-        for s_i, (score, c) in enumerate([("predictivity", "0.7"), ("sensitivity", "tab:purple")]):
-            x = 2.6 * p_i + s_i
-            v = disc[(disc.panel == panel) & (disc.score == score)][measure].values
-            ax.bar(x, v.mean(), color=c, edgecolor="k", lw=0.5, label=score if p_i == 0 else None)
-            ax.scatter(x + np.linspace(-0.15, 0.15, len(v)), v, color="k", s=12, zorder=3)
-        ticks.append(2.6 * p_i + 0.5)
-        labels.append(f"{panel}\n({len(panels[panel])})")
-    ax.set_xticks(ticks, labels, fontsize=8)
+    sns.barplot(data=disc, x="panel", y=measure, order=list(panels), hue="score", **score_kw,
+                palette=["0.7", "tab:purple"], errorbar=("se", 1), capsize=0.1,
+                err_kws={"linewidth": 1, "color": "0.2"}, edgecolor="k", lw=0.5, legend=ax is axes[-1], ax=ax)
+    sns.stripplot(data=disc, x="panel", y=measure, order=list(panels), hue="score", **score_kw,
+                  palette=["k", "k"], dodge=True, size=3.5, jitter=0.1, legend=False, ax=ax)
+    ax.set_xticks(range(len(panels)), [f"{panel}\n({len(members)})" for panel, members in panels.items()],
+                  fontsize=8)
+    ax.set_xlabel("")
     ax.set_ylabel(f"{measure} across models")
     ax.set_title(measure)
-axes[0].legend(fontsize=8)
+axes[-1].legend(fontsize=8, title=None, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 fig.suptitle("Discriminability of models by predictivity vs sensitivity (dots: ROIs)")
 fig.tight_layout()
 savefig(fig, "06_discriminability")

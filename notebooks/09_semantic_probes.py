@@ -68,6 +68,7 @@ quick = False           # small parameters for the test suite
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from IPython.display import Image as ShowGif
 from IPython.display import Markdown, display
@@ -365,31 +366,37 @@ for roi in rois:
 summary = pd.DataFrame(rows)
 display(summary.round(3))
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-probe_summary", "caption": "Summary over all probes on this run's data (the embedded demo in this book), per region and direction (mean over start images). Left: fraction of the perturbation's power at high spatial frequencies for the standard and robust probes (dotted line: white noise); right (demo only): the simulated observer's change in the intended direction at matched L2 norm, in s.d. of the observed responses (black ticks: random noise of the same norm)."}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-09-probe_summary", "caption": "Summary over all probes on this run's data (the embedded demo in this book), per region and direction (bars: mean over start images, with SEM error bars over start images). Left: fraction of the perturbation's power at high spatial frequencies for the standard and robust probes (dotted line: white noise); right (demo only): the simulated observer's change in the intended direction at matched L2 norm, in s.d. of the observed responses (black ticks: random noise of the same norm)."}}
 labels = [f"{r}\n{m[:3]}" for r, m in summary.groupby(["roi", "mode"], sort=False).size().index]
 wide = {k: summary[summary.model == k].groupby(["roi", "mode"], sort=False).mean(numeric_only=True)
         for k in ("standard", "robust")}
 x = np.arange(len(labels))
 has_obs = "observer_change" in summary
+# one row per start image and model, the bars' position: the region and direction
+per_start = summary.assign(label=[f"{r}\n{m[:3]}" for r, m in zip(summary.roi, summary["mode"])])
+bar_kw = dict(data=per_start, x="label", order=labels, hue="model", hue_order=["standard", "robust"],
+              palette=["tab:blue", "tab:red"], errorbar=("se", 1), capsize=0.1,
+              err_kws={"linewidth": 1, "color": "0.2"})
 fig, axes = plt.subplots(1, 2 if has_obs else 1, figsize=(10 if has_obs else 5.5, 3.6), squeeze=False)
 ax = axes[0, 0]
-for off, kind, color in ((-0.2, "standard", "tab:blue"), (0.2, "robust", "tab:red")):
-    ax.bar(x + off, wide[kind]["high_freq"], 0.4, color=color, label=kind)
+sns.barplot(y="high_freq", ax=ax, **bar_kw)
 ax.axhline(1 - np.pi * 0.25**2, color="grey", ls=":", label="white noise")
 ax.set_xticks(x, labels, fontsize=8)
+ax.set_xlabel("")
 ax.set_ylabel("fraction of perturbation power\nabove 0.25 cycles/pixel")
 ax.set_title("How noise-like are the probes?")
-ax.legend(fontsize=7)
+ax.set_ylim(0, 1.15)  # a fraction: the band above 1 holds the legend
+ax.legend(fontsize=7, loc="upper center", ncols=3)
 if has_obs:
     ax = axes[0, 1]
-    for off, kind, color in ((-0.2, "standard", "tab:blue"), (0.2, "robust", "tab:red")):
-        ax.bar(x + off, wide[kind]["observer_change"], 0.4, color=color, label=f"{kind} probe")
+    sns.barplot(y="observer_change", ax=ax, **bar_kw)
     ax.plot(x, wide["robust"]["random_change"], "k_", ms=18, mew=2, label="random noise, same norm")
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlabel("")
     ax.set_ylabel("observer change in intended direction\n(s.d. of observed responses)")
     ax.set_title("Do the probes move the simulated region?")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 fig.tight_layout()
 savefig(fig, "09_probe_summary")
 plt.show()

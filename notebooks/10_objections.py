@@ -90,6 +90,7 @@ quick = False           # small parameters for the test suite
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 import torch
 from IPython.display import display
 from scipy import stats
@@ -336,20 +337,19 @@ transfer = pd.concat(frames, ignore_index=True)
 strength = transfer.groupby(["attack", "target"], sort=False)[["change", "control", "gain"]].mean()
 display(strength.unstack("attack").round(3))
 
-# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-10-attack_strength", "caption": "Objection (b), on this run's data (the embedded demo in this book). Left: mean absolute change of the predicted response of each target (ladder models and, on the demo, the simulated observer; in s.d. of the observed responses, log scale) under the source model's L-inf probes made by FGSM, PGD and PGD with restarts, with random signs of the same budget (black ticks); right: each target's change as a fraction of the source's own white-box change."}}
+# %% tags=["hide-input"] mystnb={"figure": {"name": "fig-10-attack_strength", "caption": "Objection (b), on this run's data (the embedded demo in this book). Left: mean absolute change of the predicted response of each target (ladder models and, on the demo, the simulated observer; in s.d. of the observed responses, log scale) under the source model's L-inf probes made by FGSM, PGD and PGD with restarts (bars: mean over ROIs, with SEM error bars over ROIs), with random signs of the same budget (black ticks, mean over ROIs); right: each target's change as a fraction of the source's own white-box change."}}
 attack_names = list(attack_settings)
 target_names = list(dict.fromkeys(transfer.target))
-fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.2))
+fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1.4, 1]})
 x = np.arange(len(target_names))
-width = 0.8 / len(attack_names)
-for k, name in enumerate(attack_names):
-    vals = [strength.loc[(name, t), "change"] for t in target_names]
-    axes[0].bar(x + (k - (len(attack_names) - 1) / 2) * width, vals, width, label=name)
+sns.barplot(data=transfer, x="target", y="change", order=target_names, hue="attack", hue_order=attack_names,
+            errorbar=("se", 1), capsize=0.1, err_kws={"linewidth": 1, "color": "0.2"}, ax=axes[0])
 ctrl = [strength.loc[(attack_names[0], t), "control"] for t in target_names]
 axes[0].plot(x, ctrl, "k_", ms=22, mew=2, label="random signs, same budget")
 axes[0].set_yscale("log")
 axes[0].set_xticks(x, [t.replace("+smooth", "\n+smooth").replace("+adv", "\n+adv") + ("\n(source)" if t == source_model else "")
                        for t in target_names], fontsize=7)
+axes[0].set_xlabel("")
 axes[0].set_ylabel("mean |delta r| (s.d. of observed responses, log)")
 axes[0].set_title(f"(b) Probes of {source_model}, L-inf {eps_linf * 255:.0f}/255:\nchange in each target")
 axes[0].legend(fontsize=7)
@@ -363,7 +363,7 @@ axes[1].set_yscale("log")
 axes[1].set_xlabel("attack on the source (increasing strength)")
 axes[1].set_ylabel("target change / source change (log)")
 axes[1].set_title("Fraction of the white-box effect that transfers")
-axes[1].legend(fontsize=7)
+axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 fig.tight_layout()
 savefig(fig, "10_attack_strength")
 plt.show()
