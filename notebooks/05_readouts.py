@@ -361,7 +361,6 @@ display(tests.set_index("network")[["feature s.d. (median)", "alpha_max (subject
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-05-ols_vs_l1", "caption": "Figure 5B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity of every network with an OLS (grey) and an L1 (orange) readout. Bars: mean over (subject, region) units with SEM error bars over units; dots joined by lines: single units; star: paired t test over units significant at the paper's threshold; bold name: L1 significantly lowers the sensitivity."}}
 fig, ax = plt.subplots(figsize=(max(6, 1.35 * len(models)), 4.4))
 offset = 0.2  # where seaborn puts the centres of two bars per model
-rng = np.random.default_rng(seed)
 sns.barplot(data=per_unit.assign(name=per_unit.readout.map(READOUT_NAMES)), x="model", y="relative", order=models,
             hue="name", hue_order=[READOUT_NAMES["ols"], READOUT_NAMES["lasso"]],
             palette=["0.75", "tab:orange"], errorbar=("se", 1), capsize=0.1,
