@@ -315,19 +315,14 @@ print(f"Mean relative sensitivity at eps = {eps_focus:g}/255 over models and reg
 # %% tags=["hide-input"] mystnb={"figure": {"name": "fig-03-sensitivity_vs_eps", "caption": "Figure 3B of the 2024 paper, on this run's data (the embedded demo in this book): relative FGSM sensitivity (mean over the probed held-out images, in s.d. of the observed responses) against the L-inf budget for every model (dashed: untrained networks; shading: SEM over regions). Black line: random-noise control, mean and SEM over models and regions; open circle: shuffled-noise control; triangle: the budget `eps_focus`."}}
 colors = dict(zip(models, plt.cm.tab10(np.arange(len(models)) % 10)))
 fig, ax = plt.subplots(figsize=(7.5, 4.6))
-x_eps = np.asarray(eps, dtype=float)
-for m in models:
-    t = per_roi[(per_roi.model == m) & (per_roi.probe == "targeted")]
-    g = t.groupby("eps").relative
-    mean, err = g.mean().to_numpy(), g.agg(lambda v: sem(v) if len(v) > 1 else 0.0).to_numpy()
-    ls = "--" if ":untrained" in m else "-"
-    ax.plot(x_eps, mean, ls, marker="o", ms=4, color=colors[m], label=m)
-    ax.fill_between(x_eps, mean - err, mean + err, color=colors[m], alpha=0.18, lw=0)
-r = per_roi[per_roi.probe == "random"].groupby("eps").relative
-x_ctrl = np.asarray(r.mean().index) * 255
-rmean, rerr = r.mean().to_numpy(), r.agg(lambda v: sem(v) if len(v) > 1 else 0.0).to_numpy()
-ax.plot(x_ctrl, rmean, "k-", marker="s", ms=4, lw=2, label="random-noise control (mean of models)")
-ax.fill_between(x_ctrl, rmean - rerr, rmean + rerr, color="k", alpha=0.15, lw=0)
+curves = per_roi.assign(eps255=per_roi.eps * 255,
+                        network=np.where(per_roi.model.str.contains(":untrained"), "untrained", "trained"))
+band = {"errorbar": ("se", 1), "err_kws": {"alpha": 0.18, "lw": 0}, "marker": "o", "markersize": 4, "ax": ax}
+sns.lineplot(data=curves[curves.probe == "targeted"], x="eps255", y="relative", hue="model", hue_order=models,
+             palette=colors, style="network", style_order=["trained", "untrained"],
+             dashes={"trained": "", "untrained": (4, 2)}, markeredgewidth=0, **band)
+sns.lineplot(data=curves[curves.probe == "random"], x="eps255", y="relative", color="k", lw=2,
+             label="random-noise control (mean of models)", **{**band, "marker": "s"})
 shuf = per_roi[per_roi.probe == "shuffled"].relative
 ax.plot([eps_focus], [shuf.mean()], "ko", mfc="white", ms=7, label="shuffled-noise control")
 ax.axhline(0, color="k", lw=0.5)
@@ -347,8 +342,9 @@ monotone = [m for m in models if np.all(np.diff(curve.loc[m].to_numpy()) > 0)]
 print(f"Sensitivity grows with the budget over the whole grid for {len(monotone)} of {len(models)} models"
       + (f" (not for: {', '.join(m for m in models if m not in monotone)}; the one-step FGSM probe "
          "overshoots where the model is far from linear)" if len(monotone) < len(models) else "") + ".")
-print(f"Random noise of the largest budget probed ({x_ctrl[-1]:g}/255) moves the predictions by "
-      f"{rmean[-1]:.3f} s.d. on average; the least sensitive model's targeted probe at the smallest "
+random_curve = per_roi[per_roi.probe == "random"].groupby("eps").relative.mean()
+print(f"Random noise of the largest budget probed ({random_curve.index[-1] * 255:g}/255) moves the predictions by "
+      f"{random_curve.iloc[-1]:.3f} s.d. on average; the least sensitive model's targeted probe at the smallest "
       f"budget ({eps[0]:g}/255) by {curve.iloc[:, 0].min():.3f} s.d.")
 
 # %% [markdown]
