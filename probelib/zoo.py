@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -182,6 +183,13 @@ def split_network(spec: str) -> tuple[str, str] | None:
     return model, layer
 
 
+def short_name(spec: str) -> str:
+    """A model's name in tables and labels: a network from a file by its file name, not its
+    folder (``"/lab/nets.py:build@block2"`` -> ``"nets.py:build@block2"``); anything else as it is."""
+    path, sep, rest = spec.rpartition(".py:")
+    return f"{Path(path).name}.py:{rest}" if sep else spec
+
+
 def check_model(spec: str) -> str:
     """``spec`` if it names a model (a zoo spec, :func:`parse_spec`, or a network with its layer,
     :func:`split_network`); else a ``ValueError`` naming both forms. Nothing is loaded."""
@@ -318,7 +326,7 @@ def model_panel(dataset: str = "demo", paper: int = 1) -> tuple[str, ...]:
 __all__ = ["DEMO_BUDGETS", "DEMO_MODELS", "DEMO_PANEL2", "DEMO_ROBUST", "DEMO_SIGMAS", "ModelSpec", "PAPER1_LADDER",
            "PAPER1_MODELS", "PAPER2_MODELS", "build_encoder", "check_model", "demo_ladder", "demo_training_images",
            "ladder_position", "model_panel", "parse_model", "parse_spec", "robustness_level", "select_robust",
-           "smoothing_ladder", "split_network"]
+           "short_name", "smoothing_ladder", "split_network"]
 
 
 def robustness_level(spec: str) -> float:

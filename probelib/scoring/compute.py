@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,7 +23,7 @@ from ..probes.cached import (cached_block_subspaces, cached_control_of, cached_f
 from ..probes.results import subset_eps
 from ..fitting import dataset_digest, fit_and_predict
 from ..model import observer_for_rois
-from ..zoo import is_robust
+from ..zoo import is_robust, short_name
 from .report import (BATCH, DEFAULT_L2_BUDGETS_64PX, DEFAULT_LINF_BUDGETS, NORMS, OBSERVER, SCORE_VERSION,
                      ScoreReport, budget_label)
 
@@ -110,8 +109,7 @@ def _label(model, name: str | None) -> str:
     if name:
         return name
     if isinstance(model, str):
-        path, sep, rest = model.rpartition(".py:")
-        return f"{Path(path).name}.py:{rest}" if sep else model  # a file: its name, not its directory
+        return short_name(model)
     return str(getattr(model, "name", None) or type(model).__name__)
 
 

@@ -77,7 +77,8 @@ class Unit:
         """Short human-readable description (kind, models, ROI, the parameters that vary)."""
         parts = [self.kind]
         if self.models:
-            short = [_short(m) for m in self.models]
+            from ..zoo import short_name
+            short = [short_name(m) for m in self.models]
             parts.append(",".join(short) if len(short) <= 2 else f"{len(short)} models")
         if self.roi:
             parts.append(self.roi)
@@ -90,12 +91,6 @@ class Unit:
         if self.kind in ("dataset", "fit") or not self.dataset.average_subjects or self.dataset.subjects:
             parts.append(f"[{self.dataset.label}]")
         return " ".join(parts)
-
-
-def _short(spec: str) -> str:
-    """A model's name in labels: a network file by its file name, not its directory."""
-    path, sep, rest = spec.rpartition(".py:")
-    return f"{Path(path).name}.py:{rest}" if sep else spec
 
 
 _DIGESTS: dict[tuple, str] = {}
