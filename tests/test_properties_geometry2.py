@@ -387,3 +387,30 @@ def test_the_matrix_free_defaults_are_the_documented_ones(method):
     for other in ({"seed": 1}, {"oversample": 7}):
         changed = perturbation_subspace(model, _image(), k=2, method=method, **other)
         assert not torch.equal(changed.singular_values, default.singular_values), other
+
+
+# ------------------------------------------------------------------------------- block_subspaces
+
+def test_block_subspaces_rank_threshold_single_unit_blocks_and_zero_blocks():
+    """Per block, directions whose singular value is at most ``10·max(U_b, D)·eps·s_max`` are left
+    out (just above the threshold: kept; just below: dropped); a one-unit block gives its unit's
+    gradient direction; a block that does not depend on the pixels is a clear error."""
+    from probelib.geometry import block_subspaces
+
+    threshold = 10 * D * np.finfo(np.float64).eps  # s_max = 1, U_b = 2 <= D
+    for factor, kept in ((1.05, 2), (0.6, 1)):
+        model = Linear([1.0, factor * threshold], seed=3)
+        bases = block_subspaces(model, _image()[None].numpy(), [2], k=2)[0][0]
+        assert bases.shape == (D, kept), factor
+        v = model.v.numpy()
+        np.testing.assert_allclose(abs(bases[:, 0] @ v[:, 0]), 1.0, atol=1e-6)
+    model = Linear([3.0, 2.0, 1.0], seed=4)                 # blocks of 1 and 2 units
+    one, two = block_subspaces(model, _image()[None].numpy(), [1, 2], k=2)[0]
+    w = model.weight.detach().numpy()
+    assert one.shape == (D, 1) and two.shape == (D, 2)
+    np.testing.assert_allclose(abs(one[:, 0] @ w[0]) / np.linalg.norm(w[0]), 1.0, atol=1e-6)
+    assert subspace_similarity(two, w[1:].T) == pytest.approx(1.0, abs=1e-6)
+    zero = Quadratic(torch.zeros(2, D, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"^the Jacobian is zero at this image: the responses do not depend on "
+                                         r"the pixels$"):
+        block_subspaces(zero, _image()[None].numpy(), [2], k=1)
