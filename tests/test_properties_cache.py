@@ -6,6 +6,8 @@ attributes, and the bytes, dtype and shape of arrays are varied one at a time.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -307,3 +309,58 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     target = tmp_path / "new" / "dir"
     assert cache.check_cache_dir(target) == target
     assert (target.stat().st_mode & 0o777) == 0o700
+
+
+def test_modules_inside_containers_are_keyed_by_content_not_by_name(monkeypatch, tmp_path):
+    """A network passed directly, in a dict or in a list enters the key by what it computes: a
+    renamed copy with the same weights is a hit, other weights a miss."""
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    calls = []
+
+    def weight_sum(key, nets):
+        calls.append(1)
+        leaves = nets.values() if isinstance(nets, dict) else nets if isinstance(nets, list) else [nets]
+        return float(sum(float(n.weight.detach().sum()) for n in leaves))
+
+    for wrap in (lambda n: n, lambda n: {"net": n}, lambda n: [n]):
+        calls.clear()
+        a, renamed, other = Lin(0), Lin(0), Lin(1)
+        a.name, renamed.name = "first", "second"
+        first = cached_call(weight_sum, {"k": 1}, wrap(a))
+        assert cached_call(weight_sum, {"k": 1}, wrap(renamed)) == first and len(calls) == 1
+        assert cached_call(weight_sum, {"k": 1}, wrap(other)) != first and len(calls) == 2
+
+
+def test_memory_of_a_given_location_and_its_memoised_functions(monkeypatch, tmp_path):
+    """memory(location) caches there, not in the default directory; a memoised function passes
+    keyword arguments through (observed or not), keeps joblib's attributes, and the decorator
+    form with arguments works; the repair path is reported as computed."""
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "default"))
+    here = tmp_path / "here"
+    here.mkdir(mode=0o700)
+    mem = cache.memory(here)
+    assert Path(mem.location).resolve() == here.resolve()
+    calls = []
+
+    def power(x, p=1):
+        calls.append((x, p))
+        return x ** p
+
+    f = mem.cache(power)
+    assert f(3, p=2) == 9 and f(3, p=3) == 27 and f(3, p=2) == 9 and len(calls) == 2
+    assert f.func is power and callable(f.clear)                     # joblib's attributes
+    events = []
+    with cache.observe(events.append):
+        assert f(2, p=5) == 32 and f(2, p=5) == 32
+        assert f.call(2, p=5)[0] == 32                                # joblib's recompute-and-store
+    assert [e.hit for e in events] == [False, True, False]
+    assert len(calls) == 4 and calls[-1] == (2, 5)
+    assert all(0 <= e.seconds < 5 for e in events)
+    assert not (tmp_path / "default").exists() or not any((tmp_path / "default").rglob("output.pkl"))
+
+    @cache.memory(here).cache(ignore=["verbose"])
+    def halve(x, verbose=False):
+        calls.append(("halve", x))
+        return x / 2
+
+    assert halve(4, verbose=True) == 2 and halve(4) == 2 and calls.count(("halve", 4)) == 1
