@@ -22,6 +22,7 @@ Usage::
     python scripts/mutation.py --report             # rewrite MUTATION.md from the last runs
                                                     # (modules without local results keep their rows)
     python scripts/mutation.py metrics --max-children 1 --fresh
+    python scripts/mutation.py geometry --retest    # after adding tests: re-run the survivors only
 """
 from __future__ import annotations
 
@@ -65,6 +66,9 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
           255: "timeout", 37: "type check", -11: "segfault", -9: "segfault", None: "not checked"}
 
+#: statuses re-run by ``--retest`` (a killed mutant stays killed when tests are added)
+RETEST = ("survived", "no tests", "suspicious", "segfault")
+
 
 def _setup_cfg(sources: list[str], tests: list[str]) -> str:
     lines = lambda items: "".join(f"\n    {i}" for i in items)  # noqa: E731
@@ -105,7 +109,14 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_module(module: str, max_children: int, fresh: bool, only: list[str] | None = None) -> None:
+def run_module(module: str, max_children: int, fresh: bool, only: list[str] | None = None,
+               retest: bool = False) -> None:
+    if retest:   # mutmut keeps a verdict until the function changes: new tests need an explicit rerun
+        only = sorted(n for n, s in _results(module).items() if s in RETEST) + list(only or [])
+        if not only:
+            print(f"== {module}: no surviving mutants to re-test", flush=True)
+            return
+        print(f"== {module}: re-testing {len(only)} surviving mutants with the current tests", flush=True)
     work = _prepare(module, fresh)
     # the mutants' copy of tests/ and setup.cfg must follow the sources: refresh them every run
     for name in ("tests", "setup.cfg"):
@@ -255,7 +266,8 @@ def report(modules: list[str], previous: str = "") -> str:
         Run it with `make mutation` (every module, hours on 2 cores) or one module at a time:
         `.venv/bin/python scripts/mutation.py metrics` (`--only 'probelib.probes.pgd.x__pgd_rows*'` for
         some functions, `--report` to rewrite this file from the last runs). Scratch copies and
-        results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions.
+        results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions,
+        and `--retest` re-runs the survivors of the last run after tests were added.
         A module with no results there keeps its row and sections from the previous version of
         this file.
 
@@ -275,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-children", type=int, default=2, help="parallel mutant workers (default 2)")
     p.add_argument("--fresh", action="store_true", help="forget previous results of these modules")
     p.add_argument("--report", action="store_true", help="only rewrite the report from the last runs")
+    p.add_argument("--retest", action="store_true",
+                   help="re-run the mutants that survived the last run (after tests were added)")
     p.add_argument("--only", nargs="+", metavar="PATTERN",
                    help="run only the mutants whose names match (e.g. 'probelib.probes.pgd.x__pgd_rows*')")
     args = p.parse_args(argv)
@@ -288,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"mutmut is not installed in {sys.executable}: "
                     f"{sys.executable} -m pip install -r requirements-dev.txt (or `make mutation`)")
         for module in modules:
-            run_module(module, args.max_children, args.fresh, args.only)
+            run_module(module, args.max_children, args.fresh, args.only, args.retest)
     previous = REPORT.read_text(encoding="utf-8") if REPORT.exists() else ""
     REPORT.write_text(report(list(MODULES), previous), encoding="utf-8")
     print(f"wrote {REPORT.relative_to(ROOT)}")

@@ -83,3 +83,22 @@ def test_report_replaces_only_the_modules_with_local_results(mutation, monkeypat
     assert "| checks | 138 | 137 | 0 | 1 | 0 | 1 | **100.0 %** |" in text             # checks kept
     assert "- `check_units: c => d`: why not" in text
     assert "| metrics | not run | | | | | | |" in text
+
+
+def test_retest_reruns_exactly_the_surviving_mutants(mutation, monkeypatch):
+    """--retest: mutmut keeps verdicts until a function changes, so survivors are named to re-run them."""
+    status = {"probelib.geometry.x_f__mutmut_1": "killed", "probelib.geometry.x_f__mutmut_2": "survived",
+              "probelib.geometry.x_g__mutmut_1": "no tests", "probelib.geometry.x_g__mutmut_2": "timeout",
+              "probelib.geometry.x_h__mutmut_1": "not checked"}
+    monkeypatch.setattr(mutation, "_results", lambda module: status)
+    monkeypatch.setattr(mutation, "_prepare", lambda module, fresh: mutation.WORK)
+    calls = []
+    monkeypatch.setattr(mutation.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    mutation.run_module("geometry", 1, False, retest=True)
+    (cmd,) = calls
+    assert cmd[cmd.index("run"):] == ["run", "--max-children", "1", "probelib.geometry.x_f__mutmut_2",
+                                      "probelib.geometry.x_g__mutmut_1"]
+    calls.clear()
+    monkeypatch.setattr(mutation, "_results", lambda module: {"probelib.geometry.x_f__mutmut_1": "killed"})
+    mutation.run_module("geometry", 1, False, retest=True)
+    assert calls == []   # nothing survived: mutmut is not started (it would re-run every mutant)
