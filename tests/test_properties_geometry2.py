@@ -112,9 +112,18 @@ def test_model_output_must_be_one_row_of_responses():
         def forward(self, x):
             return x.flatten(1).sum(1)
 
-    with pytest.raises(ValueError, match=re.escape("model must map images (N, 3, H, W) to responses (N, V); "
-                                                   "for one image it returned (1,)")):
-        jacobian(Wrong(), _image())
+    class Pair(nn.Module):          # a tuple, not a tensor: its type is named
+        def forward(self, x):
+            return x.flatten(1), x.flatten(1)
+
+    class TwoRows(nn.Module):       # two rows of responses for one image
+        def forward(self, x):
+            return torch.cat([x.flatten(1), x.flatten(1)])
+
+    for model, got in ((Wrong(), "(1,)"), (Pair(), "tuple"), (TwoRows(), "(2, 12)")):
+        with pytest.raises(ValueError, match=re.escape("model must map images (N, 3, H, W) to responses (N, V); "
+                                                       f"for one image it returned {got}")):
+            jacobian(model, _image())
 
 
 # ------------------------------------------------------------------------ perturbation subspace
@@ -198,6 +207,47 @@ def test_small_but_resolvable_singular_values_count_towards_the_rank(method):
         sub = perturbation_subspace(model, _image(), k=2, method=method)
     assert sub.k == 2
     np.testing.assert_allclose(sub.singular_values.numpy(), [1.0, 1e-5], rtol=1e-3)
+
+
+class _OldStyleIdentity(torch.autograd.Function):
+    """Old-style autograd.Function (no setup_context): torch.func refuses it, so the operator
+    falls back to its plain-autograd loops."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class _ConstantResponses(nn.Module):
+    """Responses (N, 3) that do not depend on the pixels: from a plain tensor that requires grad
+    (an autograd graph that never reaches the pixels; parameters are frozen while probing) or
+    from a buffer (no graph at all)."""
+
+    def __init__(self, in_graph: bool):
+        super().__init__()
+        value = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+        if in_graph:
+            self.value = value.requires_grad_(True)
+        else:
+            self.register_buffer("value", value)
+
+    def forward(self, x):
+        return _OldStyleIdentity.apply(self.value).expand(x.shape[0], -1)
+
+
+@pytest.mark.parametrize("in_graph", [True, False], ids=["graph", "buffer"])
+@pytest.mark.parametrize("method", METHODS)
+def test_responses_independent_of_the_pixels_through_the_autograd_fallbacks(method, in_graph):
+    """The loops used when torch.func cannot transform a model give zero rows (not an error) for
+    responses the pixels do not reach, so the subspace fails with its own clear message."""
+    model = _ConstantResponses(in_graph)
+    torch.testing.assert_close(jacobian(model, _image()), torch.zeros(3, D, dtype=torch.float64), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=re.escape("the Jacobian is zero at this image")):
+        perturbation_subspace(model, _image(), k=1, method=method)
 
 
 @pytest.mark.parametrize("method", METHODS)
