@@ -176,7 +176,9 @@ class _ObservedMemory(joblib.Memory):
 # ---------------------------------------------------------------------------------- content keys
 
 #: Attributes that describe a module without changing what it computes (left out of its key).
-_DESCRIPTIVE = frozenset({"training", "name", "weights_source", "trained"})
+#: (timm's ``pretrained_cfg`` / ``default_cfg`` / ``pretrained_model_args`` record where weights come from.)
+_DESCRIPTIVE = frozenset({"training", "name", "weights_source", "trained",
+                          "pretrained_cfg", "default_cfg", "pretrained_model_args"})
 _SIMPLE = (bool, int, float, str, type(None))
 
 
@@ -190,17 +192,37 @@ def _class_code(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}:{hashlib.sha256(src.encode()).hexdigest()[:12]}"
 
 
+_OPAQUE = object()   # an attribute value that cannot be described by content (a function, an object)
+
+
+def _setting(v: Any) -> Any:
+    """A plain attribute's value for a key: simple values as they are, tensors and arrays by their
+    digest, tuples, lists and dicts of those element by element; ``_OPAQUE`` otherwise."""
+    if isinstance(v, _SIMPLE):
+        return v
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return array_digest(v)
+    if isinstance(v, (tuple, list)):
+        items = [_setting(e) for e in v]
+        return _OPAQUE if any(e is _OPAQUE for e in items) else type(v)(items)
+    if isinstance(v, Mapping) and all(isinstance(k, _SIMPLE) for k in v):
+        items = [(k, _setting(e)) for k, e in v.items()]
+        return _OPAQUE if any(e is _OPAQUE for _, e in items) else ("dict", sorted(items, key=repr))
+    return _OPAQUE
+
+
 def _settings(module: nn.Module) -> list:
-    """A module's public attributes of simple types (layer names, strides, sigma ...), and the
-    digests of tensors or arrays kept as plain attributes (not registered as buffers)."""
+    """A module's public plain attributes (layer names, strides, sigma, a config dict ...) by
+    :func:`_setting`: tensors or arrays kept as plain attributes (not registered as buffers), also
+    inside tuples, lists and dicts, by their digest. Attributes that cannot be described by content
+    (functions, other objects) are left out; submodules are described by :func:`module_key`."""
     out = []
     for k, v in vars(module).items():
         if k[0] == "_" or k in _DESCRIPTIVE:
             continue
-        if isinstance(v, _SIMPLE) or (isinstance(v, (tuple, list)) and all(isinstance(e, _SIMPLE) for e in v)):
-            out.append((k, v))
-        elif isinstance(v, (torch.Tensor, np.ndarray)):
-            out.append((k, array_digest(v)))
+        value = _setting(v)
+        if value is not _OPAQUE:
+            out.append((k, value))
     return sorted(out)
 
 
@@ -281,6 +303,10 @@ def cached_call(impl: Callable, key, *args, ignore: Sequence[str] = (),
     except those named in ``ignore``, which must not change the result (``device``,
     ``batch_size``, ``progress``). ``key`` must describe everything else that changes the result.
 
+    ``impl`` receives the key as joblib hashed it: ``key`` merged with probelib's entries
+    ``_probelib`` (the version) and ``_content`` (a key that is not a dict is held as
+    ``{"key": key}``); a key that already holds those entries is refused.
+
     ``check(result) -> bool`` vets a value read from the cache (type, shape); a value that fails it
     is recomputed and replaces the entry.
     """
@@ -295,6 +321,9 @@ def cached_call(impl: Callable, key, *args, ignore: Sequence[str] = (),
     extra = {"_probelib": __version__,
              "_content": {name: content_key(bound[name]) for name in by_content
                           if _holds_content(bound[name])}}
+    if isinstance(key, dict) and extra.keys() & key.keys():
+        raise ValueError(f"a cache key may not hold the entries {sorted(extra.keys() & key.keys())}: "
+                         f"probelib adds them (its version and the content of the arguments)")
     key = {**key, **extra} if isinstance(key, dict) else {"key": key, **extra}
     fn = memory().cache(impl, ignore=by_content)
     out = fn(key, *args)

@@ -6,6 +6,7 @@ attributes, and the bytes, dtype and shape of arrays are varied one at a time.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -151,10 +152,35 @@ def test_module_key_follows_what_the_module_computes():
     assert module_key(a) != module_key(b)
 
 
+def test_module_key_holds_settings_kept_in_containers():
+    """A config dict and tensors inside a list are settings too: each value changes the key."""
+    def with_(**attrs):
+        m = Lin(0)
+        for k, v in attrs.items():
+            setattr(m, k, v)
+        return module_key(m)["digest"]
+
+    big = torch.zeros(2000)                  # long enough for its repr to elide the middle values
+    bumped = big.clone()
+    bumped[1000] = 1.0
+    keys = [with_(config={"stride": 1}), with_(config={"stride": 2}), with_(config={"stride": 2, "pad": 0}),
+            with_(config={"means": big}), with_(config={"means": bumped}),
+            with_(means=[big]), with_(means=[bumped]), with_(means=(big,)), with_(means=[big, big])]
+    assert len(set(keys)) == len(keys)
+    assert with_(config={"a": 1, "b": 2}) == with_(config={"b": 2, "a": 1})      # order of a dict's entries
+    assert with_(means=[torch.zeros(3)]) == with_(means=[torch.zeros(3)])
+    # values that cannot be described by content are left out, as a function attribute is
+    base = module_key(Lin(0))["digest"]
+    assert with_(act=torch.relu) == with_(acts=[torch.relu, 1]) == with_(table={"f": torch.relu}) == base
+    assert with_(table={(1, 2): 3}) == base                                     # a key that is not simple
+
+
 def test_module_key_ignores_what_does_not_change_the_result():
     base = module_key(Lin(0))
     m = Lin(0)
     m.name, m.weights_source, m.trained = "another name", "/some/path.pth", True
+    m.pretrained_cfg = m.default_cfg = {"url": "https://example.org/weights.pth"}   # timm's weight source
+    m.pretrained_model_args = {"in_chans": 3}
     m._private = 5
     m.train()
     assert module_key(m) == base
@@ -179,6 +205,9 @@ def test_module_key_of_nested_modules_and_their_classes():
     assert module_key(Wrap(Lin(0)))["digest"] != module_key(Wrap2(Lin(0)))["digest"]
     assert module_key(Wrap(Lin(0)))["class"].endswith(module_key(Wrap(Lin(1)))["class"].split(".")[-1])
     assert "Wrap" in module_key(Wrap(Lin(0)))["class"]
+    shared = Lin(0)
+    twice, once = nn.Sequential(shared, nn.ReLU(), shared), nn.Sequential(shared, nn.ReLU())
+    assert module_key(twice) != module_key(once)                  # a submodule used twice counts twice
     m = Wrap(Lin(0))
     m.inner.weight = None                                         # a parameter slot left empty
     module_key(m)
@@ -236,18 +265,40 @@ def test_cached_call_keys_ignored_arrays_by_content(monkeypatch, tmp_path):
     assert len(calls) == 7                                        # key None: never cached
 
 
+def test_cached_call_gives_impl_the_key_with_probelibs_entries_and_refuses_keys_holding_them(monkeypatch, tmp_path):
+    from probelib import __version__
+
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+
+    def echo(key, x):
+        return key
+
+    assert cached_call(echo, 5, 1) == {"key": 5, "_probelib": __version__, "_content": {}}
+    assert cached_call(echo, {"a": 1}, np.zeros(2)) == {
+        "a": 1, "_probelib": __version__, "_content": {"x": content_key(np.zeros(2))}}
+    for reserved in ("_content", "_probelib"):
+        with pytest.raises(ValueError, match=rf"^a cache key may not hold the entries \['{reserved}'\]: probelib "
+                                             r"adds them \(its version and the content of the arguments\)$"):
+            cached_call(echo, {"a": 1, reserved: 0}, 1)
+
+
 def test_cached_call_recomputes_a_value_that_fails_its_check(monkeypatch, tmp_path):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
-    results = iter([[1, 2], (1, 2), (1, 2)])
+    runs = []
 
-    def make(key):
-        return next(results)
+    def make(key, x):
+        runs.append((key, x))
+        return [x] if len(runs) == 1 else (x, key["k"])            # the first result fails the check
 
     ok = lambda v: isinstance(v, tuple)  # noqa: E731
     with pytest.warns(UserWarning, match=r"^a cached result of make is not what it returns \(got list\); "
                                          r"recomputing it$"):
-        assert cached_call(make, {"k": 1}, check=ok) == (1, 2)
-    assert cached_call(make, {"k": 1}, check=ok) == (1, 2)        # the entry was replaced
+        assert cached_call(make, {"k": 1}, 5, check=ok) == (5, 1)
+    assert [x for _, x in runs] == [5, 5] and runs[1][0]["k"] == 1   # recomputed with the same key and args
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cached_call(make, {"k": 1}, 5, check=ok) == (5, 1)  # the entry was replaced: a plain hit
+    assert len(runs) == 2
     bad_values = iter([[1], [1]])
 
     def bad(key):
@@ -301,6 +352,18 @@ def test_observers_see_every_memoised_call_of_their_thread(monkeypatch, tmp_path
         assert cached_call(double, {"k": 1}, 1) == 2             # a hit is allowed
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")   # joblib cannot check a partial's name for collisions
+def test_a_memoised_callable_without_a_qualified_name_is_reported_as_a_question_mark(monkeypatch, tmp_path):
+    from functools import partial
+
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    add_one = cache.memory().cache(partial(np.add, 1))
+    events = []
+    with cache.observe(events.append):
+        assert add_one(2) == add_one(2) == 3
+    assert [(e.function, e.hit) for e in events] == [("?", False), ("?", True)]
+
+
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "c"))
     assert cache.cache_dir() == tmp_path / "c"
@@ -309,6 +372,31 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     target = tmp_path / "new" / "dir"
     assert cache.check_cache_dir(target) == target
     assert (target.stat().st_mode & 0o777) == 0o700
+
+
+def test_cache_dir_is_the_checkouts_or_the_home_directorys(monkeypatch, tmp_path):
+    """Without PROBELIB_CACHE: <repository>/.cache in a checkout (pyproject.toml beside the
+    package), else ~/.cache/probelib (an installed package)."""
+    monkeypatch.delenv("PROBELIB_CACHE", raising=False)
+    repo = tmp_path / "repo"
+    (repo / "probelib").mkdir(parents=True)
+    monkeypatch.setattr(cache, "__file__", str(repo / "probelib" / "cache.py"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "probelib"
+    (repo / "pyproject.toml").write_text("[project]\n")
+    assert cache.cache_dir() == repo / ".cache"
+
+
+def test_a_cache_directory_owned_by_another_account_is_refused(monkeypatch, tmp_path):
+    target = tmp_path / "c"
+    owner = cache.check_cache_dir(target).stat().st_uid
+    monkeypatch.setattr(cache.os, "getuid", lambda: owner + 1)       # as seen by another account
+    with pytest.raises(cache.UnsafeCacheError,
+                       match=rf"^refusing the cache directory {target}: it is owned by another account "
+                             rf"\(uid {owner}\)\. Cached results are pickles"):
+        cache.check_cache_dir(target)
+    monkeypatch.setenv(cache.TRUST_SHARED, "1")
+    assert cache.check_cache_dir(target) == target
 
 
 def test_modules_inside_containers_are_keyed_by_content_not_by_name(monkeypatch, tmp_path):
