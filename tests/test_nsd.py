@@ -6,6 +6,7 @@ import re
 import shutil
 import sys
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -395,9 +396,25 @@ class _RangeHandler(BaseHTTPRequestHandler):
 
     ``server.cut[relpath] = n`` makes the next GET of that file stop after n body bytes and close
     the connection (an interrupted download). Every request is logged in ``server.log``.
+    ``server.head_status = code`` answers every HEAD with that error (servers that refuse HEAD);
+    ``server.ignore_range = True`` serves whole files whatever the Range header asks;
+    ``server.head_without_length = True`` leaves Content-Length out of HEAD answers;
+    ``server.stall = {"HEAD", "GET", "GET bytes=0-0"}`` waits 2 s before answering those requests
+    (the method, and the Range header if any: a stalled server).
     """
 
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        request = f"{self.command} {self.headers.get('Range') or ''}".strip() if ok else ""
+        if request in getattr(self.server, "stall", ()):
+            time.sleep(2)
+        return ok
+
     def do_HEAD(self) -> None:
+        if getattr(self.server, "head_status", None):
+            self.server.log.append(("HEAD", unquote(urlparse(self.path).path).lstrip("/"), None))
+            self.send_error(self.server.head_status)
+            return
         self._serve(body=False)
 
     def do_GET(self) -> None:
@@ -412,7 +429,7 @@ class _RangeHandler(BaseHTTPRequestHandler):
             return
         data = path.read_bytes()
         start, end = 0, len(data) - 1
-        requested = self.headers.get("Range")
+        requested = None if getattr(self.server, "ignore_range", False) else self.headers.get("Range")
         if requested:
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", requested)
             start, end = int(m[1]), int(m[2]) if m[2] else len(data) - 1
@@ -426,7 +443,8 @@ class _RangeHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(end - start + 1))
+        if body or not getattr(self.server, "head_without_length", False):
+            self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if body:
@@ -492,6 +510,108 @@ def test_fetch_downloads_skips_and_resumes(mini, server, tmp_path):
     ds = load_nsd(dest, subjects=(1, 2), rois=("FFA",), sessions=mini.sessions, progress=False, n_train=8,
                   image_size=32, betas_format="nifti")
     np.testing.assert_array_equal(ds.image_ids, mini.groups["A"])
+
+
+@pytest.fixture
+def files_server(tmp_path):
+    """The small files of subject 1 (random bytes: fetching does not read them) behind _RangeHandler."""
+    remote = tmp_path / "remote"
+    rng = np.random.default_rng(0)
+    rels = nsd_files(1, sessions=1, include_stimuli=False)
+    for k, rel in enumerate(rels):
+        (remote / rel).parent.mkdir(parents=True, exist_ok=True)
+        (remote / rel).write_bytes(rng.bytes(3000 + 7 * k))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.root, httpd.log, httpd.cut, httpd.rels = remote, [], {}, rels
+    httpd.handle_error = lambda request, address: None    # a client that gave up: not an error here
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _fetch(server, dest):
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    return fetch_nsd(dest, 1, base_url=url, sessions=1, include_stimuli=False, progress=False, timeout=5)
+
+
+def _same_files(server, dest) -> bool:
+    return all((dest / r).read_bytes() == (server.root / r).read_bytes() for r in server.rels)
+
+
+def test_fetch_discards_a_partial_file_longer_than_the_remote_one(files_server, tmp_path):
+    rel = files_server.rels[0]
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / (rel + ".part")).write_bytes(b"x" * 10_000)            # longer than the 3000-byte file
+    _fetch(files_server, tmp_path)
+    assert ("GET", rel, None) in files_server.log                        # fetched from its first byte
+    assert _same_files(files_server, tmp_path) and not (tmp_path / (rel + ".part")).exists()
+    rel = files_server.rels[1]                                           # a complete .part is not fetched again
+    (tmp_path / rel).rename(tmp_path / (rel + ".part"))
+    files_server.log.clear()
+    _fetch(files_server, tmp_path)
+    assert [m for m, r, _ in files_server.log if r == rel] == ["HEAD"] and _same_files(files_server, tmp_path)
+
+
+@pytest.mark.parametrize("code", [403, 405, 501])
+def test_fetch_sizes_files_by_a_ranged_get_when_head_is_refused(files_server, tmp_path, code):
+    files_server.head_status = code
+    _fetch(files_server, tmp_path)
+    assert _same_files(files_server, tmp_path)
+    rel = files_server.rels[0]
+    assert ("GET", rel, "bytes=0-0") in files_server.log                # the size from Content-Range
+    (tmp_path / rel).write_bytes(b"junk")                                # so a wrong size is noticed
+    files_server.log.clear()
+    _fetch(files_server, tmp_path)
+    assert [(m, h) for m, r, h in files_server.log if r == rel] == [("HEAD", None), ("GET", "bytes=0-0"),
+                                                                      ("GET", None)]
+    assert [m for m, r, _ in files_server.log if r == files_server.rels[1]] == ["HEAD", "GET"]   # complete: kept
+    assert _same_files(files_server, tmp_path)
+
+
+@pytest.mark.parametrize("server_kind", ["HEAD without length", "HEAD refused, ranges ignored"])
+def test_fetch_without_a_size_keeps_present_files_and_fetches_missing_ones(files_server, tmp_path, server_kind):
+    """No size is known, so a present file is kept as it is."""
+    if server_kind == "HEAD without length":
+        files_server.head_without_length = True
+    else:
+        files_server.head_status, files_server.ignore_range = 405, True
+    _fetch(files_server, tmp_path)
+    assert _same_files(files_server, tmp_path)
+    rel = files_server.rels[0]
+    (tmp_path / rel).write_bytes(b"kept")
+    (tmp_path / files_server.rels[1]).unlink()
+    _fetch(files_server, tmp_path)
+    assert (tmp_path / rel).read_bytes() == b"kept"
+    assert (tmp_path / files_server.rels[1]).read_bytes() == (files_server.root / files_server.rels[1]).read_bytes()
+
+
+def test_fetch_starts_over_when_the_server_ignores_the_range(files_server, tmp_path):
+    rel = files_server.rels[0]
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / (rel + ".part")).write_bytes(b"stale bytes")
+    files_server.ignore_range = True
+    _fetch(files_server, tmp_path)
+    assert ("GET", rel, "bytes=11-") in files_server.log                 # asked to resume, got the whole file
+    assert _same_files(files_server, tmp_path)
+
+
+@pytest.mark.parametrize("stall, head_status", [({"HEAD"}, None), ({"GET bytes=0-0"}, 405), ({"GET"}, None)],
+                         ids=["HEAD", "ranged GET", "download"])
+def test_fetch_gives_up_on_a_stalled_server_after_its_timeout(files_server, tmp_path, stall, head_status):
+    files_server.stall, files_server.head_status = stall, head_status
+    url = f"http://127.0.0.1:{files_server.server_address[1]}"
+    with pytest.raises(OSError, match=r"call fetch_nsd again to resume it$"):
+        fetch_nsd(tmp_path, 1, base_url=url, sessions=1, include_stimuli=False, progress=False, timeout=0.5)
+
+
+def test_fetch_reports_other_head_errors(files_server, tmp_path):
+    files_server.head_status = 500
+    url = f"http://127.0.0.1:{files_server.server_address[1]}"
+    rel = files_server.rels[0]
+    with pytest.raises(OSError, match=re.escape(f"download of NSD file {rel} from {url}/{rel} failed: HTTP 500")):
+        _fetch(files_server, tmp_path)
 
 
 def test_fetch_missing_remote_file(server, tmp_path):
