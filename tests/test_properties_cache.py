@@ -168,6 +168,7 @@ def test_module_key_holds_settings_kept_in_containers():
             with_(means=[big]), with_(means=[bumped]), with_(means=(big,)), with_(means=[big, big])]
     assert len(set(keys)) == len(keys)
     assert with_(config={"a": 1, "b": 2}) == with_(config={"b": 2, "a": 1})      # order of a dict's entries
+    assert with_(config={1: "a", "b": 2, None: 0}) == with_(config={"b": 2, None: 0, 1: "a"})   # mixed key types
     assert with_(means=[torch.zeros(3)]) == with_(means=[torch.zeros(3)])
     # values that cannot be described by content are left out, as a function attribute is
     base = module_key(Lin(0))["digest"]
