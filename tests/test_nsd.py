@@ -1,6 +1,7 @@
 """The NSD loader on a fabricated miniature NSD tree in the real formats (see nsd_fixture.py)."""
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -197,6 +198,47 @@ def test_bad_arguments(mini):
 
 
 # ------------------------------------------------------------------------------------ errors
+
+def _edit_stim_info(root: Path, edit) -> None:
+    """Rewrite nsd_stim_info_merged.csv under ``root`` with ``edit(header, rows) -> (header, rows)``."""
+    path = root / nsd_path("stim_info")
+    with open(path, newline="") as f:
+        header, *rows = list(csv.reader(f))
+    header, rows = edit(header, rows)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+
+
+def test_stim_info_is_cross_checked_against_the_design(mini, mini_copy):
+    def spell(header, rows):        # NSD writes True / False; "1" and " TRUE" are read the same way
+        col = header.index("shared1000")
+        for k, row in enumerate(r for r in rows if r[col] == "True"):
+            row[col] = ("1", " TRUE", "true")[k % 3]
+        return header, rows
+
+    _edit_stim_info(mini_copy, spell)
+    np.testing.assert_array_equal(_load(mini, root=mini_copy, rois=("FFA",)).image_ids, mini.groups["A"])
+
+    def unflag_one(header, rows):   # one shared image missing from the list
+        col = header.index("shared1000")
+        next(r for r in rows if r[col] in ("1", " TRUE", "true"))[col] = "False"
+        return header, rows
+
+    _edit_stim_info(mini_copy, unflag_one)
+    n_shared = len(nsd.read_expdesign(mini_copy / nsd_path("expdesign")).sharedix)
+    with pytest.raises(ValueError, match=re.escape(f"{nsd_path('stim_info')} lists {n_shared - 1} shared1000 images "
+                                                   f"that differ from sharedix in {nsd_path('expdesign')}")):
+        _load(mini, root=mini_copy, rois=("FFA",))
+
+    subjects = [f"subject{k}" for k in range(1, 11)]                        # a misspelt column; 14 in all
+    _edit_stim_info(mini_copy, lambda header, rows: (["", "cocoId", "nsdid", "shared1000", *subjects],
+                                                     [r[:4] + ["0"] * 10 for r in rows]))
+    listed = ["Unnamed: 0", "cocoId", "nsdid", "shared1000", *subjects[:8]]    # the first 12
+    with pytest.raises(ValueError, match=re.escape(f"NSD file {nsd_path('stim_info')} (under {mini_copy}) could not "
+                                                   "be read") + ".*" + re.escape(f"columns nsdId and shared1000 not "
+                                                                                 f"found (header: {listed})")):
+        _load(mini, root=mini_copy, rois=("FFA",))
+
 
 def test_missing_files_name_path_and_fetch(mini_copy):
     ctab = "nsddata/freesurfer/subj02/label/floc-faces.mgz.ctab"

@@ -2,7 +2,6 @@
 times, and the cross-check of ``nsd_stim_info_merged.csv``."""
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,12 +83,15 @@ def _check_stim_info(root: Path, design: NSDDesign, subjects: Sequence[int]) -> 
     """Cross-check ``nsd_stim_info_merged.csv`` (``nsdId``, ``shared1000``) against ``sharedix``."""
     rel = nsd_path("stim_info")
     path = _require(root, rel, subjects)
-    with _reading(root, rel, subjects), open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        fields = reader.fieldnames or []
+    import pandas as pd   # its C parser reads the 73,000 rows in ~0.1 s (the csv module: ~1 s)
+
+    with _reading(root, rel, subjects):
+        fields = [str(c) for c in pd.read_csv(path, nrows=0).columns]
         if "nsdId" not in fields or "shared1000" not in fields:
             raise ValueError(f"columns nsdId and shared1000 not found (header: {fields[:12]})")
-        shared = [int(row["nsdId"]) for row in reader if row["shared1000"].strip().lower() in ("true", "1")]
+        table = pd.read_csv(path, usecols=["nsdId", "shared1000"], dtype=str, keep_default_na=False)
+        flags = table["shared1000"].str.strip().str.lower().isin(("true", "1"))
+        shared = table.loc[flags, "nsdId"].astype(int).to_numpy()
     if not np.array_equal(np.sort(shared), design.sharedix):
         raise ValueError(f"{rel} lists {len(shared)} shared1000 images that differ from sharedix in "
                          f"{nsd_path('expdesign')}: one of the two files is truncated or from another release. "
