@@ -458,6 +458,7 @@ def test_block_subspaces_rank_threshold_single_unit_blocks_and_zero_blocks():
     one, two = block_subspaces(model, _image()[None].numpy(), [1, 2], k=2)[0]
     w = model.weight.detach().numpy()
     assert one.shape == (D, 1) and two.shape == (D, 2)
+    assert one.dtype == two.dtype == np.float32                            # as documented, for a float64 model
     np.testing.assert_allclose(abs(one[:, 0] @ w[0]) / np.linalg.norm(w[0]), 1.0, atol=1e-6)
     assert subspace_similarity(two, w[1:].T) == pytest.approx(1.0, abs=1e-6)
     zero = Quadratic(torch.zeros(2, D, dtype=torch.float64))
