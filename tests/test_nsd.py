@@ -648,6 +648,18 @@ def test_fetch_gives_up_on_a_stalled_server_after_its_timeout(files_server, tmp_
         fetch_nsd(tmp_path, 1, base_url=url, sessions=1, include_stimuli=False, progress=False, timeout=0.5)
 
 
+def test_fetch_shows_progress_by_default_and_only_when_asked(files_server, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    url = f"http://127.0.0.1:{files_server.server_address[1]}"
+    n = len(files_server.rels)
+    fetch_nsd(tmp_path / "quiet", 1, base_url=url, sessions=1, include_stimuli=False, progress=False)
+    assert capsys.readouterr().err == ""
+    fetch_nsd(tmp_path / "default", 1, base_url=url, sessions=1, include_stimuli=False)
+    err = capsys.readouterr().err
+    assert "NSD files: 100%" in err and f"{n}/{n}" in err and "file/s]" in err       # one bar over the files
+    assert Path(files_server.rels[0]).name in err                                    # and one per download
+
+
 def test_fetch_reports_other_head_errors(files_server, tmp_path):
     files_server.head_status = 500
     url = f"http://127.0.0.1:{files_server.server_address[1]}"
