@@ -442,7 +442,9 @@ class _RangeHandler(BaseHTTPRequestHandler):
     ``server.ignore_range = True`` serves whole files whatever the Range header asks;
     ``server.head_without_length = True`` leaves Content-Length out of HEAD answers;
     ``server.stall = {"HEAD", "GET", "GET bytes=0-0"}`` waits 2 s before answering those requests
-    (the method, and the Range header if any: a stalled server).
+    (the method, and the Range header if any: a stalled server); ``server.range_from_zero = True``
+    answers a range request with 206 but the whole file (a range it did not ask for);
+    ``server.head_extra = n`` reports n more bytes in HEAD answers than a GET then sends.
     """
 
     def parse_request(self) -> bool:
@@ -475,6 +477,8 @@ class _RangeHandler(BaseHTTPRequestHandler):
         if requested:
             m = re.fullmatch(r"bytes=(\d+)-(\d*)", requested)
             start, end = int(m[1]), int(m[2]) if m[2] else len(data) - 1
+            if getattr(self.server, "range_from_zero", False):
+                start, end = 0, len(data) - 1
             if start >= len(data):
                 self.send_response(416)
                 self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -485,8 +489,10 @@ class _RangeHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         else:
             self.send_response(200)
-        if body or not getattr(self.server, "head_without_length", False):
+        if body:
             self.send_header("Content-Length", str(end - start + 1))
+        elif not getattr(self.server, "head_without_length", False):
+            self.send_header("Content-Length", str(end - start + 1 + getattr(self.server, "head_extra", 0)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if body:
@@ -658,6 +664,25 @@ def test_fetch_shows_progress_by_default_and_only_when_asked(files_server, tmp_p
     err = capsys.readouterr().err
     assert "NSD files: 100%" in err and f"{n}/{n}" in err and "file/s]" in err       # one bar over the files
     assert Path(files_server.rels[0]).name in err                                    # and one per download
+
+
+def test_fetch_starts_over_when_the_server_sends_another_range(files_server, tmp_path):
+    rel = files_server.rels[0]
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / (rel + ".part")).write_bytes(b"stale bytes")
+    files_server.range_from_zero = True                                 # 206, but from byte 0
+    _fetch(files_server, tmp_path)
+    assert ("GET", rel, "bytes=11-") in files_server.log and _same_files(files_server, tmp_path)
+
+
+def test_a_download_of_another_size_than_announced_is_kept_as_part(files_server, tmp_path):
+    files_server.head_extra = 10                                         # the file changed after HEAD
+    url = f"http://127.0.0.1:{files_server.server_address[1]}"
+    rel = files_server.rels[0]
+    with pytest.raises(OSError, match=re.escape(f"download of NSD file {rel} from {url}/{rel} failed (OSError: "
+                                                "got 3000 of 3010 bytes); call fetch_nsd again to resume it")):
+        _fetch(files_server, tmp_path)
+    assert not (tmp_path / rel).exists() and (tmp_path / (rel + ".part")).stat().st_size == 3000
 
 
 def test_fetch_reports_other_head_errors(files_server, tmp_path):
