@@ -663,7 +663,8 @@ def test_fetch_shows_progress_by_default_and_only_when_asked(files_server, tmp_p
     fetch_nsd(tmp_path / "default", 1, base_url=url, sessions=1, include_stimuli=False)
     err = capsys.readouterr().err
     assert "NSD files: 100%" in err and f"{n}/{n}" in err and "file/s]" in err       # one bar over the files
-    assert Path(files_server.rels[0]).name in err                                    # and one per download
+    assert Path(files_server.rels[0]).name in err                                    # and one per download,
+    assert "/3.00k [" in err and "B/s]" in err                                       # of 3,000 bytes, scaled
 
 
 def test_fetch_starts_over_when_the_server_sends_another_range(files_server, tmp_path):
