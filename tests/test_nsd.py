@@ -505,15 +505,22 @@ class _RangeHandler(BaseHTTPRequestHandler):
         pass
 
 
+def _serving(root: Path):
+    """A _RangeHandler server of ``root`` on a free local port, in a thread (a generator for fixtures)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
+    httpd.root, httpd.log, httpd.cut = root, [], {}
+    httpd.handle_error = lambda request, address: None    # a client that gave up: not an error here
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture
 def server(mini):
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.root, httpd.log, httpd.cut = mini.root, [], {}
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    yield from _serving(mini.root)
 
 
 def test_fetch_downloads_skips_and_resumes(mini, server, tmp_path):
@@ -569,14 +576,9 @@ def files_server(tmp_path):
     for k, rel in enumerate(rels):
         (remote / rel).parent.mkdir(parents=True, exist_ok=True)
         (remote / rel).write_bytes(rng.bytes(3000 + 7 * k))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _RangeHandler)
-    httpd.root, httpd.log, httpd.cut, httpd.rels = remote, [], {}, rels
-    httpd.handle_error = lambda request, address: None    # a client that gave up: not an error here
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    for httpd in _serving(remote):
+        httpd.rels = rels
+        yield httpd
 
 
 def _fetch(server, dest):
