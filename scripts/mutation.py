@@ -19,6 +19,7 @@ Usage::
 
     python scripts/mutation.py                      # every module (hours on 2 cores)
     python scripts/mutation.py metrics readouts     # some modules
+    python scripts/mutation.py probes               # every file of the probes (probes.pgd, ...)
     python scripts/mutation.py --report             # rewrite MUTATION.md from the last runs
                                                     # (modules without local results keep their rows)
     python scripts/mutation.py metrics --max-children 1 --fresh
@@ -42,6 +43,14 @@ REPORT = ROOT / "benchmarks" / "MUTATION.md"
 EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.txt"
 
 
+#: tests of the probes (attacks, controls, budgets, results, transfer); test_panel_transfer's panel
+#: tests reach the cached layer and take seconds each: left out here
+_PROBE_TESTS = ["tests/test_probes.py", "tests/test_properties_probes.py", "tests/test_properties_probes2.py",
+                "tests/test_panel_transfer.py",
+                *(f"--deselect=tests/test_panel_transfer.py::{t}" for t in (
+                    "test_panel_transfer_with_cached_probes_and_fixed_effect", "test_probe_deltas_shapes_and_errors",
+                    "test_panel_subspaces_similarity", "test_similarity_by_dimension_matches_subspace_similarity"))]
+
 #: module -> (files to mutate, test files run against its mutants)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["probelib/metrics.py"], ["tests/test_metrics.py", "tests/test_properties_metrics.py"]),
@@ -53,8 +62,14 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                                             "tests/test_properties_geometry2.py"]),
     "checks": (["probelib/_checks.py"], ["tests/test_properties_checks.py", "tests/test_reliability.py", "tests/test_metrics.py",
                                          "tests/test_properties_probes.py"]),
-    "probes": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "probes").glob("*.py")),
-               ["tests/test_probes.py", "tests/test_properties_probes.py"]),
+    # the probes package one file at a time (a file's run fits in one sitting; its row is kept in the
+    # report when it has no local results); the cached layer over the probes with the slower tests
+    # that reach it
+    **{f"probes.{name}": ([f"probelib/probes/{name}.py"], _PROBE_TESTS) for name in (
+        "_common", "budgets", "controls", "fgsm", "fixed_effect", "optimize", "pgd", "results", "transfer")},
+    "probes.cached": (["probelib/probes/cached.py", "probelib/probes/classification.py"],
+                      ["tests/test_properties_cache.py", "tests/test_sweeps.py", "tests/test_panel_transfer.py",
+                       "tests/test_unit_fits.py", "tests/test_fitting.py", "tests/test_model_comparison.py"]),
     "cache": (["probelib/cache.py"], ["tests/test_properties_cache.py", "tests/test_security.py",
                                       "tests/test_fitting.py"]),
     "nsd": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "data" / "nsd").glob("*.py")),
@@ -264,8 +279,9 @@ def report(modules: list[str], previous: str = "") -> str:
         with their reason in `benchmarks/mutation_equivalents.txt` and below.
 
         Run it with `make mutation` (every module, hours on 2 cores) or one module at a time:
-        `.venv/bin/python scripts/mutation.py metrics` (`--only 'probelib.probes.pgd.x__pgd_rows*'` for
-        some functions, `--report` to rewrite this file from the last runs). Scratch copies and
+        `.venv/bin/python scripts/mutation.py metrics` (`probes` for every file of the probes,
+        `--only 'probelib.probes.pgd.x__pgd_rows*'` for some functions, `--report` to rewrite this
+        file from the last runs). Scratch copies and
         results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions,
         and `--retest` re-runs the survivors of the last run after tests were added.
         A module with no results there keeps its row and sections from the previous version of
@@ -281,6 +297,12 @@ def report(modules: list[str], previous: str = "") -> str:
     return header + "\n".join(rows) + "\n" + "\n".join(sections) + "\n"
 
 
+def expand(names: list[str]) -> list[str]:
+    """Module names, a package name (``probes``) standing for its files (``probes.pgd``, ...)."""
+    return [m for name in names
+            for m in ([name] if name in MODULES else [k for k in MODULES if k.startswith(name + ".")])]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("modules", nargs="*", help=f"modules (default all): {', '.join(MODULES)}")
@@ -292,10 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", metavar="PATTERN",
                    help="run only the mutants whose names match (e.g. 'probelib.probes.pgd.x__pgd_rows*')")
     args = p.parse_args(argv)
-    unknown = [m for m in args.modules if m not in MODULES]
+    modules = expand(args.modules) if args.modules else list(MODULES)
+    unknown = [m for m in args.modules if not expand([m])]
     if unknown:
-        p.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
-    modules = args.modules or list(MODULES)
+        p.error(f"unknown modules {unknown}; choose from {list(MODULES)} (or a package: 'probes')")
     if not args.report:
         import importlib.util
         if importlib.util.find_spec("mutmut") is None:

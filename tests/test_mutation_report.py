@@ -28,7 +28,16 @@ PREVIOUS = """\
 | readouts | not run | | | | | | |
 | geometry (partial: 362 not run) | 383 | 353 | 0 | 30 | 0 | 20 | **97.2 %** |
 | checks | 138 | 137 | 0 | 1 | 0 | 1 | **100.0 %** |
-| probes | not run | | | | | | |
+| probes._common | not run | | | | | | |
+| probes.budgets | not run | | | | | | |
+| probes.controls | not run | | | | | | |
+| probes.fgsm | not run | | | | | | |
+| probes.fixed_effect | not run | | | | | | |
+| probes.optimize | not run | | | | | | |
+| probes.pgd | not run | | | | | | |
+| probes.results | not run | | | | | | |
+| probes.transfer | not run | | | | | | |
+| probes.cached | not run | | | | | | |
 | cache | not run | | | | | | |
 | nsd | not run | | | | | | |
 | demo | not run | | | | | | |
@@ -102,3 +111,17 @@ def test_retest_reruns_exactly_the_surviving_mutants(mutation, monkeypatch):
     monkeypatch.setattr(mutation, "_results", lambda module: {"probelib.geometry.x_f__mutmut_1": "killed"})
     mutation.run_module("geometry", 1, False, retest=True)
     assert calls == []   # nothing survived: mutmut is not started (it would re-run every mutant)
+
+
+def test_a_package_name_stands_for_its_files(mutation):
+    probes = mutation.expand(["probes"])
+    assert "probes.pgd" in probes and "probes.cached" in probes and all(m.startswith("probes.") for m in probes)
+    assert mutation.expand(["metrics", "probes.pgd"]) == ["metrics", "probes.pgd"]
+    assert mutation.expand(["prob"]) == [] and mutation.expand(["nope"]) == []
+    # every file of the package is mutated by exactly one module
+    files = [f for m in probes for f in mutation.MODULES[m][0]]
+    expected = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "probes").glob("*.py")
+                      if p.name != "__init__.py")
+    assert sorted(files) == expected
+    with pytest.raises(SystemExit):
+        mutation.main(["nope", "--report"])

@@ -213,7 +213,7 @@ def subset_eps(result: ProbeResult, eps: float | Iterable[float]) -> ProbeResult
     for e in wanted:
         hit = np.flatnonzero(np.isclose(result.eps, e, rtol=0, atol=1e-12))
         if not len(hit):
-            raise ValueError(f"eps {e!r} is not in the result's grid {result.eps.tolist()}")
+            raise ValueError(f"eps {float(e)!r} is not in the result's grid {result.eps.tolist()}")
         pos.append(int(hit[0]))
     deltas = None if result.deltas is None else result.deltas[pos]
     return dataclasses.replace(

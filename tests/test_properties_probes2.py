@@ -1,0 +1,488 @@
+"""Properties of the probes' helpers: budgets, the smoothness weight of response optimisation,
+budget subsets of a result, the perturbations of a result as an array, the transfer table and the
+results' one-line summaries. Each value is checked against its definition (closed forms on linear
+models and hand-made arrays), so a changed factor, axis or default fails."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from probelib.probes import fixed_effect, maximize, pgd
+from probelib.probes.budgets import REFERENCE_SIZE, fixed_effect_budget, l2_probe_settings, scale_eps
+from probelib.probes.optimize import total_variation, tv_weight
+from probelib.probes.results import FixedEffectResult, OptimizationResult, ProbeResult, subset_eps
+from probelib.probes.transfer import TransferResult, probe_deltas
+
+SIDE = 4
+D = 3 * SIDE * SIDE
+
+
+class Linear(nn.Module):
+    def __init__(self, n_units: int = 3, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(n_units, D, generator=g, dtype=torch.float64))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.weight.T
+
+
+def _images(n: int = 2, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 + 0.4 * torch.rand(n, 3, SIDE, SIDE, generator=g, dtype=torch.float64)
+
+
+# --------------------------------------------------------------------------------- budgets
+
+def test_scale_eps_is_linear_in_the_side_for_l2_and_constant_for_linf():
+    assert REFERENCE_SIZE == 224
+    assert scale_eps(2.0, 112) == 1.0 and isinstance(scale_eps(2, 112), float)
+    assert scale_eps(2.0, 50, reference_size=100) == 1.0        # the reference size is used
+    assert scale_eps(2.0, 448, norm="l2") == 4.0
+    out = scale_eps((1, 3), 448)
+    assert out == [2.0, 6.0] and all(isinstance(v, float) for v in out)
+    assert scale_eps(np.array([1.0, 3.0]), 448) == [2.0, 6.0]   # an array is a sequence
+    assert scale_eps(0.5, 10, norm="linf") == 0.5 and scale_eps([0.5], 10, norm="linf") == [0.5]
+    assert scale_eps(1.0, 1) == 1.0 / 224 and scale_eps(1.0, 5, reference_size=1) == 5.0   # sizes of 1
+    for bad in ({"image_size": 0}, {"reference_size": 0}, {"image_size": -3}):
+        kw = {"image_size": 10, "reference_size": 10, **bad}
+        with pytest.raises(ValueError, match="^image_size and reference_size must be positive$"):
+            scale_eps(1.0, **kw)
+    with pytest.raises(ValueError, match=r"unknown norm 'l1'; valid: 'l2', 'linf'"):
+        scale_eps(1.0, 10, norm="l1")
+
+
+def test_l2_probe_settings_are_the_2025_papers_probes_scaled_to_the_image():
+    assert l2_probe_settings(112) == {"eps": [2.5], "norm": "l2", "steps": 5, "direction": "abs",
+                                      "store_perturbations": True}
+    kw = l2_probe_settings(448, eps=1.0, steps=7.0, direction="decrease", store_perturbations=0)
+    assert kw == {"eps": [2.0], "norm": "l2", "steps": 7, "direction": "decrease", "store_perturbations": False}
+    assert type(kw["steps"]) is int and type(kw["store_perturbations"]) is bool
+
+
+def test_fixed_effect_budget_is_margin_times_the_first_order_need():
+    s = np.array([[1.0, 2.0], [4.0, 0.5]])
+    # need = eps * target / s, largest 2 * 1 / 0.5 = 4
+    assert fixed_effect_budget(s, 2.0, 1.0) == 8.0                       # default margin 2
+    assert fixed_effect_budget(s, 2.0, 1.0, margin=3.0) == 12.0
+    assert fixed_effect_budget(s, 2.0, 1.0, margin=0.5) == 2.0           # a margin below 1 is allowed
+    assert fixed_effect_budget(s, 2.0, 1.0, cap=5.0) == 5.0
+    assert fixed_effect_budget(s, 2.0, 1.0, cap=100.0) == 8.0            # the cap only lowers
+    # a target per unit broadcasts against (N, U): need = 2 * [0.5, 3] / s, largest 2 * 3 / 0.5 = 12
+    assert fixed_effect_budget(s, 2.0, [0.5, 3.0]) == 24.0
+    # the floor: 0.25 * margin * eps when the sweep already moves far beyond the target
+    assert fixed_effect_budget(s * 1000, 2.0, 1.0) == 1.0
+    assert fixed_effect_budget(s * 1000, 2.0, 1.0, margin=4.0) == 2.0
+    # a unit the sweep did not move: the need is finite (sensitivity floored at 1e-12 * target)
+    zero = fixed_effect_budget(np.array([0.0, 1.0]), 1.0, 2.0)
+    assert zero == pytest.approx(2 * 1.0 * 2.0 / (1e-12 * 2.0))
+    tiny = fixed_effect_budget(np.array([0.0]), 1.0, 1e-15)             # floor 1e-12 * max(target, 1e-12)
+    assert tiny == pytest.approx(2 * 1e-15 / 1e-24)
+    assert isinstance(fixed_effect_budget(s, 2.0, 1.0), float)
+    for kw in ({"eps": 0.0}, {"eps": -1.0}, {"margin": 0.0}, {"margin": -1.0}, {"target": 0.0},
+               {"target": [1.0, -1.0]}):
+        args = {"sensitivity": s, "eps": 2.0, "target": 1.0, **kw}
+        with pytest.raises(ValueError, match="^eps, margin and target must be > 0$"):
+            fixed_effect_budget(**args)
+
+
+# --------------------------------------------------------------------------------- tv_weight
+
+def test_tv_weight_balances_the_penalty_against_the_response_gradient():
+    model = Linear()
+    x = _images(1, seed=3)[0]
+    # linear model: grad r_u = w_u; the TV gradient by autograd of the penalty itself
+    xt = x[None].clone().requires_grad_(True)
+    (g_tv,) = torch.autograd.grad(total_variation(xt).sum(), xt)
+    for unit in (0, 2):
+        expected = 0.3 * float(model.weight[unit].detach().norm()) / float(g_tv.norm())
+        assert tv_weight(model, x, unit, 0.3) == pytest.approx(expected, rel=1e-12)
+        assert tv_weight(model, x[None], unit, 0.3) == pytest.approx(expected, rel=1e-12)   # (1, 3, H, W)
+    assert tv_weight(model, x, 0, 0.6) == pytest.approx(2 * tv_weight(model, x, 0, 0.3), rel=1e-12)
+    assert tv_weight(model, x, 0, 0) == 0.0 and isinstance(tv_weight(model, x, 0, 0), float)
+    assert not x.requires_grad                                        # the caller's image is untouched
+
+
+def test_tv_weight_restores_training_flags_and_checks_its_inputs():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(D, 8), nn.Dropout(0.5), nn.Linear(8, 2)).double()
+    model.train()
+    model[2].eval()                      # a submodule's own flag is restored too
+    x = _images(1, seed=4)[0]
+    a, b = tv_weight(model, x, 1, 1.0), tv_weight(model, x, 1, 1.0)
+    assert a == b                        # dropout off during the call: deterministic
+    assert model.training and model[1].training and not model[2].training
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="relative must be >= 0"):
+            tv_weight(model, x, 0, bad)
+    flat = torch.full((3, SIDE, SIDE), 0.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match="the image is constant: the total variation has no gradient"):
+        tv_weight(model, flat, 0, 1.0)
+
+
+# --------------------------------------------------------------------------------- results
+
+def _probe(deltas: bool = True) -> ProbeResult:
+    return pgd(Linear(), _images(2), [0.1, 0.2, 0.3], norm="l2", steps=2, direction="abs",
+               store_perturbations=deltas)
+
+
+def test_subset_eps_slices_every_budget_array_in_the_order_asked():
+    res = _probe()
+    sub = subset_eps(res, [0.3, 0.1])
+    for name in ("sensitivity", "perturbed", "direction_taken", "delta_norm", "deltas"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(res, name)[[2, 0]], err_msg=name)
+    np.testing.assert_array_equal(sub.eps, [0.3, 0.1])
+    for name in ("units", "clean", "images"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(res, name))
+    assert (sub.method, sub.norm, sub.direction, sub.params) == (res.method, res.norm, res.direction, res.params)
+    np.testing.assert_array_equal(sub.perturbation(0, 1).numpy(), res.perturbation(2, 1).numpy())
+    one = subset_eps(res, 0.2)                                      # a scalar budget
+    assert one.sensitivity.shape == (1, 2, 3) and one.eps.tolist() == [0.2]
+    assert subset_eps(res, 0.2 + 1e-13).eps.tolist() == [0.2]        # matched to 1e-12
+    with pytest.raises(ValueError, match=r"eps 0.2000001 is not in the result's grid \[0.1, 0.2, 0.3\]"):
+        subset_eps(res, 0.2000001)
+    without = subset_eps(_probe(deltas=False), [0.2])
+    assert without.deltas is None and without.sensitivity.shape == (1, 2, 3)
+
+
+def test_subset_eps_keeps_fgsm_gradient_signs():
+    from probelib.probes import fgsm
+    res = fgsm(Linear(), _images(2), [0.01, 0.02])
+    sub = subset_eps(res, [0.02])
+    np.testing.assert_array_equal(sub.sign_grad, res.sign_grad)
+    np.testing.assert_array_equal(sub.perturbation(0, 2).numpy(), res.perturbation(1, 2).numpy())
+
+
+def test_result_summaries_name_their_content():
+    res = _probe()
+    mean = float(np.mean(res.sensitivity))
+    assert repr(res) == (f"ProbeResult(method='pgd', norm='l2', direction='abs', n_eps=3, n_images=2, "
+                         f"n_units=3, mean_sensitivity={mean:.4g}, perturbations=deltas)")
+    assert repr(_probe(deltas=False)).endswith("perturbations=none)")
+    from probelib.probes import fgsm
+    assert repr(fgsm(Linear(), _images(2), 0.01)).endswith("perturbations=sign_grad)")
+    fe = fixed_effect(Linear(), _images(2), [1e-3, 1e-3, 1e9], eps_max=1.0, steps=2, max_iter=3)
+    assert repr(fe) == (f"FixedEffectResult(norm='l2', direction='decrease', n_images=2, n_units=3, "
+                        f"reached=4/6, median_eps={np.median(fe.eps):.4g})")
+    opt = maximize(Linear(), _images(1)[0], 1, steps=2)
+    assert repr(opt) == (f"OptimizationResult(mode='maximize', objective={opt.objective_name!r}, "
+                         f"frames={len(opt.steps)}, objective {opt.objective[0]:.4g} -> {opt.objective[-1]:.4g})")
+    assert isinstance(opt, OptimizationResult) and isinstance(fe, FixedEffectResult)
+
+
+# --------------------------------------------------------------------------------- transfer
+
+def test_probe_deltas_are_each_units_applied_perturbation():
+    x = _images(3)
+    res = pgd(Linear(2), x, [0.1, 0.3], steps=3, direction="abs", store_perturbations=True)
+    for e in (0, 1):
+        d = probe_deltas(res, eps_index=e)
+        assert d.shape == (2, 3, 3, SIDE, SIDE) and d.dtype == np.float32
+        for j in range(2):
+            np.testing.assert_array_equal(d[j], res.perturbation(e, j).numpy().astype(np.float32))
+    np.testing.assert_array_equal(probe_deltas(res), probe_deltas(res, 0))          # default: first budget
+    assert np.allclose(np.linalg.norm(probe_deltas(res, 1).reshape(2, 3, -1), axis=2), 0.3, rtol=1e-6)
+    fe = fixed_effect(Linear(2), x, 0.05, units=[1], eps_max=1.0, steps=2, store_perturbations=True)
+    np.testing.assert_array_equal(probe_deltas(fe), fe.deltas.astype(np.float32))
+    assert probe_deltas(fe).dtype == np.float32
+    with pytest.raises(ValueError, match="ProbeResult does not keep its perturbations"):
+        probe_deltas(pgd(Linear(2), x, 0.1, steps=2, store_perturbations=False))
+    fe_none = fixed_effect(Linear(2), x, 0.05, units=[1], eps_max=1.0, steps=2, store_perturbations=False)
+    with pytest.raises(ValueError, match="FixedEffectResult does not keep its probes"):
+        probe_deltas(fe_none)
+    with pytest.raises(ValueError, match="expected a ProbeResult or FixedEffectResult; got ndarray"):
+        probe_deltas(np.zeros((1, 3, 3, SIDE, SIDE)))
+
+
+def _transfer_result() -> TransferResult:
+    rng = np.random.default_rng(0)
+    s, t, n, u = 2, 3, 4, 2
+    change = rng.uniform(0, 1, (s, t, n, u))
+    return TransferResult(names=["a", "b", "c"], sources=["a", "c"], change=change,
+                          signed_change=-change, control=rng.uniform(0, 0.1, (s, t, n, u)),
+                          probe_norm=rng.uniform(1, 2, (s, n, u)), clean=rng.normal(size=(t, n, u)),
+                          units=np.array([7, 3]), direction="abs", roi="FFA")
+
+
+def test_transfer_table_is_one_row_per_source_target_image_and_unit():
+    res = _transfer_result()
+    tab = res.table()
+    assert list(tab.columns) == ["source", "target", "image", "unit", "change", "control", "probe_norm"]
+    assert len(tab) == 2 * 3 * 4 * 2
+    for row in tab.sample(12, random_state=0).itertuples():
+        si, ti = res.sources.index(row.source), res.names.index(row.target)
+        ui = [7, 3].index(row.unit)
+        assert row.change == res.change[si, ti, row.image, ui]
+        assert row.control == res.control[si, ti, row.image, ui]
+        assert row.probe_norm == res.probe_norm[si, row.image, ui]      # the source's probe, any target
+    assert tab["source"].tolist()[:24] == ["a"] * 24 and set(tab["target"]) == {"a", "b", "c"}
+    assert set(tab["image"]) == {0, 1, 2, 3} and set(tab["unit"]) == {7, 3}
+
+
+def test_transfer_summaries_average_over_images_and_units():
+    res = _transfer_result()
+    np.testing.assert_allclose(res.matrix, res.change.mean(axis=(2, 3)))
+    np.testing.assert_allclose(res.control_matrix, res.control.mean(axis=(2, 3)))
+    own = res.own
+    assert own[0] == res.matrix[0, 0] and own[2] == res.matrix[1, 2] and math.isnan(own[1])
+    np.testing.assert_allclose(res.relative, res.matrix / own[None, :])
+    assert res.per_image.shape == (4, 2, 3)
+    np.testing.assert_allclose(res.per_image[1], res.change[:, :, 1, :].mean(axis=2))
+
+
+def _linear_responses(model: Linear, x: torch.Tensor, units) -> np.ndarray:
+    with torch.no_grad():
+        return model(x)[:, list(units)].numpy()
+
+
+@pytest.mark.parametrize("attack", ["pgd", "fgsm"])
+def test_transfer_of_a_probe_result_reports_the_targets_responses_to_the_same_probes(attack):
+    from probelib.probes import fgsm, transfer
+    x, source, target = _images(3, seed=1), Linear(seed=0), Linear(seed=6)
+    if attack == "pgd":
+        res = pgd(source, x, [0.2, 0.5], norm="l2", steps=2, units=[2, 0], store_perturbations=True)
+    else:
+        res = fgsm(source, x, [0.01, 0.03], units=[2, 0])
+    out = transfer(res, x, target)
+    clean = _linear_responses(target, x, [2, 0])
+    np.testing.assert_allclose(out.clean, clean, rtol=1e-12)
+    perturbed = np.stack([np.stack([_linear_responses(target, res.perturbed_images(e, j), [[2, 0][j]])[:, 0]
+                                    for j in range(2)], axis=1) for e in range(2)])
+    np.testing.assert_allclose(out.perturbed, perturbed, rtol=1e-12)
+    np.testing.assert_allclose(out.sensitivity, clean[None] - perturbed, rtol=1e-12)   # "decrease"
+    change = perturbed - clean[None]
+    assert (change > 0).any() and (change < 0).any()        # both signs occur: the sign is checked
+    np.testing.assert_array_equal(out.direction_taken, np.sign(change).astype(np.int8))
+    assert out.direction_taken.dtype == np.int8
+    norms = np.stack([np.stack([np.linalg.norm(res.perturbation(e, j).numpy().reshape(3, -1), axis=1)
+                                for j in range(2)], axis=1) for e in range(2)])
+    np.testing.assert_allclose(out.delta_norm, norms, rtol=1e-12)
+    np.testing.assert_array_equal(out.eps, res.eps)
+    assert out.eps is not res.eps and out.units is not res.units
+    np.testing.assert_array_equal(out.units, [2, 0])
+    assert (out.method, out.norm, out.direction) == ("transfer", res.norm, "decrease")
+    np.testing.assert_array_equal(out.images, res.images)
+    assert out.params == {"source": attack, "source_params": res.params}
+    if attack == "pgd":
+        assert out.sign_grad is None and out.deltas is res.deltas
+    else:
+        assert out.deltas is None and out.sign_grad is res.sign_grad
+    np.testing.assert_array_equal(out.perturbation(1, 1).numpy(), res.perturbation(1, 1).numpy())
+    # a source whose units the target does not have
+    with pytest.raises(ValueError, match="unit"):
+        transfer(res, x, Linear(n_units=2))
+
+
+def test_transfer_of_raw_perturbations_clamps_them_to_the_box():
+    from probelib.probes import transfer
+    x, model = _images(2, seed=2), Linear(seed=3)
+    d = torch.zeros_like(x)
+    d[:, 0] = 0.5                                     # pushes channel 0 past 1 where x > 0.5
+    d[:, 1] = -0.05
+    d[:, 2] = -0.6                                    # pushes channel 2 below 0 where x < 0.6
+    out = transfer(d, x, model, units=[1], direction="increase")
+    applied = ((x + d).clamp(0, 1) - x)
+    assert float(applied[:, 0].min()) < 0.5 and float(applied[:, 2].max()) > -0.6   # the clamps matter here
+    np.testing.assert_allclose(out.deltas[0, 0], applied.numpy(), rtol=0, atol=0)
+    np.testing.assert_array_equal(out.units, [1])
+    expected = _linear_responses(model, x + applied, [1]) - _linear_responses(model, x, [1])
+    np.testing.assert_allclose(out.sensitivity[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(out.delta_norm[0, :, 0], np.linalg.norm(applied.numpy().reshape(2, -1), axis=1),
+                               rtol=1e-12)
+    assert out.eps.shape == (1,) and np.isnan(out.eps[0])
+    assert (out.norm, out.direction, out.method) == ("none", "increase", "transfer")
+    assert out.params["source"] == "raw"
+    np.testing.assert_array_equal(out.images, x.numpy())
+    # the images take the perturbations' precision
+    out32 = transfer(d.float(), x, model, units=[1])
+    assert out32.images.dtype == np.float32 and out32.deltas.dtype == np.float32
+    # default: every unit of the target
+    np.testing.assert_array_equal(transfer(d, x, model).units, [0, 1, 2])
+
+
+def test_transfer_of_raw_perturbations_checks_them():
+    from probelib.probes import transfer
+    x, model = _images(2), Linear()
+    with pytest.raises(ValueError, match="^perturbations must be finite floating-point values$"):
+        transfer(torch.zeros(x.shape, dtype=torch.int64), x, model)        # integers, all finite
+    bad = torch.zeros_like(x)
+    bad[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="^perturbations must be finite floating-point values$"):
+        transfer(bad, x, model)
+    per_unit = torch.zeros((3, *x.shape), dtype=x.dtype)
+    with pytest.raises(ValueError, match=r"^per-unit perturbations \(n_units, N, 3, H, W\) need the units they target$"):
+        transfer(per_unit, x, model)
+    with pytest.raises(ValueError, match="^3 per-unit perturbations for 2 units$"):
+        transfer(per_unit, x, model, units=[0, 1])
+    with pytest.raises(ValueError, match=r"perturbations must have shape \(N, 3, H, W\) = \(2, 3, 4, 4\) or "
+                                         r"\(n_units, N, 3, H, W\); got \(1, 3, 4, 4\)"):
+        transfer(torch.zeros((1, 3, SIDE, SIDE)), x, model)
+    with pytest.raises(ValueError, match="direction"):
+        transfer(torch.zeros_like(x), x, model, direction="down")
+
+
+def _bar_text(capsys, call) -> str:
+    call()
+    return capsys.readouterr().err
+
+
+def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, monkeypatch):
+    """progress=True shows a bar named after the probe; False shows none; None shows one only
+    when the work (image passes x pixels) reaches the threshold."""
+    from probelib.probes import _common, fgsm, random_control, transfer
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    x, model = _images(2), Linear()
+    res = pgd(model, x, [0.1], steps=2, progress=False)
+    calls = {"fgsm (image x unit)": lambda p: fgsm(model, x, 0.01, progress=p),
+             "pgd-linf (image x unit x eps)": lambda p: pgd(model, x, 0.1, norm="linf", steps=2, progress=p),
+             "transfer": lambda p: transfer(res, x, model, progress=p),
+             "random control": lambda p: random_control(model, x, res, progress=p),
+             "fixed effect (PGD probes)": lambda p: fixed_effect(model, x, 0.01, steps=2, max_iter=2, progress=p),
+             "maximize unit 0": lambda p: maximize(model, x[0], 0, steps=2, progress=p)}
+    for name, call in calls.items():
+        assert f"\r{name}:" in _bar_text(capsys, lambda: call(True)), name
+        assert _bar_text(capsys, lambda: call(False)) == "", name
+        assert _bar_text(capsys, lambda: call(None)) == "", name          # tiny work: no bar
+    # transfer's work: n_eps * n_units * N image passes of 3 * 4 * 4 pixels
+    passes = 1 * 3 * 2 * D
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes)
+    assert "\rtransfer:" in _bar_text(capsys, lambda: transfer(res, x, model))
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes + 1)
+    assert _bar_text(capsys, lambda: transfer(res, x, model)) == ""
+
+
+# --------------------------------------------------------------------------------- PGD's random start
+
+def _gens(n: int, seed: int = 0) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed + k) for k in range(n)]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_random_start_row_k_is_drawn_from_generator_k_in_float64(norm):
+    from probelib.probes.pgd import _random_start
+    x0 = torch.full((3, 3, SIDE, SIDE), 0.5, dtype=torch.float32)
+    eps = torch.tensor([0.1, 0.2, 0.05], dtype=torch.float32)
+    got = _random_start(x0, eps, norm, _gens(3, seed=7))
+    assert got.dtype == x0.dtype and got.shape == x0.shape
+    for k, g in enumerate(_gens(3, seed=7)):
+        if norm == "linf":
+            row = 2.0 * torch.rand((3, SIDE, SIDE), generator=g, dtype=torch.float64) - 1.0
+        else:
+            d = torch.randn((3, SIDE, SIDE), generator=g, dtype=torch.float64)
+            row = d * torch.rand((), generator=g, dtype=torch.float64) / d.norm()
+        torch.testing.assert_close(got[k], (row.float() * eps[k]), rtol=1e-6, atol=1e-7)
+
+
+def test_random_start_fills_the_ball_uniformly():
+    from probelib.probes.pgd import _random_start
+    n = 2000
+    x0 = torch.full((n, 3, 1, 1), 0.5, dtype=torch.float64)     # 3 pixels: short Gaussian draws occur
+    eps = torch.full((n,), 0.2, dtype=torch.float64)
+    linf = _random_start(x0, eps, "linf", _gens(n))
+    assert float(linf.abs().max()) <= 0.2 and float(linf.max()) > 0.199 and float(linf.min()) < -0.199
+    assert abs(float(linf.mean())) < 0.005 and float(linf.var()) == pytest.approx(0.2 ** 2 / 3, rel=0.05)
+    l2 = _random_start(x0, eps, "l2", _gens(n))
+    radius = l2.flatten(1).norm(dim=1) / 0.2                        # uniform in [0, 1]
+    assert float(radius.max()) <= 1 + 1e-12 and float(radius.max()) > 0.99
+    assert float(radius.mean()) == pytest.approx(0.5, abs=0.02)
+    assert float((radius < 0.25).double().mean()) == pytest.approx(0.25, abs=0.03)
+    direction = l2.flatten(1) / l2.flatten(1).norm(dim=1, keepdim=True)
+    assert float(direction.mean(0).abs().max()) < 0.05               # isotropic
+    # near the box's edge the start is projected into [0, 1]
+    edge = _random_start(torch.ones((4, 3, SIDE, SIDE)), torch.full((4,), 0.5), "linf", _gens(4))
+    assert float((torch.ones(4, 3, SIDE, SIDE) + edge).max()) <= 1.0 and float(edge.min()) < -0.4
+
+
+# --------------------------------------------------------------------------------- optimisation
+
+def test_total_variation_is_the_mean_absolute_neighbour_difference():
+    x = _images(3, seed=5)
+    a = x.numpy()
+    expected = np.abs(np.diff(a, axis=2)).mean(axis=(1, 2, 3)) + np.abs(np.diff(a, axis=3)).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(total_variation(x).numpy(), expected, rtol=1e-12)
+    # horizontal stripes vary only vertically: TV = mean vertical difference
+    stripes = torch.zeros((1, 3, 4, 6), dtype=torch.float64)
+    stripes[..., ::2, :] = 1.0
+    assert total_variation(stripes).tolist() == [1.0]
+    assert total_variation(stripes.transpose(2, 3)).tolist() == [1.0]
+
+
+def test_minimize_is_maximize_of_the_negated_objective():
+    model, x = Linear(), _images(1, seed=6)[0]
+    neg = lambda r: -r[:, 1]  # noqa: E731
+    kw = {"steps": 4, "step_size": 0.05, "eps": 0.08, "norm": "linf", "jitter": 1, "smoothness": 0.2,
+          "record_every": 3, "seed": 4}
+    from probelib.probes import minimize
+    lo, hi = minimize(model, x, 1, **kw), maximize(model, x, neg, **kw)
+    np.testing.assert_array_equal(lo.images, hi.images)
+    np.testing.assert_array_equal(lo.objective, -hi.objective)
+    assert lo.steps.tolist() == [0, 3, 4] and lo.mode == "minimize" and lo.params == hi.params
+    assert np.abs(lo.images[-1] - lo.images[0]).max() <= 0.08 + 1e-6
+    # the defaults: 100 steps of 0.01 * sqrt(3 H W) (L2, the box only), a frame per step, seed 0
+    lo, hi = minimize(model, x, 1), maximize(model, x, neg)
+    assert len(lo.steps) == 101 and lo.params == {**hi.params}
+    assert lo.params == {"steps": 100, "step_size": 0.01 * math.sqrt(D), "eps": None, "norm": "l2", "jitter": 0,
+                         "smoothness": 0.0, "record_every": 1, "seed": 0}
+    np.testing.assert_array_equal(lo.images, hi.images)
+    j0 = minimize(model, x, 1, steps=3, jitter=2)
+    np.testing.assert_array_equal(j0.images, maximize(model, x, neg, steps=3, jitter=2, seed=0).images)
+
+
+def test_objectives_name_themselves_and_refuse_bad_values():
+    import functools
+    from probelib.probes import minimize
+    model, x = Linear(), _images(1, seed=6)[0]
+
+    def second(r):
+        return r[:, 1]
+
+    assert maximize(model, x, second, steps=1).objective_name == "second"
+    unnamed = functools.partial(lambda r, u: r[:, u], u=1)
+    assert maximize(model, x, unnamed, steps=1).objective_name == "custom objective"
+    assert maximize(model, x, 2, steps=1).objective_name == "unit 2"
+    assert maximize(model, x, np.array([0, 2], dtype=np.uint8), steps=1).objective_name == "mean of units [0, 2]"
+    assert minimize(model, x, np.ones(3), steps=1).objective_name == "weighted sum of units"
+    with pytest.raises(ValueError, match=r"^a callable objective must map responses \(B, V\) to a tensor of B = 1 values$"):
+        maximize(model, x, lambda r: r, steps=1)
+    with pytest.raises(ValueError, match="a callable objective must map"):
+        maximize(model, x, lambda r: [0.0], steps=1)                    # not a tensor
+    for bad in (np.ones(4), np.array([1.0, np.nan, 1.0]), "unit"):
+        with pytest.raises(ValueError, match="unit must be an int, integer indices, a float weight vector of length 3"):
+            maximize(model, x, bad, steps=1)
+
+
+def test_evaluate_transfer_keeps_its_settings_and_seeds_its_controls(capsys, monkeypatch):
+    from probelib.probes.transfer import evaluate_transfer
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    models = {"a": Linear(2, seed=1), "b": Linear(2, seed=2)}
+    x = _images(3, seed=7).float()
+    g = torch.Generator().manual_seed(0)
+    deltas = {"b": (0.05 * torch.randn((2, *x.shape), generator=g)).numpy()}
+    res = evaluate_transfer(models, x.numpy(), deltas, units=[1, 0], direction="decrease", roi="FFA")
+    assert capsys.readouterr().err == ""                                    # no progress bar
+    assert (res.direction, res.roi, res.names, res.sources) == ("decrease", "FFA", ["a", "b"], ["b"])
+    clean = np.stack([_linear_responses(m, x.double(), [1, 0]) for m in models.values()])
+    np.testing.assert_allclose(res.clean, clean, rtol=1e-6)
+    np.testing.assert_allclose(res.change, -res.signed_change)             # "decrease": clean - perturbed
+    assert (res.signed_change > 0).any() and (res.signed_change < 0).any()
+    applied = np.clip(x.numpy()[None] + deltas["b"], 0, 1) - x.numpy()[None]
+    np.testing.assert_allclose(res.probe_norm[0], np.linalg.norm(applied.reshape(2, 3, -1).astype(np.float64),
+                                                                 axis=2).T, rtol=1e-12)
+    # the controls are seeded: the same seed gives the same control, another seed another one
+    again = evaluate_transfer(models, x, deltas, units=[1, 0], direction="decrease")
+    other = evaluate_transfer(models, x, deltas, units=[1, 0], direction="decrease", seed=1)
+    np.testing.assert_array_equal(again.control, res.control)
+    assert not np.allclose(other.control, res.control)
+    np.testing.assert_allclose(evaluate_transfer(models, x, deltas, units=[1, 0], direction="decrease",
+                                                 seed=1).control, other.control)
+    with pytest.raises(ValueError, match=r"^deltas must map source names among the models \['a', 'b'\]; "
+                                         r"unknown: \['z'\]$"):
+        evaluate_transfer(models, x, {"z": deltas["b"]}, units=[1, 0])
+    with pytest.raises(ValueError, match=r"unknown: \[\]$"):
+        evaluate_transfer(models, x, {}, units=[1, 0])
+    with pytest.raises(ValueError, match="^unknown direction 'down'; valid: 'decrease', 'increase', 'abs'$"):
+        evaluate_transfer(models, x, deltas, units=[1, 0], direction="down")
