@@ -119,7 +119,7 @@ def _prepare(module: str, fresh: bool) -> Path:
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PROBELIB_CACHE")}
-    env.update(MPLBACKEND="Agg", PYTHONHASHSEED="0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+    env.update(MPLBACKEND="Agg", PYTHONHASHSEED="0", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PROBELIB_TEST_THREADS="1",
                PYTHONDONTWRITEBYTECODE="1")
     return env
 

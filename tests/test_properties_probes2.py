@@ -143,6 +143,8 @@ def test_subset_eps_slices_every_budget_array_in_the_order_asked():
     one = subset_eps(res, 0.2)                                      # a scalar budget
     assert one.sensitivity.shape == (1, 2, 3) and one.eps.tolist() == [0.2]
     assert subset_eps(res, 0.2 + 1e-13).eps.tolist() == [0.2]        # matched to 1e-12
+    with pytest.raises(ValueError, match="^eps 0.2000000001[0-9]* is not in"):
+        subset_eps(res, 0.2 + 1e-10)
     with pytest.raises(ValueError, match=r"eps 0.2000001 is not in the result's grid \[0.1, 0.2, 0.3\]"):
         subset_eps(res, 0.2000001)
     without = subset_eps(_probe(deltas=False), [0.2])
@@ -321,7 +323,7 @@ def test_transfer_of_raw_perturbations_checks_them():
     with pytest.raises(ValueError, match=r"perturbations must have shape \(N, 3, H, W\) = \(2, 3, 4, 4\) or "
                                          r"\(n_units, N, 3, H, W\); got \(1, 3, 4, 4\)"):
         transfer(torch.zeros((1, 3, SIDE, SIDE)), x, model)
-    with pytest.raises(ValueError, match="direction"):
+    with pytest.raises(ValueError, match="^unknown direction 'down'; valid: 'decrease', 'increase', 'abs'$"):
         transfer(torch.zeros_like(x), x, model, direction="down")
 
 
@@ -462,8 +464,23 @@ def test_evaluate_transfer_keeps_its_settings_and_seeds_its_controls(capsys, mon
     x = _images(3, seed=7).float()
     g = torch.Generator().manual_seed(0)
     deltas = {"b": (0.05 * torch.randn((2, *x.shape), generator=g)).numpy()}
+    from probelib.probes import _common
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", 1)                # any work would show a bar
     res = evaluate_transfer(models, x.numpy(), deltas, units=[1, 0], direction="decrease", roi="FFA")
-    assert capsys.readouterr().err == ""                                    # no progress bar
+    assert capsys.readouterr().err == ""                                    # never a progress bar
+    assert evaluate_transfer(models, x, deltas, units=[1, 0]).roi == ""      # default label
+    # images and probes in float64 are evaluated in float32, as float32 ones are
+    wide = evaluate_transfer(models, x.double().numpy(), {"b": deltas["b"].astype(np.float64)}, units=[1, 0],
+                             direction="decrease", roi="FFA")
+    np.testing.assert_array_equal(wide.change, res.change)
+    np.testing.assert_array_equal(wide.probe_norm, res.probe_norm)
+    np.testing.assert_array_equal(wide.control, res.control)               # controls seeded by the same content
+    # one unit given as an int
+    assert evaluate_transfer(models, x, {"b": deltas["b"][:1]}, units=1).units.tolist() == [1]
+    # the controls follow the direction: "increase" gives the negated "decrease" controls
+    up = evaluate_transfer(models, x, deltas, units=[1, 0], direction="increase")
+    np.testing.assert_allclose(up.control, -res.control)
+    np.testing.assert_allclose(up.change, -res.change)
     assert (res.direction, res.roi, res.names, res.sources) == ("decrease", "FFA", ["a", "b"], ["b"])
     clean = np.stack([_linear_responses(m, x.double(), [1, 0]) for m in models.values()])
     np.testing.assert_allclose(res.clean, clean, rtol=1e-6)
@@ -486,3 +503,222 @@ def test_evaluate_transfer_keeps_its_settings_and_seeds_its_controls(capsys, mon
         evaluate_transfer(models, x, {}, units=[1, 0])
     with pytest.raises(ValueError, match="^unknown direction 'down'; valid: 'decrease', 'increase', 'abs'$"):
         evaluate_transfer(models, x, deltas, units=[1, 0], direction="down")
+
+
+def test_transfer_errors_name_the_problem():
+    from probelib.probes import transfer
+    x, model = _images(2), Linear()
+    kept = pgd(model, x, 0.1, steps=2)
+    with pytest.raises(ValueError, match="^units are taken from the ProbeResult; pass units only with raw "
+                                         "perturbations$"):
+        transfer(kept, x, model, units=[0])
+    with pytest.raises(ValueError, match=r"^transfer needs the probes' perturbations; rerun the attack with "
+                                         r"store_perturbations=True$"):
+        transfer(pgd(model, x, 0.1, steps=2, store_perturbations=False), x, model)
+    for targets in ({}, {"a": "not a model"}, [model]):
+        with pytest.raises(ValueError, match="^target_models must be an nn.Module or a non-empty mapping "
+                                             "name -> nn.Module$"):
+            transfer(kept, x, targets)
+    with pytest.raises(ValueError, match="^batch_size must be an integer >= 1; got 0$"):
+        transfer(kept, x, model, batch_size=0)
+    with pytest.raises(ValueError, match=r"^this ProbeResult does not keep its perturbations; rerun the attack "
+                                         r"with store_perturbations=True$"):
+        probe_deltas(pgd(model, x, 0.1, steps=2, store_perturbations=False))
+    fe = fixed_effect(model, x, 0.05, units=[1], eps_max=1.0, steps=2, store_perturbations=False)
+    with pytest.raises(ValueError, match=r"^this FixedEffectResult does not keep its probes; rerun with "
+                                         r"store_perturbations=True$"):
+        probe_deltas(fe)
+    from probelib.probes.transfer import evaluate_transfer
+    with pytest.raises(ValueError, match=r"^deltas\['a'\] must have shape \(U, N, 3, H, W\) = "
+                                         r"\(1, 2, 3, 4, 4\); got \(2, 2, 3, 4, 4\)$"):
+        evaluate_transfer({"a": model}, x, {"a": np.zeros((2, *x.shape))}, units=[0])
+
+
+def test_perturbation_indices_follow_python_ranges_and_errors_name_them():
+    res = _probe()                                     # 3 budgets, 3 units
+    np.testing.assert_array_equal(res.perturbation(-3, -3).numpy(), res.perturbation(0, 0).numpy())
+    np.testing.assert_array_equal(res.perturbation(2, 2).numpy(), res.perturbation(-1, -1).numpy())
+    for e, j in ((3, 0), (-4, 0), (0, 3), (0, -4)):
+        with pytest.raises(IndexError, match=rf"^\(eps_index, unit_index\) = \({e}, {j}\) out of range for 3 "
+                                             rf"budgets and 3 units$"):
+            res.perturbation(e, j)
+    with pytest.raises(ValueError, match=r"^this result does not keep its perturbations \(too large or "
+                                         r"store_perturbations=False\); rerun with store_perturbations=True$"):
+        _probe(deltas=False).perturbation(0, 0)
+    fe = fixed_effect(Linear(), _images(2), 0.05, units=[1], eps_max=1.0, steps=2, store_perturbations=False)
+    with pytest.raises(ValueError, match="^this result does not keep its perturbations; rerun with "
+                                         "store_perturbations=True$"):
+        fe.perturbation(0)
+
+
+def test_fgsm_leaves_the_pixels_a_unit_does_not_see_unchanged():
+    from probelib.probes import fgsm
+    model = Linear()
+    with torch.no_grad():
+        model.weight[:, : D // 2] = 0.0                  # no unit looks at the first half of the pixels
+    x = _images(2)
+    res = fgsm(model, x, [0.01, 0.03], direction="abs")
+    assert (res.sign_grad.reshape(3, 2, -1)[:, :, : D // 2] == 0).all()
+    for e in (0, 1):
+        for j in range(3):
+            d = res.perturbation(e, j).numpy().reshape(2, -1)
+            assert (d[:, : D // 2] == 0).all() and np.allclose(np.abs(d[:, D // 2:]), res.eps[e])
+    # the evaluated probes too: their norm counts only the pixels the units see
+    np.testing.assert_allclose(res.delta_norm, np.asarray(res.eps)[:, None, None] * np.sqrt(D // 2)
+                               * np.ones((1, 2, 3)), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------- FGSM details
+
+class Bowl(nn.Module):
+    """``r(x) = (mean(x) - a)^2``: a step along the gradient sign can overshoot the bottom."""
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x):
+        return ((x.flatten(1).mean(1, keepdim=True) - self.a) ** 2).double()
+
+
+def test_fgsm_batches_of_any_size_give_the_same_result():
+    """Batches of 1, 2, 3 (not dividing N = 5) and 64 images; on a linear model "abs" ties exactly
+    (|up| = |down|), so its taken direction is left to rounding: only its sensitivity is compared."""
+    from probelib.probes import fgsm
+    model, x = Linear(), _images(5, seed=8)
+    for direction, names in (("decrease", ("sensitivity", "clean", "perturbed", "delta_norm")),
+                             ("abs", ("sensitivity", "clean"))):
+        ref = fgsm(model, x, [0.01, 0.02], direction=direction, batch_size=64)
+        for b in (1, 2, 3):
+            res = fgsm(model, x, [0.01, 0.02], direction=direction, batch_size=b)
+            for name in names:                                   # (matmul sums by batch: 1e-15)
+                np.testing.assert_allclose(getattr(res, name), getattr(ref, name), rtol=1e-12,
+                                           err_msg=f"{name}, {direction}, batch {b}")
+            np.testing.assert_array_equal(res.sign_grad, ref.sign_grad)
+            assert res.params == {"batch_size": b}
+    assert fgsm(model, x, 0.01).params == {"batch_size": 32}
+
+
+def test_fgsm_decrease_can_overshoot_and_then_reports_a_negative_sensitivity():
+    from probelib.probes import fgsm
+    x = torch.full((1, 3, SIDE, SIDE), 0.5, dtype=torch.float64)
+    res = fgsm(Bowl(0.49), x, 0.05)          # the step moves mean(x) to 0.45: past the bottom at 0.49
+    expected = (0.5 - 0.49) ** 2 - (0.45 - 0.49) ** 2
+    assert res.sensitivity[0, 0, 0] == pytest.approx(expected) and expected < 0
+    assert res.change[0, 0, 0] > 0                                # the response went up
+
+
+def test_fgsm_checks_the_clean_responses_and_names_its_settings():
+    from probelib.probes import fgsm
+
+    class NaNColumn(nn.Module):
+        def forward(self, x):
+            r = x.flatten(1)[:, :3].clone()
+            r[:, 1] = float("nan")
+            return r
+
+    with pytest.raises(ValueError, match=r"^clean responses contain 2 NaN/inf values in columns \[1\]$"):
+        fgsm(NaNColumn(), _images(2), 0.01)
+    with pytest.raises(ValueError, match="^batch_size must be an integer >= 1; got 0$"):
+        fgsm(Linear(), _images(2), 0.01, batch_size=0)
+
+
+def test_fgsm_keeps_its_gradient_signs_up_to_the_store_limit(monkeypatch):
+    from probelib.probes import _common, fgsm
+    model, x = Linear(), _images(2)
+    n_bytes = 3 * 2 * D                                           # int8 signs: units x images x pixels
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes)
+    assert fgsm(model, x, 0.01).sign_grad is not None
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes - 1)
+    with pytest.warns(UserWarning, match=r"^not keeping the FGSM gradient signs \(0.0 MiB > STORE_LIMIT_BYTES"):
+        assert fgsm(model, x, 0.01).sign_grad is None
+
+
+# --------------------------------------------------------------------------------- controls
+
+def _directions(res: ProbeResult, e: int, j: int) -> np.ndarray:
+    d = res.perturbation(e, j).numpy().reshape(res.images.shape[0], -1)
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def test_random_control_draws_are_named_by_seed_image_unit_and_budget():
+    """One draw per (seed, image content, unit, budget): a unit, budget or image of its own gets
+    another direction; the same ones, grouped otherwise, the same direction."""
+    from probelib.probes import random_control
+    model, x = Linear(), _images(3, seed=9)
+    probe = pgd(model, x, [0.05, 0.1], norm="l2", steps=2, units=[0, 2])
+    ctrl = random_control(model, x, probe, seed=3)
+    a, b = _directions(ctrl, 0, 0), _directions(ctrl, 0, 1)
+    assert np.abs((a * b).sum(1)).max() < 0.9                          # units differ
+    assert np.abs((a * _directions(ctrl, 1, 0)).sum(1)).max() < 0.9      # budgets differ
+    assert np.abs(a[0] @ a[1]) < 0.9                                     # images differ
+    # unit 2 alone, budget 0.1 alone, images 2 and 0 alone: the same draws
+    alone = random_control(model, x[[2, 0]], pgd(model, x[[2, 0]], [0.1], norm="l2", steps=2, units=[2]), seed=3)
+    np.testing.assert_allclose(_directions(alone, 0, 0), _directions(ctrl, 1, 1)[[2, 0]], rtol=1e-6)
+    # the seed: 0 by default, another seed another draw
+    np.testing.assert_array_equal(random_control(model, x, probe).deltas, random_control(model, x, probe, seed=0).deltas)
+    assert np.abs((_directions(random_control(model, x, probe, seed=4), 0, 0) * a).sum(1)).max() < 0.9
+
+
+def test_shuffled_control_draws_are_named_like_the_random_ones():
+    from probelib.probes import shuffled_control
+    model, x = Linear(), _images(3, seed=9)
+    probe = pgd(model, x, [0.05, 0.1], norm="linf", steps=2, units=[0, 2])
+    ctrl = shuffled_control(model, x, probe, seed=3)
+    alone = shuffled_control(model, x[[2, 0]], pgd(model, x[[2, 0]], [0.1], norm="linf", steps=2, units=[2]), seed=3)
+    np.testing.assert_allclose(alone.deltas[0, 0], ctrl.deltas[1, 1][[2, 0]], rtol=1e-6)
+    np.testing.assert_array_equal(shuffled_control(model, x, probe).deltas, shuffled_control(model, x, probe, seed=0).deltas)
+    assert not np.array_equal(shuffled_control(model, x, probe, seed=1).deltas, ctrl.deltas)
+    with pytest.raises(ValueError, match=r"^shuffled_control needs the probes' perturbations; rerun the attack "
+                                         r"with store_perturbations=True$"):
+        shuffled_control(model, x, pgd(model, x, 0.1, steps=2, store_perturbations=False))
+
+
+def test_random_linf_control_is_a_seeded_sign_pattern_of_the_budget():
+    from probelib.probes import random_control
+    model, x = Linear(), _images(2, seed=10)
+    probe = pgd(model, x, [0.01, 0.03], norm="linf", steps=2)
+    ctrl = random_control(model, x, probe, seed=2)
+    for e, eps in enumerate((0.01, 0.03)):
+        np.testing.assert_allclose(np.abs(ctrl.deltas[e]), eps, rtol=1e-6)   # no clamping at [0.3, 0.7]
+        signs = np.sign(ctrl.deltas[e])
+        assert 0.3 < (signs > 0).mean() < 0.7
+    np.testing.assert_array_equal(random_control(model, x, probe, seed=2).deltas, ctrl.deltas)
+
+
+def test_random_l2_control_has_the_probes_size_even_for_one_pixel_images():
+    from probelib.probes import random_control
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3, 2)).double()
+    x = torch.full((12, 3, 1, 1), 0.5, dtype=torch.float64) + 0.01 * torch.arange(12.0, dtype=torch.float64).view(-1, 1, 1, 1)
+    probe = pgd(model, x, 0.05, norm="l2", steps=2)
+    ctrl = random_control(model, x, probe)
+    np.testing.assert_allclose(ctrl.delta_norm, probe.delta_norm, rtol=1e-6)
+
+
+def test_controls_report_their_fields_and_settings(monkeypatch):
+    from probelib.probes import _common, random_control, shuffled_control
+    model, x = Linear(), _images(4, seed=11)
+    probe = pgd(model, x, [0.05, 0.1], norm="l2", steps=2, units=[2, 0], direction="decrease")
+    for control in (random_control, shuffled_control):
+        res = control(model, x, probe, seed=5, batch_size=3)
+        change = res.perturbed - res.clean[None]
+        assert (change > 0).any() and (change < 0).any()
+        np.testing.assert_array_equal(res.direction_taken, np.sign(change).astype(np.int8))
+        assert res.direction_taken.dtype == np.int8
+        np.testing.assert_array_equal(res.eps, probe.eps)
+        assert res.eps is not probe.eps
+        np.testing.assert_allclose(res.sensitivity, -change)
+        assert res.params == {"seed": 5, "source": "pgd", "batch_size": 3}
+        assert control(model, x, probe, store_perturbations=False).deltas is None
+        with pytest.raises(ValueError, match="^batch_size must be an integer >= 1; got 0$"):
+            control(model, x, probe, batch_size=0)
+        with pytest.raises(ValueError, match="unit"):
+            control(Linear(n_units=2), x, probe)
+        # stored up to the limit: budgets x units x images x pixels x bytes per value
+        n_bytes = 2 * 2 * 4 * D * 8
+        monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes)
+        assert control(model, x, probe).deltas is not None
+        monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes - 1)
+        with pytest.warns(UserWarning, match="^not keeping the (random|shuffled) control perturbations"):
+            assert control(model, x, probe).deltas is None
+        monkeypatch.undo()

@@ -109,7 +109,8 @@ def transfer(probes: ProbeResult | Tensor | np.ndarray, images: Tensor,
     else:
         check_choice(direction, DIRECTIONS, "direction")
     single = isinstance(target_models, nn.Module)
-    targets = {"target": target_models} if single else dict(target_models)
+    targets = {"target": target_models} if single else (
+        dict(target_models) if isinstance(target_models, Mapping) else {})
     if not targets or not all(isinstance(m, nn.Module) for m in targets.values()):
         raise ValueError("target_models must be an nn.Module or a non-empty mapping name -> nn.Module")
     out: dict[str, ProbeResult] = {}
