@@ -119,8 +119,16 @@ def test_tv_weight_restores_training_flags_and_checks_its_inputs():
         with pytest.raises(ValueError, match="relative must be >= 0"):
             tv_weight(model, x, 0, bad)
     flat = torch.full((3, SIDE, SIDE), 0.5, dtype=torch.float64)
-    with pytest.raises(ValueError, match="the image is constant: the total variation has no gradient"):
+    with pytest.raises(ValueError, match=r"^the image is constant: the total variation has no gradient; start from "
+                                         r"an image with some texture \(e.g. grey plus a little noise\)$"):
         tv_weight(model, flat, 0, 1.0)
+    # a convolutional model takes the (1, 3, H, W) image as it is; a model without parameters works too
+    conv = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten()).double()
+    assert tv_weight(conv, x[None], 1, 1.0) == tv_weight(conv, x, 1, 1.0) > 0
+    xt = x[None].clone().requires_grad_(True)
+    (g_tv,) = torch.autograd.grad(total_variation(xt).sum(), xt)
+    # nn.Flatten: response 5 is pixel 5, whose gradient has norm 1
+    assert tv_weight(nn.Flatten(), x, 5, 1.0) == pytest.approx(1.0 / float(g_tv.norm()), rel=1e-12)
 
 
 # --------------------------------------------------------------------------------- results
@@ -722,3 +730,56 @@ def test_controls_report_their_fields_and_settings(monkeypatch):
         with pytest.warns(UserWarning, match="^not keeping the (random|shuffled) control perturbations"):
             assert control(model, x, probe).deltas is None
         monkeypatch.undo()
+
+
+def test_optimisation_refuses_images_it_cannot_use():
+    model = Linear()
+    with pytest.raises(ValueError, match=r"^image must be a torch.Tensor \(3, H, W\) or \(1, 3, H, W\); got ndarray$"):
+        maximize(model, np.zeros((3, SIDE, SIDE)), 0, steps=1)
+    with pytest.raises(ValueError, match="^image"):
+        maximize(model, torch.full((3, SIDE, SIDE), 2.0, dtype=torch.float64), 0, steps=1)
+
+
+# --------------------------------------------------------------------------------- PGD details
+
+def test_pgd_defaults_and_settings():
+    model, x = Linear(), _images(2)
+    res = pgd(model, x, 0.1)
+    assert res.params == {"steps": 10, "step_size": None, "random_start": False, "restarts": 1, "seed": 0,
+                          "batch_size": 32}
+    assert res.direction_taken.dtype == np.int8
+    ten = pgd(model, x, 0.1, steps=10, norm="l2", direction="decrease")
+    np.testing.assert_array_equal(res.deltas, ten.deltas)
+    assert not np.array_equal(pgd(model, x, 0.1, steps=11, step_size=0.01).deltas,
+                              pgd(model, x, 0.1, step_size=0.01).deltas)   # (eleven steps of 0.01 go further)
+    seeded = pgd(model, x, 0.1, steps=2, random_start=True)
+    np.testing.assert_array_equal(seeded.deltas, pgd(model, x, 0.1, steps=2, random_start=True, seed=0).deltas)
+    assert not np.array_equal(seeded.deltas, pgd(model, x, 0.1, steps=2, random_start=True, seed=1).deltas)
+
+
+def test_pgd_progress_counts_its_probes_and_shows_by_the_amount_of_work(capsys, monkeypatch):
+    from probelib.probes import _common
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    model, x = Linear(), _images(2)
+    kw = {"norm": "l2", "steps": 3, "direction": "abs", "random_start": True, "restarts": 2}
+    pgd(model, x, [0.1], progress=True, **kw)
+    assert "\rpgd-l2 (image x unit x eps):   0%|          | 0/6 " in capsys.readouterr().err   # 2 images x 3 units
+    # work: budgets x rows x directions x restarts x (steps + 1) image passes of D pixels
+    passes = 1 * 6 * 2 * 2 * 4
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D)
+    pgd(model, x, [0.1], **kw)
+    assert "pgd-l2" in capsys.readouterr().err
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D + 1)
+    pgd(model, x, [0.1], **kw)
+    assert capsys.readouterr().err == ""
+
+
+def test_pgd_keeps_its_perturbations_up_to_the_store_limit(monkeypatch):
+    from probelib.probes import _common
+    model, x = Linear(), _images(2)
+    n_bytes = 2 * 3 * 2 * D * 8                                    # budgets x units x images x pixels x float64
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes)
+    assert pgd(model, x, [0.1, 0.2], steps=2).deltas is not None
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes - 1)
+    with pytest.warns(UserWarning, match=r"^not keeping the PGD perturbations \(0.0 MiB > STORE_LIMIT_BYTES"):
+        assert pgd(model, x, [0.1, 0.2], steps=2).deltas is None
