@@ -43,13 +43,9 @@ REPORT = ROOT / "benchmarks" / "MUTATION.md"
 EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.txt"
 
 
-#: tests of the probes (attacks, controls, budgets, results, transfer); test_panel_transfer's panel
-#: tests reach the cached layer and take seconds each: left out here
+#: tests of the probes (attacks, controls, budgets, results, transfer)
 _PROBE_TESTS = ["tests/test_probes.py", "tests/test_properties_probes.py", "tests/test_properties_probes2.py",
-                "tests/test_panel_transfer.py",
-                *(f"--deselect=tests/test_panel_transfer.py::{t}" for t in (
-                    "test_panel_transfer_with_cached_probes_and_fixed_effect", "test_probe_deltas_shapes_and_errors",
-                    "test_panel_subspaces_similarity", "test_similarity_by_dimension_matches_subspace_similarity"))]
+                "tests/test_panel_transfer.py"]
 
 #: module -> (files to mutate, test files run against its mutants)
 MODULES: dict[str, tuple[list[str], list[str]]] = {

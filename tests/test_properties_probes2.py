@@ -343,7 +343,7 @@ def _bar_text(capsys, call) -> str:
 def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, monkeypatch):
     """progress=True shows a bar named after the probe; False shows none; None shows one only
     when the work (image passes x pixels) reaches the threshold."""
-    from probelib.probes import _common, fgsm, random_control, transfer
+    from probelib.probes import _common, fgsm, random_control, shuffled_control, transfer
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     x, model = _images(2), Linear()
     res = pgd(model, x, [0.1], steps=2, progress=False)
@@ -351,6 +351,7 @@ def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, 
              "pgd-linf (image x unit x eps)": lambda p: pgd(model, x, 0.1, norm="linf", steps=2, progress=p),
              "transfer": lambda p: transfer(res, x, model, progress=p),
              "random control": lambda p: random_control(model, x, res, progress=p),
+             "shuffled control": lambda p: shuffled_control(model, x, res, progress=p),
              "fixed effect (PGD probes)": lambda p: fixed_effect(model, x, 0.01, steps=2, max_iter=2, progress=p),
              "maximize unit 0": lambda p: maximize(model, x[0], 0, steps=2, progress=p)}
     for name, call in calls.items():
@@ -483,6 +484,11 @@ def test_evaluate_transfer_keeps_its_settings_and_seeds_its_controls(capsys, mon
     np.testing.assert_array_equal(wide.change, res.change)
     np.testing.assert_array_equal(wide.probe_norm, res.probe_norm)
     np.testing.assert_array_equal(wide.control, res.control)               # controls seeded by the same content
+    # evaluated in float32: a model without parameters sees the images rounded to float32
+    x64 = _images(3, seed=7)                                                # float64 values, not float32 ones
+    pixels = evaluate_transfer({"p": nn.Flatten()}, x64.numpy(), {"p": np.zeros((2, *x.shape))}, units=[0, 5])
+    np.testing.assert_array_equal(pixels.clean[0], x64.float().flatten(1)[:, [0, 5]].numpy())
+    assert not np.array_equal(pixels.clean[0], x64.flatten(1)[:, [0, 5]].numpy())
     # one unit given as an int
     assert evaluate_transfer(models, x, {"b": deltas["b"][:1]}, units=1).units.tolist() == [1]
     # the controls follow the direction: "increase" gives the negated "decrease" controls
@@ -783,3 +789,89 @@ def test_pgd_keeps_its_perturbations_up_to_the_store_limit(monkeypatch):
     monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes - 1)
     with pytest.warns(UserWarning, match=r"^not keeping the PGD perturbations \(0.0 MiB > STORE_LIMIT_BYTES"):
         assert pgd(model, x, [0.1, 0.2], steps=2).deltas is None
+
+
+def test_pgd_random_start_of_a_row_is_named_by_seed_image_unit_restart_and_direction():
+    """The start of row (image, unit) in restart r pushing the response with sign s is drawn from
+    the generator named (seed, image content key, unit, r, s + 1): with steps of size 0 the kept
+    perturbation is that start wherever it beats the clean image."""
+    from probelib.probes._common import _draw_generator, _image_keys
+    from probelib.probes.pgd import _random_start
+    model, x = Linear(), _images(2, seed=12)
+    keys = _image_keys(x.numpy())
+    for direction, sign in (("increase", 1), ("decrease", -1)):
+        for norm in ("linf", "l2"):
+            res = pgd(model, x, 0.1, norm=norm, steps=1, step_size=0.0, random_start=True, direction=direction,
+                      seed=7, restarts=2)
+            kept = 0
+            for j, unit in enumerate(res.units):
+                for i in range(2):
+                    got = res.deltas[0, j, i]
+                    if not np.any(got):
+                        continue                                     # no start beat the clean image
+                    starts = [_random_start(x[i:i + 1], torch.tensor([0.1], dtype=x.dtype), norm,
+                                            [_draw_generator(7, keys[i], unit, r, sign + 1)])[0].numpy()
+                              for r in range(2)]
+                    assert any(np.allclose(got, s, rtol=0, atol=1e-12) for s in starts), (direction, norm, i, j)
+                    kept += 1
+            assert kept >= 2
+
+
+def test_pgd_restarts_after_the_first_start_at_random_points():
+    model, x = Linear(), _images(3, seed=13)
+    one = pgd(model, x, 0.1, norm="linf", steps=1, step_size=0.01)
+    two = pgd(model, x, 0.1, norm="linf", steps=1, step_size=0.01, restarts=2)
+    assert np.all(two.sensitivity >= one.sensitivity - 1e-12)
+    assert np.any(two.sensitivity > one.sensitivity + 1e-6)
+
+
+def test_pgd_takes_exactly_steps_steps():
+    model, x = Linear(), _images(2)
+    for steps in (1, 2, 5):
+        res = pgd(model, x, 1.0, norm="l2", steps=steps, step_size=0.01)
+        np.testing.assert_allclose(res.delta_norm, 0.01 * steps, rtol=1e-9)
+
+
+def test_pgd_default_step_is_two_and_a_half_budgets_over_steps_on_an_overshooting_model():
+    """Bowl with its bottom 0.02 below the image's mean: L-inf steps of 2.5 * 0.1 / 10 = 0.025 move
+    the mean to 0.475 (0.005 past the bottom); steps of another size land elsewhere."""
+    x = torch.full((1, 3, SIDE, SIDE), 0.5, dtype=torch.float64)
+    res = pgd(Bowl(0.48), x, 0.1, norm="linf", steps=10)
+    assert res.sensitivity[0, 0, 0] == pytest.approx(0.02 ** 2 - 0.005 ** 2, rel=1e-9)
+
+
+class _CountingLinear(Linear):
+    """Counts forward passes and the backward passes that reach the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.forwards = self.backwards = 0
+
+    def forward(self, x):
+        self.forwards += 1
+        if x.requires_grad:
+            x.register_hook(lambda g: setattr(self, "backwards", self.backwards + 1))
+        return super().forward(x)
+
+
+def test_pgd_spends_one_forward_per_iterate_and_one_backward_per_step():
+    """From the image: the clean forward's gradient is the first step (1 + steps forwards, steps
+    backwards). From a random start: the clean forward needs no gradient (1 + steps + 1 forwards)."""
+    model, x = _CountingLinear(), _images(2)
+    pgd(model, x, 0.1, steps=4, units=[0], batch_size=64)
+    assert (model.forwards - 1, model.backwards) == (1 + 4, 4)     # (one forward counts the outputs)
+    model.forwards = model.backwards = 0
+    pgd(model, x, 0.1, steps=4, units=[0], batch_size=64, random_start=True)
+    assert (model.forwards - 1, model.backwards) == (1 + 4 + 1, 4)
+
+
+def test_pgd_names_non_finite_responses_to_its_iterates():
+    class NaNAway(nn.Module):
+        def forward(self, x):
+            r = x.flatten(1)[:, :2].clone()
+            r[(x.flatten(1) - 0.5).abs().amax(1) > 1e-9, 1] = float("nan")   # NaN once x moved
+            return r
+
+    x = torch.full((2, 3, SIDE, SIDE), 0.5, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^responses to PGD iterates contain 2 NaN/inf values$"):
+        pgd(NaNAway(), x, 0.1, steps=2, units=[1])
