@@ -875,3 +875,44 @@ def test_pgd_names_non_finite_responses_to_its_iterates():
     x = torch.full((2, 3, SIDE, SIDE), 0.5, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"^responses to PGD iterates contain 2 NaN/inf values$"):
         pgd(NaNAway(), x, 0.1, steps=2, units=[1])
+
+
+class _Sum(nn.Module):
+    """``r(x) = sum of pixels + 100`` (float64): changes are exact multiples of the budget."""
+
+    def forward(self, x):
+        return x.double().flatten(1).sum(1, keepdim=True) + 100.0
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_abs_keeps_the_larger_change_and_on_an_exact_tie_the_decrease(attack):
+    """Images at 0.1 (down is cut by the box: up wins), 0.9 (up is cut: down wins) and 0.5 (an
+    exact tie with eps = 1/4: the decrease, paper 1's direction, is kept)."""
+    from probelib.probes import fgsm
+    x = torch.stack([torch.full((3, SIDE, SIDE), v, dtype=torch.float64) for v in (0.125, 0.875, 0.5)])
+    probe = (lambda: fgsm(_Sum(), x, 0.25, direction="abs")) if attack == "fgsm" else (
+        lambda: pgd(_Sum(), x, 0.25, norm="linf", steps=3, direction="abs"))
+    res = probe()
+    assert res.direction_taken[0, :, 0].tolist() == [1, -1, -1]
+    assert res.sensitivity[0, :, 0].tolist() == [0.25 * D, 0.25 * D, 0.25 * D]
+    assert res.change[0, :, 0].tolist() == [0.25 * D, -0.25 * D, -0.25 * D]
+
+
+def test_pgd_argument_errors_name_the_argument():
+    model, x = Linear(), _images(2)
+    cases = [({"norm": "l1"}, "^unknown norm 'l1'; valid: 'l2', 'linf'$"),
+             ({"direction": "up"}, "^unknown direction 'up'; valid: 'decrease', 'increase', 'abs'$"),
+             ({"steps": 0}, "^steps must be an integer >= 1; got 0$"),
+             ({"restarts": 0}, "^restarts must be an integer >= 1; got 0$"),
+             ({"batch_size": 0}, "^batch_size must be an integer >= 1; got 0$"),
+             ({"step_size": -1.0}, "^step_size must be")]
+    for kw, message in cases:
+        with pytest.raises(ValueError, match=message):
+            pgd(model, x, 0.1, **kw)
+
+    class NaNClean(nn.Module):
+        def forward(self, x):
+            return torch.full((x.shape[0], 2), float("nan"), dtype=x.dtype) + x.flatten(1)[:, :2]
+
+    with pytest.raises(ValueError, match="^clean responses contain 2 NaN/inf values$"):
+        pgd(NaNClean(), x, 0.1, units=[1])

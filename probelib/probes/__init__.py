@@ -9,7 +9,8 @@ Sensitivity of unit ``i`` at image ``x`` for a perturbation ``d`` with ``||d|| <
 - ``"decrease"`` (paper 1): ``s_i = r_i(x) - r_i(x + d)``, ``d`` chosen to lower the response;
 - ``"increase"``: ``s_i = r_i(x + d) - r_i(x)``, ``d`` chosen to raise it;
 - ``"abs"`` (paper 2): both directions are probed and the one with the larger absolute change
-  is kept, ``s_i = |r_i(x + d) - r_i(x)|`` (the signed change is ``perturbed - clean``).
+  is kept (on an exact tie, the decrease), ``s_i = |r_i(x + d) - r_i(x)|`` (the signed change is
+  ``perturbed - clean``).
 
 Norms: ``"linf"`` (``eps`` = max change of any pixel, e.g. ``3/255``) and ``"l2"`` (``eps`` =
 Euclidean norm of the whole ``(3, H, W)`` perturbation, pixels in [0, 1] units).
