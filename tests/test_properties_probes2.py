@@ -916,3 +916,13 @@ def test_pgd_argument_errors_name_the_argument():
 
     with pytest.raises(ValueError, match="^clean responses contain 2 NaN/inf values$"):
         pgd(NaNClean(), x, 0.1, units=[1])
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_leaves_the_pixels_a_unit_does_not_see_unchanged(norm):
+    model = Linear()
+    with torch.no_grad():
+        model.weight[:, : D // 2] = 0.0
+    res = pgd(model, _images(2), [0.02, 0.05], norm=norm, steps=3)
+    d = res.deltas.reshape(2, 3, 2, -1)
+    assert (d[..., : D // 2] == 0).all() and (np.abs(d[..., D // 2:]) > 0).all()
