@@ -343,7 +343,7 @@ def _bar_text(capsys, call) -> str:
 def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, monkeypatch):
     """progress=True shows a bar named after the probe; False shows none; None shows one only
     when the work (image passes x pixels) reaches the threshold."""
-    from probelib.probes import _common, fgsm, random_control, shuffled_control, transfer
+    from probelib.probes import _common, fgsm, minimize, random_control, shuffled_control, transfer
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     x, model = _images(2), Linear()
     res = pgd(model, x, [0.1], steps=2, progress=False)
@@ -353,7 +353,8 @@ def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, 
              "random control": lambda p: random_control(model, x, res, progress=p),
              "shuffled control": lambda p: shuffled_control(model, x, res, progress=p),
              "fixed effect (PGD probes)": lambda p: fixed_effect(model, x, 0.01, steps=2, max_iter=2, progress=p),
-             "maximize unit 0": lambda p: maximize(model, x[0], 0, steps=2, progress=p)}
+             "maximize unit 0": lambda p: maximize(model, x[0], 0, steps=2, progress=p),
+             "minimize unit 1": lambda p: minimize(model, x[0], 1, steps=2, progress=p)}
     for name, call in calls.items():
         assert f"\r{name}:" in _bar_text(capsys, lambda: call(True)), name
         assert _bar_text(capsys, lambda: call(False)) == "", name
@@ -425,8 +426,8 @@ def test_total_variation_is_the_mean_absolute_neighbour_difference():
 def test_minimize_is_maximize_of_the_negated_objective():
     model, x = Linear(), _images(1, seed=6)[0]
     neg = lambda r: -r[:, 1]  # noqa: E731
-    kw = {"steps": 4, "step_size": 0.05, "eps": 0.08, "norm": "linf", "jitter": 1, "smoothness": 0.2,
-          "record_every": 3, "seed": 4}
+    kw = {"steps": 4, "step_size": 0.03, "eps": 0.08, "norm": "linf", "jitter": 1, "smoothness": 0.2,
+          "record_every": 3, "seed": 4}                     # (a step other than the default 2.5 eps / steps)
     from probelib.probes import minimize
     lo, hi = minimize(model, x, 1, **kw), maximize(model, x, neg, **kw)
     np.testing.assert_array_equal(lo.images, hi.images)
@@ -926,3 +927,77 @@ def test_pgd_leaves_the_pixels_a_unit_does_not_see_unchanged(norm):
     res = pgd(model, _images(2), [0.02, 0.05], norm=norm, steps=3)
     d = res.deltas.reshape(2, 3, 2, -1)
     assert (d[..., : D // 2] == 0).all() and (np.abs(d[..., D // 2:]) > 0).all()
+
+
+# --------------------------------------------------------------------------------- optimisation details
+
+def test_optimisation_step_sizes_and_their_defaults():
+    model, x = Linear(), _images(1, seed=14)[0]
+    assert maximize(model, x, 0, steps=4, eps=0.1).params["step_size"] == 2.5 * 0.1 / 4
+    assert maximize(model, x, 0, steps=1, eps=0.1).params["step_size"] == 2.5 * 0.1
+    assert maximize(model, x, 0, steps=0, eps=0.1).params["step_size"] == 2.5 * 0.1     # (no step taken)
+    assert maximize(model, x, 0, steps=2, norm="linf").params["step_size"] == 2 / 255
+    assert maximize(model, x, 0, steps=2, step_size=0.3).params["step_size"] == 0.3
+    # an L-inf step moves every pixel the unit sees by the step; the responses follow exactly (float64)
+    res = maximize(model, x, 0, steps=1, norm="linf", step_size=0.1)
+    w = model.weight.detach()[0]
+    moved = x + 0.1 * torch.sign(w).view(x.shape)
+    np.testing.assert_allclose(res.images[1], moved.float().numpy(), rtol=0, atol=1e-7)
+    with torch.no_grad():
+        expected = float(model(moved[None])[0, 0])
+    assert res.responses[1, 0] == pytest.approx(expected, rel=1e-15, abs=1e-13)
+    # zero steps: the start image only; a (1, 3, H, W) image is the same image
+    assert len(maximize(model, x, 0, steps=0).images) == 1
+    np.testing.assert_array_equal(maximize(model, x[None], 0, steps=3).images, maximize(model, x, 0, steps=3).images)
+
+
+def test_optimisation_argument_errors_name_the_argument():
+    model, x = Linear(), _images(1)[0]
+    cases = [({"steps": -1}, "^steps must be an integer >= 0; got -1$"),
+             ({"record_every": 0}, "^record_every must be an integer >= 1; got 0$"),
+             ({"jitter": -1}, "^jitter must be an integer >= 0; got -1$"),
+             ({"smoothness": -1.0}, "^smoothness must be"),
+             ({"step_size": -1.0}, "^step_size must be"),
+             ({"norm": "l1"}, "^unknown norm 'l1'; valid: 'l2', 'linf'$")]
+    for kw, message in cases:
+        with pytest.raises(ValueError, match=message):
+            maximize(model, x, 0, **{"steps": 2, **kw})
+    with pytest.raises(ValueError, match="^optimise one image at a time; got a batch of 2$"):
+        maximize(model, _images(2), 0, steps=2)
+
+    class NaNAfterAStep(nn.Module):
+        def forward(self, x):
+            r = x.flatten(1)[:, :2] * 1.0
+            return torch.where((x.flatten(1)[:, :2] - 0.5).abs() > 0.3, float("nan"), r)
+
+    with pytest.raises(ValueError, match="^responses during optimisation contain"):
+        maximize(NaNAfterAStep(), torch.full((3, SIDE, SIDE), 0.5, dtype=torch.float64) + 0.1, 0,
+                 steps=3, step_size=1.0, norm="linf")
+
+
+class _CountingForwards(Linear):
+    def __init__(self):
+        super().__init__()
+        self.forwards = 0
+
+    def forward(self, x):
+        self.forwards += 1
+        return super().forward(x)
+
+
+def test_optimisation_jitter_rolls_by_seeded_shifts_within_the_jitter(monkeypatch):
+    """Step t rolls the image by the t-th draw of randint(-jitter, jitter + 1, (2,)) from a generator
+    seeded with ``seed``, along H and W; without jitter nothing is rolled and each frame costs no
+    extra forward pass."""
+    calls = []
+    roll = torch.roll
+    monkeypatch.setattr(torch, "roll", lambda t, shifts, dims: calls.append((tuple(shifts), tuple(dims))) or roll(t, shifts, dims))
+    model, x = _CountingForwards(), _images(1, seed=15)[0]
+    maximize(model, x, 0, steps=3)
+    assert calls == [] and model.forwards == 1 + 4                  # (one forward counts the outputs)
+    res = maximize(model, x, 0, steps=40, jitter=2, seed=6)
+    gen = torch.Generator().manual_seed(6)
+    expected = [tuple(int(v) for v in torch.randint(-2, 3, (2,), generator=gen)) for _ in range(40)]
+    assert [c[0] for c in calls] == expected and all(c[1] == (2, 3) for c in calls)
+    assert {s for pair in expected for s in pair} == {-2, -1, 0, 1, 2}
+    assert len(res.images) == 41
