@@ -946,6 +946,9 @@ def test_optimisation_step_sizes_and_their_defaults():
     with torch.no_grad():
         expected = float(model(moved[None])[0, 0])
     assert res.responses[1, 0] == pytest.approx(expected, rel=1e-15, abs=1e-13)
+    # a budget of 0.1 cuts a step of 1 to exactly 0.1 per pixel
+    cut = maximize(model, x, 0, steps=1, norm="linf", step_size=1.0, eps=0.1)
+    assert cut.responses[1, 0] == pytest.approx(expected, rel=1e-15, abs=1e-13)
     # zero steps: the start image only; a (1, 3, H, W) image is the same image
     assert len(maximize(model, x, 0, steps=0).images) == 1
     np.testing.assert_array_equal(maximize(model, x[None], 0, steps=3).images, maximize(model, x, 0, steps=3).images)
