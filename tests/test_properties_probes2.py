@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from probelib.probes import fixed_effect, maximize, pgd
+from probelib.probes import fgsm, fixed_effect, maximize, pgd
 from probelib.probes.budgets import REFERENCE_SIZE, fixed_effect_budget, l2_probe_settings, scale_eps
 from probelib.probes.optimize import total_variation, tv_weight
 from probelib.probes.results import FixedEffectResult, OptimizationResult, ProbeResult, subset_eps
@@ -362,7 +362,7 @@ def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, 
     # transfer's work: n_eps * n_units * N image passes of 3 * 4 * 4 pixels
     passes = 1 * 3 * 2 * D
     monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes)
-    assert "\rtransfer:" in _bar_text(capsys, lambda: transfer(res, x, model))
+    assert "\rtransfer:   0%|          | 0/3 " in _bar_text(capsys, lambda: transfer(res, x, model))   # budgets x units
     monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes + 1)
     assert _bar_text(capsys, lambda: transfer(res, x, model)) == ""
 
@@ -897,6 +897,12 @@ def test_abs_keeps_the_larger_change_and_on_an_exact_tie_the_decrease(attack):
     assert res.direction_taken[0, :, 0].tolist() == [1, -1, -1]
     assert res.sensitivity[0, :, 0].tolist() == [0.25 * D, 0.25 * D, 0.25 * D]
     assert res.change[0, :, 0].tolist() == [0.25 * D, -0.25 * D, -0.25 * D]
+    # the norm of the kept probe: 0.25 per pixel each time (the other direction was cut to 0.125)
+    np.testing.assert_allclose(res.delta_norm[0, :, 0], 0.25 * math.sqrt(D), rtol=1e-12)
+    assert res.direction_taken.dtype == np.int8
+    for direction in ("decrease", "increase"):
+        assert (fgsm(_Sum(), x, 0.25, direction=direction).direction_taken.dtype,
+                pgd(_Sum(), x, 0.25, direction=direction, steps=2).direction_taken.dtype) == (np.int8, np.int8)
 
 
 def test_pgd_argument_errors_name_the_argument():
@@ -1004,3 +1010,75 @@ def test_optimisation_jitter_rolls_by_seeded_shifts_within_the_jitter(monkeypatc
     assert [c[0] for c in calls] == expected and all(c[1] == (2, 3) for c in calls)
     assert {s for pair in expected for s in pair} == {-2, -1, 0, 1, 2}
     assert len(res.images) == 41
+
+
+# --------------------------------------------------------------------------------- shared machinery
+
+def test_random_draws_are_fixed_functions_of_their_names():
+    """The draws of random starts and controls are part of what a result means (a cached result must
+    be reproducible by the next version): pinned values; seeds and name parts are read modulo 2**64."""
+    from probelib.probes._common import _draw_generator
+    draw = lambda *name: torch.rand(3, generator=_draw_generator(*name), dtype=torch.float64).tolist()  # noqa: E731
+    assert draw(5, 7, 11) == [0.3218172252690895, 0.18207900107218278, 0.9686248458442488]
+    assert draw(-1, 2**63 + 5) == draw(2**64 - 1, 2**63 + 5) == [0.7338873475624937, 0.13578772548535234,
+                                                                   0.8664721289864215]
+    assert draw(5, 7, 11 + 2**64) == draw(5, 7, 11) and draw(5 + 2**64, 7, 11) == draw(5, 7, 11)
+
+
+@pytest.mark.parametrize("which", ["random", "shuffled", "transfer"])
+def test_evaluated_probes_do_not_depend_on_the_batch_size(which):
+    """7 images in batches of 1, 2 and 3 (none divides 7) and of 64."""
+    from probelib.probes import random_control, shuffled_control, transfer
+    model, x = Linear(), _images(7, seed=16)
+    probe = pgd(model, x, [0.05, 0.1], norm="l2", steps=2, units=[2, 0])
+    call = {"random": lambda b: random_control(model, x, probe, batch_size=b),
+            "shuffled": lambda b: shuffled_control(model, x, probe, batch_size=b),
+            "transfer": lambda b: transfer(probe, x, Linear(seed=3), batch_size=b)}[which]
+    ref = call(64)
+    for b in (1, 2, 3):
+        res = call(b)
+        for name in ("clean", "perturbed", "delta_norm", "sensitivity"):
+            np.testing.assert_allclose(getattr(res, name), getattr(ref, name), rtol=1e-12, err_msg=f"{name}, batch {b}")
+
+
+def test_evaluated_probes_pack_whole_chunks_into_each_forward_pass():
+    """3 images x 2 units x 2 budgets = 4 chunks of 3 rows; batches of 6 rows hold 2 chunks: one
+    forward counts the outputs, one gives the clean responses, two the perturbed ones."""
+    from probelib.probes import random_control
+    model, x = _CountingForwards(), _images(3, seed=17)
+    probe = pgd(model, x, [0.05, 0.1], norm="l2", steps=2, units=[2, 0])
+    model.forwards = 0
+    random_control(model, x, probe, batch_size=6)
+    assert model.forwards == 1 + 1 + 2
+    model.forwards = 0
+    random_control(model, x, probe, batch_size=5)              # one chunk per pass: 4
+    assert model.forwards == 1 + 1 + 4
+
+
+def test_random_linf_control_is_clamped_to_the_box():
+    from probelib.probes import random_control
+    model = Linear()
+    x = torch.full((2, 3, SIDE, SIDE), 0.1, dtype=torch.float64)
+    probe = pgd(model, x, 0.3, norm="linf", steps=2)
+    ctrl = random_control(model, x, probe, seed=1)
+    d = ctrl.deltas[0]
+    assert set(np.round(np.unique(d), 12).tolist()) == {-0.1, 0.3}       # -0.3 cut at 0
+    np.testing.assert_allclose(ctrl.delta_norm[0], np.sqrt((d.reshape(3, 2, -1) ** 2).sum(2)).T, rtol=1e-12)
+
+
+def test_evaluated_probes_name_non_finite_responses():
+    from probelib.probes import random_control
+
+    class NaNWhenMoved(nn.Module):
+        def forward(self, x):
+            r = x.flatten(1)[:, :2] * 1.0
+            return torch.where((x.flatten(1)[:, :2] - 0.5).abs() > 1e-9, float("nan"), r)
+
+    x = torch.full((2, 3, SIDE, SIDE), 0.5, dtype=torch.float64)
+    probe = fgsm(Linear(2), x, 0.01)
+    with pytest.raises(ValueError, match=r"^responses to perturbed images contain \d+ NaN/inf values"):
+        random_control(NaNWhenMoved(), x, probe)
+    with pytest.raises(ValueError, match="^eps must be a single budget here; got 2 values$"):
+        maximize(Linear(), x[0], 0, steps=1, eps=[0.1, 0.2])
+    with pytest.raises(ValueError, match=r"^eps must be finite and >= 0; got \[-0.1\]$"):
+        maximize(Linear(), x[0], 0, steps=1, eps=-0.1)
