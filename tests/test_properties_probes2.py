@@ -356,7 +356,8 @@ def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, 
              "maximize unit 0": lambda p: maximize(model, x[0], 0, steps=2, progress=p),
              "minimize unit 1": lambda p: minimize(model, x[0], 1, steps=2, progress=p)}
     for name, call in calls.items():
-        assert f"\r{name}:" in _bar_text(capsys, lambda: call(True)), name
+        shown = _bar_text(capsys, lambda: call(True))
+        assert f"\r{name}:" in shown and "\n" not in shown, name          # and cleared when done
         assert _bar_text(capsys, lambda: call(False)) == "", name
         assert _bar_text(capsys, lambda: call(None)) == "", name          # tiny work: no bar
     # transfer's work: n_eps * n_units * N image passes of 3 * 4 * 4 pixels
@@ -912,7 +913,7 @@ def test_pgd_argument_errors_name_the_argument():
              ({"steps": 0}, "^steps must be an integer >= 1; got 0$"),
              ({"restarts": 0}, "^restarts must be an integer >= 1; got 0$"),
              ({"batch_size": 0}, "^batch_size must be an integer >= 1; got 0$"),
-             ({"step_size": -1.0}, "^step_size must be")]
+             ({"step_size": -1.0}, r"^step_size must be a finite number >= 0; got -1.0$")]
     for kw, message in cases:
         with pytest.raises(ValueError, match=message):
             pgd(model, x, 0.1, **kw)
@@ -1023,6 +1024,10 @@ def test_random_draws_are_fixed_functions_of_their_names():
     assert draw(-1, 2**63 + 5) == draw(2**64 - 1, 2**63 + 5) == [0.7338873475624937, 0.13578772548535234,
                                                                    0.8664721289864215]
     assert draw(5, 7, 11 + 2**64) == draw(5, 7, 11) and draw(5 + 2**64, 7, 11) == draw(5, 7, 11)
+    # an image is named by its content: 8 bytes of BLAKE2b, little-endian, shifted right by 2
+    from probelib.probes._common import _image_keys
+    assert _image_keys(np.zeros((1, 3, 2, 2), np.float32)).tolist() == [1557497530368045568]
+    assert _image_keys(np.linspace(0, 1, 24).reshape(2, 3, 2, 2)).tolist() == [1733653008313945637, 28391601117458179]
 
 
 @pytest.mark.parametrize("which", ["random", "shuffled", "transfer"])
@@ -1082,3 +1087,15 @@ def test_evaluated_probes_name_non_finite_responses():
         maximize(Linear(), x[0], 0, steps=1, eps=[0.1, 0.2])
     with pytest.raises(ValueError, match=r"^eps must be finite and >= 0; got \[-0.1\]$"):
         maximize(Linear(), x[0], 0, steps=1, eps=-0.1)
+
+
+def test_a_probe_that_does_not_keep_its_perturbations_says_why_and_how(monkeypatch):
+    from probelib.probes import _common
+    model, x = Linear(), _images(8)
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", 2**20 // 10)          # 0.1 MiB
+    # 2 budgets x 3 units x 128 images x 48 pixels x 8 bytes = 294,912 bytes = 0.28 MiB
+    with pytest.warns(UserWarning) as caught:
+        pgd(model, torch.cat([x] * 16), [0.1, 0.2], steps=2)
+    assert str(caught[0].message) == (
+        "not keeping the PGD perturbations (0.3 MiB > STORE_LIMIT_BYTES = 0.1 MiB); perturbation(), "
+        "shuffled_control() and transfer() need them: pass store_perturbations=True to keep them anyway")
