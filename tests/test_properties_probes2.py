@@ -1099,3 +1099,104 @@ def test_a_probe_that_does_not_keep_its_perturbations_says_why_and_how(monkeypat
     assert str(caught[0].message) == (
         "not keeping the PGD perturbations (0.3 MiB > STORE_LIMIT_BYTES = 0.1 MiB); perturbation(), "
         "shuffled_control() and transfer() need them: pass store_perturbations=True to keep them anyway")
+
+
+# --------------------------------------------------------------------------------- fixed effect
+
+def test_fixed_effect_reports_its_fields_and_defaults():
+    model, x = Linear(), _images(2, seed=18)
+    res = fixed_effect(model, x, 1, units=[2, 0], steps=3)
+    assert res.target.dtype == np.float64 and res.target.tolist() == [1.0, 1.0]
+    with torch.no_grad():
+        np.testing.assert_allclose(res.clean, model(x)[:, [2, 0]].numpy(), rtol=1e-12)
+    assert (res.eps_max, res.tol) == (0.25 * math.sqrt(D), 0.02)
+    assert res.params == {"steps": 3, "step_size": None, "max_iter": 30, "random_start": False, "restarts": 1,
+                          "seed": 0}
+    assert fixed_effect(model, x, 1, norm="linf", steps=2).eps_max == 64 / 255
+    assert fixed_effect(model, x, [1, 2, 3], steps=2, tol=0.1, eps_max=2.0).target.tolist() == [1, 2, 3]
+
+
+def test_fixed_effect_stops_bisecting_once_the_bracket_is_within_tol():
+    """On a linear model (needed budget t / ||w_u||) each bracket ends within tol of its upper end
+    and no narrower than half of that: bisection stops as soon as it may, for a single row too."""
+    model = Linear()
+    for x, units in ((_images(1, seed=19), [1]), (_images(3, seed=19), None)):
+        res = fixed_effect(model, x, 0.5, units=units, tol=0.02, steps=10, eps_max=1.0)
+        need = 0.5 / np.linalg.norm(model.weight.detach().numpy()[res.units], axis=1)
+        assert res.reached.all()
+        assert np.all(res.eps_lower <= need * (1 + 1e-9)) and np.all(res.eps >= need * (1 - 1e-9))
+        width = (res.eps - res.eps_lower) / res.eps
+        assert np.all(width <= 0.02) and np.all(width > 0.02 / 2 * 0.5)
+
+
+def test_fixed_effect_counts_a_target_met_exactly_as_reached():
+    """Sum of pixels, L-inf: a budget e changes the response by exactly e * D; the target 0.125 D
+    is met exactly at the bisection's first midpoint (0.125 of eps_max 0.25)."""
+    x = torch.full((1, 3, SIDE, SIDE), 0.5, dtype=torch.float64)
+    res = fixed_effect(_Sum(), x, 0.125 * D, norm="linf", eps_max=0.25, steps=3, tol=0.02)
+    assert res.eps[0, 0] == 0.125 and res.change[0, 0] == 0.125 * D
+
+
+def test_fixed_effect_with_random_starts_is_seeded_and_keeps_to_its_norm():
+    model, x = Linear(), _images(2, seed=20)
+    kw = {"norm": "linf", "eps_max": 0.1, "steps": 8, "tol": 0.05, "random_start": True}
+    res = fixed_effect(model, x, 0.2, **kw)
+    assert res.reached.all()
+    for j in range(3):
+        d = np.abs(res.deltas[j].reshape(2, -1))
+        np.testing.assert_allclose(d, res.eps[:, j:j + 1] * np.ones_like(d), rtol=1e-6)   # the corner of the ball
+    np.testing.assert_array_equal(fixed_effect(model, x, 0.2, seed=0, **kw).deltas, res.deltas)
+    other = fixed_effect(model, x, 0.2, seed=1, restarts=2, **{k: v for k, v in kw.items()})
+    assert other.params["seed"] == 1 and other.params["restarts"] == 2
+    l2 = fixed_effect(model, x, 0.2, norm="l2", eps_max=1.0, steps=8, tol=0.05, random_start=True)
+    l2_other = fixed_effect(model, x, 0.2, norm="l2", eps_max=1.0, steps=8, tol=0.05, random_start=True, seed=3)
+    assert not np.array_equal(l2.deltas, l2_other.deltas)
+
+
+def test_fixed_effect_spends_three_forwards_and_two_backwards_per_trial_of_two_steps():
+    """A trial from the image: its gradient, then 2 steps (3 forwards, 2 backwards); from a random
+    start: 3 forwards at the iterates, 2 backwards. tol 10 stops after the first trial; 3 rows in
+    chunks of 2: 2 chunks, after 2 forwards of clean responses."""
+    model, x = _CountingLinear(), _images(3, seed=21)
+    fixed_effect(model, x, 0.5, units=[0], steps=2, tol=10.0, batch_size=2, eps_max=1.0)
+    assert (model.forwards, model.backwards) == (2 + 2 * 3, 2 * 2)
+    model.forwards = model.backwards = 0
+    fixed_effect(model, x, 0.5, units=[0], steps=2, tol=10.0, batch_size=2, eps_max=1.0, random_start=True)
+    assert (model.forwards, model.backwards) == (2 + 2 * 3, 2 * 2)
+
+
+def test_fixed_effect_argument_errors_name_the_argument():
+    model, x = Linear(n_units=12), _images(2)
+    cases = [({"target_change": [[0.1]] * 12}, r"^target_change must be a number or one value per unit \(12\); got shape \(12, 1\)$"),
+             ({"target_change": [0.1, 0.2]}, r"^target_change must be a number or one value per unit \(12\); got shape \(2,\)$"),
+             ({"target_change": 0.0}, r"^target_change must be finite and > 0; got \[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0\]$"),
+             ({"tol": 0.0}, "^tol must be > 0$"),
+             ({"tol": -1.0}, "^tol must be a finite number >= 0; got -1.0$"),
+             ({"max_iter": 0}, "^max_iter must be an integer >= 1; got 0$"),
+             ({"eps_max": 0.0}, "^eps_max must be > 0$"),
+             ({"eps_max": [1.0, 2.0]}, "^eps_max must be a single budget here; got 2 values$")]
+    for kw, message in cases:
+        with pytest.raises(ValueError, match=message):
+            fixed_effect(model, x, **{"target_change": 0.1, **kw})
+
+
+def test_fixed_effect_keeps_its_probes_up_to_the_store_limit_and_shows_progress_by_work(capsys, monkeypatch):
+    from probelib.probes import _common
+    model, x = Linear(), _images(2)
+    n_bytes = 3 * 2 * D * 8                                        # units x images x pixels x float64
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes)
+    kw = {"steps": 2, "tol": 10.0, "eps_max": 1.0}
+    assert fixed_effect(model, x, 0.5, **kw).deltas is not None
+    monkeypatch.setattr(_common, "STORE_LIMIT_BYTES", n_bytes - 1)
+    with pytest.warns(UserWarning, match=r"^not keeping the fixed-effect probes \(0.0 MiB"):
+        assert fixed_effect(model, x, 0.5, **kw).deltas is None
+    monkeypatch.undo()
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    # work: rows x directions x restarts x (steps + 1) x 8 trials, image passes of D pixels
+    passes = 6 * 2 * 1 * 3 * 8
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D)
+    fixed_effect(model, x, 0.5, direction="abs", **kw)
+    assert "fixed effect (PGD probes)" in capsys.readouterr().err
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D + 1)
+    fixed_effect(model, x, 0.5, direction="abs", **kw)
+    assert capsys.readouterr().err == ""
