@@ -1047,16 +1047,16 @@ def test_evaluated_probes_do_not_depend_on_the_batch_size(which):
 
 
 def test_evaluated_probes_pack_whole_chunks_into_each_forward_pass():
-    """3 images x 2 units x 2 budgets = 4 chunks of 3 rows; batches of 6 rows hold 2 chunks: one
+    """2 images x 2 units x 2 budgets = 4 chunks of 2 rows; batches of 4 rows hold 2 chunks: one
     forward counts the outputs, one gives the clean responses, two the perturbed ones."""
     from probelib.probes import random_control
-    model, x = _CountingForwards(), _images(3, seed=17)
+    model, x = _CountingForwards(), _images(2, seed=17)
     probe = pgd(model, x, [0.05, 0.1], norm="l2", steps=2, units=[2, 0])
     model.forwards = 0
-    random_control(model, x, probe, batch_size=6)
+    random_control(model, x, probe, batch_size=4)
     assert model.forwards == 1 + 1 + 2
     model.forwards = 0
-    random_control(model, x, probe, batch_size=5)              # one chunk per pass: 4
+    random_control(model, x, probe, batch_size=3)              # one chunk per pass: 4
     assert model.forwards == 1 + 1 + 4
 
 
@@ -1069,6 +1069,8 @@ def test_random_linf_control_is_clamped_to_the_box():
     d = ctrl.deltas[0]
     assert set(np.round(np.unique(d), 12).tolist()) == {-0.1, 0.3}       # -0.3 cut at 0
     np.testing.assert_allclose(ctrl.delta_norm[0], np.sqrt((d.reshape(3, 2, -1) ** 2).sum(2)).T, rtol=1e-12)
+    high = random_control(model, 1.0 - x, pgd(model, 1.0 - x, 0.3, norm="linf", steps=2), seed=1)
+    assert set(np.round(np.unique(high.deltas[0]), 12).tolist()) == {-0.3, 0.1}   # +0.3 cut at 1
 
 
 def test_evaluated_probes_name_non_finite_responses():
@@ -1174,7 +1176,9 @@ def test_fixed_effect_argument_errors_name_the_argument():
              ({"tol": -1.0}, "^tol must be a finite number >= 0; got -1.0$"),
              ({"max_iter": 0}, "^max_iter must be an integer >= 1; got 0$"),
              ({"eps_max": 0.0}, "^eps_max must be > 0$"),
-             ({"eps_max": [1.0, 2.0]}, "^eps_max must be a single budget here; got 2 values$")]
+             ({"eps_max": [1.0, 2.0]}, "^eps_max must be a single budget here; got 2 values$"),
+             ({"eps_max": -1.0}, r"^eps_max must be finite and >= 0; got \[-1.0\]$"),
+             ({"tol": "tight"}, "^tol must be a finite number >= 0; got 'tight'$")]
     for kw, message in cases:
         with pytest.raises(ValueError, match=message):
             fixed_effect(model, x, **{"target_change": 0.1, **kw})
