@@ -1115,6 +1115,11 @@ def test_fixed_effect_reports_its_fields_and_defaults():
     assert res.params == {"steps": 3, "step_size": None, "max_iter": 30, "random_start": False, "restarts": 1,
                           "seed": 0}
     assert fixed_effect(model, x, 1, norm="linf", steps=2).eps_max == 64 / 255
+    assert fixed_effect(model, x, 1, tol=0.5).params["steps"] == 20
+    # a step size of its own: steps of 1e-4 cannot reach what the default steps (2.5 eps / steps) reach
+    short = fixed_effect(model, x, 1, units=[0], steps=2, step_size=1e-4, eps_max=1.0, tol=0.5)
+    assert short.params["step_size"] == 1e-4 and not short.reached.any()
+    assert fixed_effect(model, x, 1, units=[0], steps=2, eps_max=1.0, tol=0.5).reached.all()
     assert fixed_effect(model, x, [1, 2, 3], steps=2, tol=0.1, eps_max=2.0).target.tolist() == [1, 2, 3]
 
 
@@ -1129,6 +1134,15 @@ def test_fixed_effect_stops_bisecting_once_the_bracket_is_within_tol():
         assert np.all(res.eps_lower <= need * (1 + 1e-9)) and np.all(res.eps >= need * (1 - 1e-9))
         width = (res.eps - res.eps_lower) / res.eps
         assert np.all(width <= 0.02) and np.all(width > 0.02 / 2 * 0.5)
+
+
+def test_fixed_effect_stops_at_a_bracket_exactly_tol_wide():
+    """Sum of pixels from white, L-inf down: a budget e changes the response by exactly e * D. The
+    target 0.75 D fails at 0.5 after succeeding at 1: the bracket [0.5, 1] is exactly tol = 0.5 of
+    its upper end, so bisection stops there."""
+    x = torch.ones((1, 3, SIDE, SIDE), dtype=torch.float64)
+    res = fixed_effect(_Sum(), x, 0.75 * D, norm="linf", eps_max=1.0, steps=3, tol=0.5)
+    assert (res.eps[0, 0], res.eps_lower[0, 0]) == (1.0, 0.5)
 
 
 def test_fixed_effect_counts_a_target_met_exactly_as_reached():
@@ -1197,10 +1211,10 @@ def test_fixed_effect_keeps_its_probes_up_to_the_store_limit_and_shows_progress_
     monkeypatch.undo()
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     # work: rows x directions x restarts x (steps + 1) x 8 trials, image passes of D pixels
-    passes = 6 * 2 * 1 * 3 * 8
+    passes = 6 * 2 * 2 * 3 * 8
     monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D)
-    fixed_effect(model, x, 0.5, direction="abs", **kw)
+    fixed_effect(model, x, 0.5, direction="abs", restarts=2, **kw)
     assert "fixed effect (PGD probes)" in capsys.readouterr().err
     monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D + 1)
-    fixed_effect(model, x, 0.5, direction="abs", **kw)
+    fixed_effect(model, x, 0.5, direction="abs", restarts=2, **kw)
     assert capsys.readouterr().err == ""
