@@ -129,6 +129,8 @@ def run_module(module: str, max_children: int, fresh: bool, only: list[str] | No
             return
         print(f"== {module}: re-testing {len(only)} surviving mutants with the current tests", flush=True)
     work = _prepare(module, fresh)
+    if retest:   # mutmut maps tests to functions once per test name: an edited test keeps its old map
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     # the mutants' copy of tests/ and setup.cfg must follow the sources: refresh them every run
     for name in ("tests", "setup.cfg"):
         target = work / "mutants" / name

@@ -360,6 +360,7 @@ def test_probes_show_a_named_progress_bar_when_asked_and_none_otherwise(capsys, 
         assert f"\r{name}:" in shown and "\n" not in shown, name          # and cleared when done
         assert _bar_text(capsys, lambda: call(False)) == "", name
         assert _bar_text(capsys, lambda: call(None)) == "", name          # tiny work: no bar
+    assert "\rmaximize unit 0:   0%|          | 0/2 " in _bar_text(capsys, lambda: calls["maximize unit 0"](True))
     # transfer's work: n_eps * n_units * N image passes of 3 * 4 * 4 pixels
     passes = 1 * 3 * 2 * D
     monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes)
@@ -744,7 +745,7 @@ def test_optimisation_refuses_images_it_cannot_use():
     model = Linear()
     with pytest.raises(ValueError, match=r"^image must be a torch.Tensor \(3, H, W\) or \(1, 3, H, W\); got ndarray$"):
         maximize(model, np.zeros((3, SIDE, SIDE)), 0, steps=1)
-    with pytest.raises(ValueError, match="^image"):
+    with pytest.raises(ValueError, match=r"^image\b"):             # named "image", not "images"
         maximize(model, torch.full((3, SIDE, SIDE), 2.0, dtype=torch.float64), 0, steps=1)
 
 
