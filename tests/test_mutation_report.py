@@ -104,9 +104,15 @@ def test_retest_reruns_exactly_the_surviving_mutants(mutation, monkeypatch):
     calls = []
     monkeypatch.setattr(mutation.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
     mutation.run_module("geometry", 1, False, retest=True)
-    (cmd,) = calls
-    assert cmd[cmd.index("run"):] == ["run", "--max-children", "1", "probelib.geometry.x_f__mutmut_2",
-                                      "probelib.geometry.x_g__mutmut_1"]
+    named, plain = calls
+    assert named[named.index("run"):] == ["run", "--max-children", "1", "probelib.geometry.x_f__mutmut_2",
+                                          "probelib.geometry.x_g__mutmut_1"]
+    # then a plain run for the mutants mutmut left unchecked (their tests changed)
+    assert plain[plain.index("run"):] == ["run", "--max-children", "1"]
+    calls.clear()
+    del status["probelib.geometry.x_h__mutmut_1"]
+    mutation.run_module("geometry", 1, False, retest=True)
+    assert len(calls) == 1                 # nothing left unchecked: the named run only
     calls.clear()
     monkeypatch.setattr(mutation, "_results", lambda module: {"probelib.geometry.x_f__mutmut_1": "killed"})
     mutation.run_module("geometry", 1, False, retest=True)
