@@ -1219,3 +1219,21 @@ def test_fixed_effect_keeps_its_probes_up_to_the_store_limit_and_shows_progress_
     monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D + 1)
     fixed_effect(model, x, 0.5, direction="abs", restarts=2, **kw)
     assert capsys.readouterr().err == ""
+
+
+def test_fgsm_progress_counts_image_unit_pairs_and_shows_by_the_amount_of_work(capsys, monkeypatch):
+    from probelib.probes import _common
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    model, x = Linear(), _images(2)
+    fgsm(model, x, [0.01, 0.02], direction="abs", progress=True)
+    assert "\rfgsm (image x unit):   0%|          | 0/6 " in capsys.readouterr().err    # 2 images x 3 units
+    # work: image-unit pairs x (1 gradient + budgets x directions), image passes of D pixels
+    passes = 6 * (1 + 2 * 2)
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D)
+    fgsm(model, x, [0.01, 0.02], direction="abs")
+    assert "fgsm (image x unit)" in capsys.readouterr().err
+    monkeypatch.setattr(_common, "_AUTO_PROGRESS_PIXELS", passes * D + 1)
+    fgsm(model, x, [0.01, 0.02], direction="abs")
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="^unknown direction 'down'; valid: 'decrease', 'increase', 'abs'$"):
+        fgsm(model, x, 0.01, direction="down")
