@@ -292,7 +292,9 @@ def report(modules: list[str], previous: str = "") -> str:
 
         Known limit of the tool: mutmut calls every function through a trampoline (one more stack
         frame), so the `stacklevel` of a warning cannot be observed by a test that passes both with
-        and without mutmut; those mutants are left as survivors, not counted as equivalent.
+        and without mutmut; those mutants are left as survivors, not counted as equivalent. So are
+        mutants of device placements (`device=dev`, `.to(dev)`): only a second device (a GPU) can
+        tell them apart, and the machine that wrote this file has none.
 
         | module | mutants | killed | timeout | survived | no tests | equivalent | score |
         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
