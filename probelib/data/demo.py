@@ -162,9 +162,19 @@ def _pooled(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(maps, OBSERVER_GRID).flatten(1)
 
 
-def _stimulus_features(digest: str, device: str = "cpu", batch: int = 16) -> np.ndarray:
-    """Pooled smoothed features (N, D) float32 of the demo stimuli; ``digest`` keys the cache."""
-    del digest  # part of the cache key only
+def _observer_settings() -> dict:
+    """Everything the observer's features depend on besides the stimuli and the network's weights
+    (those timm ships for :data:`OBSERVER_ENCODER`): part of their cache key, so that changing a
+    setting recomputes them."""
+    return {"encoder": OBSERVER_ENCODER, "layer": OBSERVER_LAYER, "sigma": OBSERVER_SIGMA,
+            "n_samples": OBSERVER_N_SAMPLES, "noise_seed": OBSERVER_NOISE_SEED, "size": OBSERVER_SIZE,
+            "grid": OBSERVER_GRID}
+
+
+def _stimulus_features(digest: str, settings: dict, device: str = "cpu", batch: int = 16) -> np.ndarray:
+    """Pooled smoothed features (N, D) float32 of the demo stimuli; ``digest`` (the stimuli) and
+    ``settings`` (:func:`_observer_settings`) key the cache."""
+    del digest, settings  # part of the cache key only
     images, _, _ = _stimuli(OBSERVER_SIZE)
     backbone = _backbone(device)
     out = []
@@ -180,7 +190,7 @@ def demo_features(cache_dir: str | Path | None = None, device: str | torch.devic
     (N, D) float32; computed once (10-20 s on 2 CPU cores) and cached with joblib.Memory."""
     from ..cache import memory  # owner-only directory checks, one memory per location
     cached = memory(cache_dir).cache(_stimulus_features, ignore=["device", "batch"])
-    return cached(_stimuli_digest(), device=str(device))
+    return cached(_stimuli_digest(), _observer_settings(), device=str(device))
 
 
 @dataclass(frozen=True)
@@ -434,7 +444,7 @@ def load_demo(n_subjects: int = 3, image_size: int = 128, t_threshold: float = 7
         t[region] = _localiser_t(localiser[:, :, region], cats == cat)
         keep = np.flatnonzero(region & (t > t_threshold))
         if len(keep) == 0:
-            raise ValueError(f"ROI {roi!r} has no voxels with localiser t > {t_threshold}; lower t_threshold")
+            raise ValueError(f"ROI {roi!r} has no voxels with localiser t > {t_threshold:g}; lower t_threshold")
         rep = trials[:, :, keep]
         rho = np.asarray(split_half_ceiling(rep), dtype=np.float64).reshape(-1)
         voxels[roi] = {"subject": pop.subject[keep], "t": t[keep].astype(np.float32),
@@ -446,7 +456,7 @@ def load_demo(n_subjects: int = 3, image_size: int = 128, t_threshold: float = 7
             subs = [s for s in range(1, n_subjects + 1) if np.any(pop.subject[keep] == s)]
             if len(subs) < n_subjects:
                 warnings.warn(f"ROI {roi!r}: subjects {sorted(set(range(1, n_subjects + 1)) - set(subs))} have no "
-                              f"voxels with t > {t_threshold}; the subject average uses {subs}", UserWarning,
+                              f"voxels with t > {t_threshold:g}; the subject average uses {subs}", UserWarning,
                               stacklevel=2)
             rep = np.mean([rep[:, :, pop.subject[keep] == s].mean(axis=2) for s in subs], axis=0)[:, :, None]
             rho = np.asarray(split_half_ceiling(rep), dtype=np.float64).reshape(-1)

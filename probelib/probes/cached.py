@@ -39,6 +39,8 @@ from .transfer import TransferResult, evaluate_transfer, probe_deltas
 #: arguments (joblib only sees the code of the cached functions). 2: PGD shares its step-0 pass.
 PROBE_CACHE_VERSION = 2
 CONTROLS = ("shuffled", "random")
+#: keyword arguments of the probes that do not change their results (left out of cache keys)
+NOT_IN_KEY = ("device", "progress", "batch_size")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -61,14 +63,14 @@ def _run_probe(impl: Callable, name: str, key: dict | None, model, images: np.nd
     """``impl(key, model, images, kwargs)`` cached on disk unless ``key`` is None.
 
     ``key`` must identify the model and the images (N, 3, H, W) float32; the probe's name and its
-    keyword arguments (all but ``device`` and ``progress``) are added to it. Perturbations are not
+    keyword arguments (all but those in :data:`NOT_IN_KEY`) are added to it. Perturbations are not
     kept unless ``store_perturbations=True`` (they can be large).
     """
     kwargs = {"progress": False, "store_perturbations": False, **kwargs}
     if key is not None:
         key = dict(key, attack=name, version=PROBE_CACHE_VERSION,
-                   kwargs={k: v for k, v in kwargs.items() if k not in ("device", "progress")})
-    return cached_call(impl, key, model, images, kwargs, ignore=("model", "images", "kwargs"),
+                   kwargs={k: v for k, v in kwargs.items() if k not in NOT_IN_KEY})
+    return cached_call(impl, key, model, images, kwargs, ignore=("kwargs",),
                        check=lambda r: (isinstance(r, (ProbeResult, FixedEffectResult))
                                         and r.images.shape == images.shape))
 
@@ -184,7 +186,7 @@ def cached_control(fit: PanelFit, spec: str, roi: str, control: str, eps, image_
     images = np.ascontiguousarray(probe.images)
     return cached_call(_control_impl, key, fit.models[(spec, roi)], images, probe, control,
                        int(seed), bool(store_perturbations), {},
-                       ignore=("model", "images", "probe", "options"),
+                       ignore=("probe", "options"),
                        check=lambda r: (isinstance(r, ProbeResult)
                                         and r.sensitivity.shape == probe.sensitivity.shape))
 
@@ -278,7 +280,7 @@ def panel_transfer(fit: PanelFit, roi: str, probes: Mapping[str, ProbeResult | F
     models = {s: fit.models[(s, roi)] for s in specs}
     return cached_call(_transfer_impl, key, models, images, deltas, units, direction, int(seed),
                        batch_size, None if device is None else str(device), roi,
-                       ignore=("models", "images", "batch_size", "device"),
+                       ignore=("batch_size", "device"),
                        check=lambda r: isinstance(r, TransferResult))
 
 
@@ -316,7 +318,7 @@ def panel_subspaces(fit: PanelFit, specs: Sequence[str], roi: str, image_index, 
         key = _fit_key(fit, [spec], roi) | {"spec": spec, "images": index.tolist()}
         b, s = cached_call(_subspaces_impl, key, fit.models[(spec, roi)], images, int(k),
                            units_arr.tolist(), method, None if device is None else str(device),
-                           ignore=("model", "images", "device"),
+                           ignore=("device",),
                            check=lambda r: (isinstance(r, tuple) and len(r) == 2
                                             and len(r[0]) == len(r[1]) == len(index)))
         bases.append(b)
@@ -358,7 +360,7 @@ def input_gradients(model: nn.Module, images, units=None, key: Mapping | None = 
     x = _images(images)
     u = None if units is None else [int(i) for i in np.atleast_1d(units)]
     return cached_call(_gradients_impl, None if key is None else dict(key), model, x, u, device,
-                       ignore=("model", "device"),
+                       ignore=("device",),
                        check=lambda g: isinstance(g, np.ndarray) and g.ndim == 3 and len(g) == len(x))
 
 
@@ -383,9 +385,9 @@ def cached_optimize(model: nn.Module, image, unit, mode: str = "maximize", key: 
         raise ValueError(f"mode must be 'maximize' or 'minimize'; got {mode!r}")
     x = as_float32_array(image)
     kwargs = {"progress": False, **kwargs}
-    settings = {k: v for k, v in kwargs.items() if k not in ("device", "progress")}
+    settings = {k: v for k, v in kwargs.items() if k not in NOT_IN_KEY}
     full = None if key is None else {"key": dict(key), "settings": settings}
-    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("model", "kwargs"),
+    return cached_call(_optimize_impl, full, model, x, unit, mode, kwargs, ignore=("kwargs",),
                        check=lambda r: isinstance(r, OptimizationResult))
 
 
@@ -401,7 +403,7 @@ def cached_responses(model: nn.Module, images, key: Mapping | None = None,
     cached on disk by ``key`` (a JSON-able description of the model) and the image content."""
     x = _images(images)
     return cached_call(_responses_impl, None if key is None else dict(key), model, x, batch_size,
-                       ignore=("model", "batch_size"),
+                       ignore=("batch_size",),
                        check=lambda r: isinstance(r, np.ndarray) and r.ndim == 2 and len(r) == len(x))
 
 
@@ -422,7 +424,7 @@ def cached_control_of(model: nn.Module, images, probe: ProbeResult, control: str
     if full is not None:
         full.update(control=control, seed=int(seed), store=bool(store_perturbations))
     return cached_call(_control_impl, full, model, x, probe, control, int(seed), bool(store_perturbations),
-                       dict(options), ignore=("model", "images", "probe", "options"),
+                       dict(options), ignore=("probe", "options"),
                        check=lambda r: (isinstance(r, ProbeResult)
                                         and r.sensitivity.shape == probe.sensitivity.shape))
 
@@ -455,7 +457,7 @@ def cached_transfer_with_control(source: nn.Module, probe: ProbeResult, images, 
     x = as_float32_array(images)
     return cached_call(_transfer_with_control_impl, None if key is None else dict(key), source, target, x,
                        probe, int(seed), device, int(batch_size),
-                       ignore=("source", "target", "images", "probe", "device", "batch_size"))
+                       ignore=("probe", "device", "batch_size"))
 
 
 def _block_subspaces_impl(key: dict, model: nn.Module, images: np.ndarray, widths, k: int, device):
@@ -470,6 +472,6 @@ def cached_block_subspaces(model: nn.Module, images, widths: Sequence[int], k: i
     w = [int(v) for v in widths]
     full = None if key is None else {**dict(key), "k": int(k), "widths": w}
     return cached_call(_block_subspaces_impl, full, model, x, w, int(k), device,
-                       ignore=("model", "images", "device"),
+                       ignore=("device",),
                        check=lambda r: isinstance(r, list) and len(r) == len(x))
 

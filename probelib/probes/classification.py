@@ -92,6 +92,6 @@ def classification_robustness(encoder, images, eps, labels=None, batch_size: int
     key = {"encoder": module_key(encoder), "images": array_digest(x), "eps": eps_list,
            "labels": None if lab is None else lab.tolist()}
     return cached_call(_classification_impl, key if cache else None, encoder, x, eps_list, lab,
-                       int(batch_size), ignore=("encoder", "images", "batch_size"),
+                       int(batch_size), ignore=("batch_size",),
                        check=lambda r: (isinstance(r, ClassificationRobustness)
                                         and len(r.clean_label) == len(x)))

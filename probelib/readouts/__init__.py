@@ -36,8 +36,8 @@ __all__ = ["KINDS", "DEFAULT_RIDGE_ALPHAS", "DEFAULT_LASSO_ALPHAS", "DEFAULT_WEI
 
 def __getattr__(name: str):
     if name == "Readout":  # PEP 562: defined on first use, then an ordinary module attribute
-        from .estimator import _readout_class
+        from .regressor import Readout
 
-        cls = globals()["Readout"] = _readout_class()
-        return cls
+        globals()["Readout"] = Readout
+        return Readout
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
