@@ -75,7 +75,7 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "cache": (["probelib/cache.py"], ["tests/test_properties_cache.py", "tests/test_security.py",
                                       "tests/test_fitting.py"]),
     "nsd": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "data" / "nsd").glob("*.py")),
-            ["tests/test_nsd.py", "tests/test_properties_data.py"]),
+            ["tests/test_nsd.py", "tests/test_properties_data.py", "tests/test_properties_nsd.py"]),
     # the demo on a stand-in backbone (a dataset in well under a second); tests/test_demo.py checks
     # the real observer, whose features alone take 10-40 s, too slow to run once per mutant
     "demo": (["probelib/data/demo.py"], ["tests/test_properties_demo.py", "tests/test_properties_data.py"]),
@@ -193,7 +193,7 @@ def mutant_key(name: str, diff: str) -> str:
     func = func.replace("ǁ", ".")
     minus = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
     plus = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
-    return f"{func}: {' / '.join(minus)} => {' / '.join(plus)}"
+    return f"{func}: {' / '.join(minus)} => {' / '.join(plus)}".rstrip()  # as keys are read back (stripped)
 
 
 def _equivalents() -> dict[str, str]:

@@ -692,8 +692,17 @@ def test_fetch_reports_other_head_errors(files_server, tmp_path):
     files_server.head_status = 500
     url = f"http://127.0.0.1:{files_server.server_address[1]}"
     rel = files_server.rels[0]
-    with pytest.raises(OSError, match=re.escape(f"download of NSD file {rel} from {url}/{rel} failed: HTTP 500")):
+    with pytest.raises(OSError, match=re.escape(f"download of NSD file {rel} from {url}/{rel} failed: HTTP 500")) as info:
         _fetch(files_server, tmp_path)
+    assert type(info.value) is OSError                                   # only a 404 is a FileNotFoundError
+
+
+def test_fetch_joins_a_base_url_ending_in_a_slash_with_one_slash(files_server, tmp_path):
+    files_server.head_status = 500
+    url = f"http://127.0.0.1:{files_server.server_address[1]}"
+    rel = files_server.rels[0]
+    with pytest.raises(OSError, match=re.escape(f" from {url}/{rel} failed")):
+        fetch_nsd(tmp_path, 1, base_url=url + "//", sessions=1, include_stimuli=False, progress=False, timeout=5)
 
 
 def test_fetch_missing_remote_file(server, tmp_path):

@@ -15,6 +15,8 @@ Properties, on tiny linear models (3 x 4 x 4 images):
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import warnings
 from types import SimpleNamespace
 
@@ -221,6 +223,7 @@ def test_the_other_cached_functions_of_any_model_are_keyed_by_their_description(
     x, model = _images(), Lin()
     probe = cached_fgsm(model, x, eps=0.1, store_perturbations=True)
     cached_control_of(model, x, probe, "shuffled", key={"p": 1})
+    cached_control_of(model, x, probe, "random", key={"p": 1}, seed=2, store_perturbations=True)
     cached_optimize(model, x[0], 1, "minimize", key={"m": 1}, steps=2, seed=3, device="cpu", progress=True)
     cached_responses(model, x, key={"m": 2})
     input_gradients(model, x, units=[1], key={"m": 3})
@@ -228,6 +231,7 @@ def test_the_other_cached_functions_of_any_model_are_keyed_by_their_description(
     cached_block_subspaces(model, x, [2, 1], 1, key={"b": 1})
     assert [(c.function, c.key) for c in calls[1:]] == [
         ("control", {"key": {"p": 1}, "images": _image_key(x), "control": "shuffled", "seed": 0, "store": False}),
+        ("control", {"key": {"p": 1}, "images": _image_key(x), "control": "random", "seed": 2, "store": True}),
         ("optimize", {"key": {"m": 1}, "settings": {"steps": 2, "seed": 3}}),
         ("responses", {"m": 2}),
         ("gradients", {"m": 3}),
@@ -517,6 +521,8 @@ def test_probe_panel_runs_the_probe_on_every_model_with_its_arguments(capsys, mo
     assert "\rpgd probes:" in capsys.readouterr().err
     probe_panel(fit, lambda f, s, r, image_index=None: s, progress=True)      # a probe without a panel_ name
     assert "\r<lambda> probes:" in capsys.readouterr().err
+    probe_panel(fit, functools.partial(panel_fgsm, eps=0.1), progress=True)    # a probe without a name
+    assert "\rprobe probes:" in capsys.readouterr().err
     probe_panel(fit, eps=0.1, progress=False)
     assert capsys.readouterr().err == ""
 
@@ -713,6 +719,8 @@ def test_classification_robustness_is_fgsm_on_the_cross_entropy_of_the_label():
                                           cache=False)
         np.testing.assert_allclose(again.label_prob, res.label_prob, rtol=1e-6)
         np.testing.assert_array_equal(again.clean_label, labels)
+    wide = classification_robustness(clf, x.astype(np.float64), [0.0, 0.05, 0.6], labels=labels, cache=False)
+    np.testing.assert_array_equal(wide.label_prob, res.label_prob)           # images of any float type
     own = classification_robustness(clf, x, 0.05, labels=np.array([[1.0, 0.0, 3.0]]), cache=False)
     np.testing.assert_array_equal(own.clean_label, labels)                  # labels of any shape and type
     mine = classification_robustness(clf, x, 0.05, cache=False)
@@ -756,3 +764,53 @@ def test_a_pixel_the_classifier_ignores_stays_finite_at_eps_zero():
     res = classification_robustness(clf, x, [0.0], cache=False)
     assert np.isfinite(res.label_prob).all()
     np.testing.assert_allclose(res.label_prob[0], res.clean_prob, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------ what reaches the computations
+
+def _record(monkeypatch, owner, name: str) -> list[dict]:
+    """Replace ``owner.name`` by a spy that records the arguments of each call (by parameter name)."""
+    seen: list[dict] = []
+    real = getattr(owner, name)
+    signature = inspect.signature(real)
+
+    def spy(*args, **kwargs):
+        seen.append(dict(signature.bind(*args, **kwargs).arguments))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return seen
+
+
+def test_device_batch_size_and_method_reach_the_computations(monkeypatch):
+    """Arguments that do not change a result (so they are not in its key) still reach the
+    computation: the device it runs on, the batch size it fits in memory with, the method."""
+    import probelib.model
+
+    x, model, fit = _images(), Lin(), _panel()
+    probe = cached_fgsm(model, x, eps=[0.1], store_perturbations=True)
+    made = {"a": panel_pgd(fit, "a", "FFA", image_index=[3, 4], eps=0.5, steps=2, store_perturbations=True)}
+    subspaces = _record(monkeypatch, cached, "perturbation_subspace")
+    panel_subspaces(fit, ["a"], "FFA", [3], 2, units=[0, 2], method="randomized", device="cpu", progress=False)
+    assert [(s["method"], s["units"], s["device"]) for s in subspaces] == [("randomized", [0, 2], "cpu")]
+    gradients = _record(monkeypatch, cached, "jacobian")
+    input_gradients(model, x[:1], units=[1], key={"m": 1}, device="cpu")
+    assert [(g["units"], g["device"]) for g in gradients] == [([1], "cpu")]
+    blocks = _record(monkeypatch, cached, "block_subspaces")
+    cached_block_subspaces(model, x, [2, 1], 1, key={"b": 1}, device="cpu")
+    assert blocks[-1]["device"] == "cpu"
+    transfers = _record(monkeypatch, cached, "evaluate_transfer")
+    panel_transfer(fit, "FFA", made, [3, 4], batch_size=3, device="cpu")
+    assert (transfers[-1]["batch_size"], transfers[-1]["device"], transfers[-1]["roi"]) == (3, "cpu", "FFA")
+    moved, noise = _record(monkeypatch, probes, "transfer"), _record(monkeypatch, probes, "random_control")
+    transfer_with_control(probe, x, Lin(1), device="cpu", batch_size=2)
+    cached_transfer_with_control(model, probe, x, Lin(1), key={"t": 1}, device="cpu", batch_size=2)
+    assert [(c["device"], c["batch_size"]) for c in moved + noise] == [("cpu", 2)] * 4
+    cached_control_of(model, x, probe, "random", key={"p": 1}, device="cpu", batch_size=2)
+    assert (noise[-1]["device"], noise[-1]["batch_size"]) == ("cpu", 2)
+    passes = _record(monkeypatch, probelib.model, "batched")
+    cached_responses(model, x, key={"m": 1}, batch_size=2)
+    assert passes[-1]["batch_size"] == 2
+    fgsms = _record(monkeypatch, probes, "fgsm")
+    probe_units(SimpleNamespace(key={"f": 1}, model=model, dataset=fit.dataset), [0, 2], 0.1, batch_size=1)
+    assert fgsms[-1]["batch_size"] == 1

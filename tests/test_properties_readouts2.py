@@ -249,3 +249,10 @@ def test_ragged_or_non_numeric_grids_are_refused_by_name():
     with pytest.raises(ValueError, match=r"^features must have shape \(N, D\) or \(N, C, h, w\); got shape \(12,\) "
                                          r"\(for a single feature use features.reshape\(-1, 1\)\)$"):
         fit_readout("ols", X12[:, 0], Y12)
+
+
+def test_passthrough_steps_are_skipped_and_the_scalers_after_them_folded():
+    pipe = make_pipeline("passthrough", StandardScaler(), Ridge(alpha=1.0)).fit(X12 * 3 + 1, Y12)
+    np.testing.assert_allclose(_predict(as_readout(pipe), X12 * 3 + 1), pipe.predict(X12 * 3 + 1),
+                               rtol=1e-4, atol=1e-4)
+    assert as_readout(pipe).hparams["pipeline"] == ["StandardScaler", "sklearn.Ridge"]
