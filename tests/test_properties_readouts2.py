@@ -44,6 +44,8 @@ def _predict(module, X) -> np.ndarray:
     ([2.0, 2.0, 2.0], 10.0, 0.0),
     ([1.0 - 1e-12, 1.0, 3.0], 0.1, 0.0),     # a fall smaller than 1e-9 (relative) is a plateau
     ([3.0, 1.0, 1.0 - 1e-12], 10.0, 0.0),
+    ([1.0 - 1e-9, 1.0, 3.0], 0.1, 0.0),      # a fall of exactly 1e-9 is not
+    ([3.0, 1.0, 1.0 - 1e-9], 10.0, 0.0),
     ([1.0 - 1e-8, 1.0, 3.0], 0.1, 1.0),      # a fall larger than 1e-9 is a fall
     ([3.0, 1.0, 1.0 - 1e-8], 10.0, 1.0),
     ([1.5, 1.0, 3.0], 0.1, 0.0),             # the lower end, but the error rises towards it
@@ -97,6 +99,28 @@ def test_net_readouts_keep_float32_buffers_and_use_the_learning_rate():
     assert isinstance(slow, NetReadout)
     assert {b.dtype for b in slow.buffers()} == {torch.float32}
     assert fast.hparams["lr"] == 0.1 and fast.hparams["final_train_mse"] < slow.hparams["final_train_mse"]
+
+
+def test_weight_decay_reaches_the_optimiser():
+    free = fit_readout("mlp", X12, Y12, weight_decays=[0.0], hidden=4, epochs=30, lr=0.05)
+    decayed = fit_readout("mlp", X12, Y12, weight_decays=[1.0], hidden=4, epochs=30, lr=0.05)
+    norm = lambda r: sum(float(p.abs().sum()) for p in r.net.parameters())  # noqa: E731
+    assert norm(decayed) < 0.9 * norm(free)
+
+
+def test_the_regressor_passes_the_network_options_to_cnn_readouts_too():
+    spatial = np.random.default_rng(1).normal(size=(12, 2, 3, 3))
+    est = Readout("cnn", weight_decays=[0.0], hidden=3, epochs=2, lr=0.01).fit(spatial, Y12)
+    assert {k: est.hparams_[k] for k in ("hidden", "epochs", "lr", "weight_decay")} == {
+        "hidden": 3, "epochs": 2, "lr": 0.01, "weight_decay": 0.0}
+
+
+def test_readout_is_looked_up_lazily_once(monkeypatch):
+    monkeypatch.delitem(vars(readouts), "Readout", raising=False)
+    assert readouts.__getattr__("Readout") is Readout
+    assert vars(readouts)["Readout"] is Readout                            # an ordinary attribute from now on
+    with pytest.raises(AttributeError, match=r"^module 'probelib.readouts' has no attribute 'readout'$"):
+        readouts.__getattr__("readout")
 
 
 def test_the_cnn_readout_is_not_affine():
@@ -239,6 +263,8 @@ def test_multi_output_regressors_are_named_after_their_first_estimator():
     multi = MultiOutputRegressor(Ridge(alpha=1.0)).fit(X12, Y12)
     wrapped = as_readout(multi)
     assert wrapped.kind == "wrapped:MultiOutputRegressor(sklearn.Ridge)"
+    one = MultiOutputRegressor(Ridge(alpha=1.0)).fit(X12, Y12[:, :1])       # a single response
+    assert as_readout(one).kind == "wrapped:MultiOutputRegressor(sklearn.Ridge)"
     np.testing.assert_allclose(_predict(wrapped, X12), multi.predict(X12), rtol=1e-5, atol=1e-5)
 
 

@@ -62,13 +62,11 @@ def _linear_parts(est) -> tuple[np.ndarray, np.ndarray, str]:
 def _fold_scaler(step, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fold ``x -> (x - mean) / scale`` (a fitted StandardScaler) into ``w x + b``."""
     n = w.shape[1]
-    mean = getattr(step, "mean_", None) if getattr(step, "with_mean", True) else None
-    scale = getattr(step, "scale_", None) if getattr(step, "with_std", True) else None
-    scale = np.ones(n) if scale is None else _as_numpy(scale, "scale_")
-    mean = np.zeros(n) if mean is None else _as_numpy(mean, "mean_")
+    # scikit-learn keeps mean_ without centring (with_mean=False) and sets scale_ = None without scaling
+    mean = _as_numpy(step.mean_, "mean_") if step.with_mean else np.zeros(n)
+    scale = np.ones(n) if step.scale_ is None else _as_numpy(step.scale_, "scale_")
     if scale.shape != (n,) or mean.shape != (n,):
-        raise ValueError(f"the scaler was fitted on {getattr(step, 'n_features_in_', '?')} features, "
-                         f"the estimator on {n}")
+        raise ValueError(f"the scaler was fitted on {step.n_features_in_} features, the estimator on {n}")
     w2 = w / scale
     return w2, b - w2 @ mean
 

@@ -73,5 +73,5 @@ def _corr_mean(a: np.ndarray, b: np.ndarray) -> float:
     a = a - a.mean(0)
     b = b - b.mean(0)
     den = np.sqrt((a ** 2).sum(0) * (b ** 2).sum(0))
-    r = np.divide((a * b).sum(0), den, out=np.zeros_like(den), where=den > 0)  # 0 for a constant column
+    r = (a * b).sum(0) / np.where(den > 0, den, np.inf)  # 0 for a constant column
     return float(r.mean())
