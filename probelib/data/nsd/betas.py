@@ -91,12 +91,17 @@ def _check_betas(found: tuple[int, ...], expected: tuple[int, ...], dtype: np.dt
 
 
 def _zscore(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Z-score each row over trials (ddof=0); constant rows become 0. Returns (z, n_constant)."""
+    """Z-score each row over trials (ddof=0); constant rows become 0. Returns (z, n_constant).
+
+    A row is constant when all its values are equal (its computed mean and SD are not exact: a
+    constant row of 17 / 300 has an SD of about 1e-17, which would z-score it to +-1)."""
     mu = x.mean(axis=1, keepdims=True)
     sd = x.std(axis=1, keepdims=True)
-    flat = sd[:, 0] == 0
+    flat = np.ptp(x, axis=1) == 0
     sd[flat] = 1.0
-    return (x - mu) / sd, int(flat.sum())
+    z = (x - mu) / sd
+    z[flat] = 0.0
+    return z, int(flat.sum())
 
 
 def _extract_subject(root: Path, subject: int, n_sessions: int, design: NSDDesign, image_ids: np.ndarray,

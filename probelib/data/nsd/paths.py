@@ -61,7 +61,8 @@ FLOC_TVAL_NAMES: dict[str, str] = {
 }
 
 
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zlib.error, ImageFileError, HeaderDataError)
+#: what reading a truncated or corrupt file raises (scipy's loadmat: IndexError for a file cut in its header)
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, zlib.error, ImageFileError, HeaderDataError)
 
 
 # --------------------------------------------------------------------------------------------

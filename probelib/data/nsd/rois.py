@@ -73,10 +73,11 @@ def _load_volume(root: Path, relpath: str, subjects: Sequence[int]) -> np.ndarra
     with _reading(root, relpath, subjects):
         with _nifti_stream(path) as img:
             vol = np.asarray(img.dataobj, dtype=np.float64)
-        if vol.ndim == 4 and vol.shape[3] == 1:
-            vol = vol[..., 0]
-        if vol.ndim != 3:
-            raise ValueError(f"expected a 3-D volume, got shape {vol.shape}")
+    if vol.ndim == 4 and vol.shape[3] == 1:
+        vol = vol[..., 0]
+    if vol.ndim != 3:   # a readable file of another kind, not a corrupt one
+        raise ValueError(f"NSD file {relpath} holds an array of shape {vol.shape}, not a 3-D volume: "
+                         "is it the right file? " + _fetch_hint(root, relpath, subjects))
     return vol
 
 
