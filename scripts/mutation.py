@@ -19,7 +19,7 @@ Usage::
 
     python scripts/mutation.py                      # every module (hours on 2 cores)
     python scripts/mutation.py metrics readouts     # some modules
-    python scripts/mutation.py probes               # every file of the probes (probes.pgd, ...)
+    python scripts/mutation.py probes               # every file of the probes (probes.pgd, ...); nsd alike
     python scripts/mutation.py --report             # rewrite MUTATION.md from the last runs
                                                     # (modules without local results keep their rows)
     python scripts/mutation.py metrics --max-children 1 --fresh
@@ -48,6 +48,11 @@ EQUIVALENTS = ROOT / "benchmarks" / "mutation_equivalents.txt"
 _PROBE_TESTS = ["tests/test_probes.py", "tests/test_properties_probes.py", "tests/test_properties_probes2.py",
                 "tests/test_panel_transfer.py"]
 
+#: tests of the NSD loader (fabricated NSD trees in the real format)
+_NSD_TESTS = ["tests/test_nsd.py", "tests/test_properties_data.py", "tests/test_properties_nsd.py",
+              "tests/test_properties_nsd_rois.py", "tests/test_properties_nsd_design.py",
+              "tests/test_properties_nsd_betas.py", "tests/test_properties_nsd_assembly.py"]
+
 #: module -> (files to mutate, test files run against its mutants)
 MODULES: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (["probelib/metrics.py"], ["tests/test_metrics.py", "tests/test_properties_metrics.py"]),
@@ -74,8 +79,19 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
                        "tests/test_model_comparison.py"]),
     "cache": (["probelib/cache.py"], ["tests/test_properties_cache.py", "tests/test_security.py",
                                       "tests/test_fitting.py"]),
-    "nsd": (sorted(str(p.relative_to(ROOT)) for p in (ROOT / "probelib" / "data" / "nsd").glob("*.py")),
-            ["tests/test_nsd.py", "tests/test_properties_data.py", "tests/test_properties_nsd.py"]),
+    # the NSD package one file at a time (its tests read fabricated NSD trees: seconds per mutant)
+    **{f"nsd.{name}": ([f"probelib/data/nsd/{name}.py"], _NSD_TESTS) for name in (
+        "paths", "fetch", "design", "rois", "betas", "assembly")},
+    # the study layer's parsing, units, records and runs (a stand-in analysis kind); test_study's runs of
+    # the smoke study (minutes each) are left out
+    "study": (["probelib/study/spec.py", "probelib/study/units.py"],
+              ["tests/test_properties_study.py", "tests/test_study.py",
+               *(f"--deselect=tests/test_study.py::{t}" for t in (
+                   "test_local_pool_equals_serial_whatever_the_batches",
+                   "test_rerun_skips_what_is_done_and_recomputes_only_what_is_missing",
+                   "test_a_failing_unit_is_reported_and_does_not_stop_the_others",
+                   "test_dask_local_cluster_equals_serial", "test_units_make_the_chapters_cached_calls",
+                   "test_records_list_existing_entries", "test_a_study_of_a_users_network_is_keyed_by_its_content"))]),
     # the demo on a stand-in backbone (a dataset in well under a second); tests/test_demo.py checks
     # the real observer, whose features alone take 10-40 s, too slow to run once per mutant
     "demo": (["probelib/data/demo.py"], ["tests/test_properties_demo.py", "tests/test_properties_data.py"]),
@@ -289,7 +305,7 @@ def report(modules: list[str], previous: str = "") -> str:
         with their reason in `benchmarks/mutation_equivalents.txt` and below.
 
         Run it with `make mutation` (every module, hours on 2 cores) or one module at a time:
-        `.venv/bin/python scripts/mutation.py metrics` (`probes` for every file of the probes,
+        `.venv/bin/python scripts/mutation.py metrics` (`probes` or `nsd` for every file of a package,
         `--only 'probelib.probes.pgd.x__pgd_rows*'` for some functions, `--report` to rewrite this
         file from the last runs). Scratch copies and
         results live in `.cache/mutation/<module>/`; a second run re-tests only changed functions,

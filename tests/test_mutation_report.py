@@ -39,7 +39,13 @@ PREVIOUS = """\
 | probes.transfer | not run | | | | | | |
 | probes.cached | not run | | | | | | |
 | cache | not run | | | | | | |
-| nsd | not run | | | | | | |
+| nsd.paths | not run | | | | | | |
+| nsd.fetch | not run | | | | | | |
+| nsd.design | not run | | | | | | |
+| nsd.rois | not run | | | | | | |
+| nsd.betas | not run | | | | | | |
+| nsd.assembly | not run | | | | | | |
+| study | not run | | | | | | |
 | demo | not run | | | | | | |
 
 ### geometry: 1 surviving
