@@ -669,6 +669,22 @@ def test_fetch_shows_progress_by_default_and_only_when_asked(files_server, tmp_p
     assert "/3.00k [" in err and "B/s]" in err                                       # of 3,000 bytes, scaled
 
 
+@pytest.mark.parametrize("ignore_range", [False, True], ids=["resumed", "started over"])
+def test_the_bar_of_a_resumed_or_restarted_download_starts_at_the_bytes_kept(files_server, tmp_path, capsys,
+                                                                          monkeypatch, ignore_range):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    rel = files_server.rels[0]                                           # 3,000 bytes
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / (rel + ".part")).write_bytes((files_server.root / rel).read_bytes()[:1000])
+    files_server.ignore_range = ignore_range
+    url = f"http://127.0.0.1:{files_server.server_address[1]}"
+    fetch_nsd(tmp_path, 1, base_url=url, sessions=1, include_stimuli=False, timeout=5)
+    assert _same_files(files_server, tmp_path)
+    shown = [part for part in capsys.readouterr().err.split("\r") if part.startswith(Path(rel).name)]
+    start = "0.00" if ignore_range else "1.00k"                          # the bytes kept count from the start
+    assert f"| {start}/3.00k [" in shown[0]
+
+
 def test_fetch_starts_over_when_the_server_sends_another_range(files_server, tmp_path):
     rel = files_server.rels[0]
     (tmp_path / rel).parent.mkdir(parents=True)

@@ -145,3 +145,58 @@ def test_scaled_nifti_betas_are_refused(tmp_path, slope, inter):
     with pytest.raises(ValueError, match=rf"^expected unscaled int16 betas; header has scl_slope={slope}, "
                                          rf"scl_inter={inter}$"):
         _read_nifti_voxels(path, np.array([[0, 0, 0]]), (3, 2, 2), 100)
+
+
+# ------------------------------------------------------------------------------ paths: arguments at their edges
+
+def test_subjects_and_sessions_are_checked_at_their_edges():
+    from probelib.data.nsd.paths import MAX_SESSIONS, nsd_files
+    one = nsd_files(1, sessions=1, include_stimuli=False)
+    assert sum("betas_session" in f for f in one) == 1
+    assert sum("betas_session" in f for f in nsd_files(1, sessions=MAX_SESSIONS, include_stimuli=False)) == MAX_SESSIONS
+    for sessions, bad in [(0, "{1: 0}"), (MAX_SESSIONS + 1, "{1: 41}")]:
+        with pytest.raises(ValueError) as e:
+            nsd_files(1, sessions=sessions)
+        assert str(e.value) == f"sessions per subject must be in 1..{MAX_SESSIONS}; got {bad}"
+    with pytest.raises(ValueError) as e:                       # a per-subject count, the others NSD's own
+        nsd_files([1, 2], sessions={2: 41})
+    assert str(e.value) == "sessions per subject must be in 1..40; got {2: 41}"
+    with pytest.raises(ValueError) as e:
+        nsd_files([])
+    assert str(e.value) == "subjects must name at least one NSD subject (1-8)"
+    with pytest.raises(ValueError) as e:
+        nsd_files([1, 2, 1])
+    assert str(e.value) == "subjects contain duplicates: [1, 2, 1]"
+    with pytest.raises(ValueError) as e:
+        nsd_files(1, betas_format="mat")
+    assert str(e.value).startswith("unknown betas_format 'mat'; valid:")
+    with pytest.raises(ValueError) as e:
+        nsd_path("bogus")
+    assert str(e.value).startswith("unknown NSD file key 'bogus'; valid:")
+
+
+def test_a_gzip_stream_is_read_to_its_end_in_blocks_and_a_cut_one_says_truncated(tmp_path):
+    import gzip
+
+    from probelib.data.nsd.paths import _read_to_end
+
+    class Stream:                                             # records what each read asks for
+        def __init__(self, n):
+            self.left, self.asked = n, []
+
+        def read(self, size=-1):
+            self.asked.append(size)
+            got, self.left = min(self.left, 4), max(0, self.left - 4)
+            return b"x" * got
+
+    s = Stream(10)
+    _read_to_end(s, block=4)
+    assert s.asked == [4, 4, 4, 4]                            # bounded blocks: constant memory
+    s = Stream(3)
+    _read_to_end(s)
+    assert s.asked == [1 << 20, 1 << 20]
+    path = tmp_path / "cut.gz"
+    path.write_bytes(gzip.compress(bytes(1000))[:-12])        # the end of the stream is missing
+    with gzip.open(path) as f, pytest.raises(EOFError) as e:
+        _read_to_end(f)
+    assert str(e.value).startswith("truncated: ")
