@@ -97,6 +97,9 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "demo": (["probelib/data/demo.py"], ["tests/test_properties_demo.py", "tests/test_properties_data.py"]),
 }
 
+#: folders of the checkout a module's tests read besides probelib/ and tests/ (copied beside them)
+DATA: dict[str, tuple[str, ...]] = {"study": ("studies", "notebooks")}
+
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
           35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
           255: "timeout", 37: "type check", -11: "segfault", -9: "segfault", None: "not checked"}
@@ -105,12 +108,13 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 RETEST = ("survived", "no tests", "suspicious", "segfault")
 
 
-def _setup_cfg(sources: list[str], tests: list[str]) -> str:
+def _setup_cfg(sources: list[str], tests: list[str], data: tuple[str, ...] = ()) -> str:
     lines = lambda items: "".join(f"\n    {i}" for i in items)  # noqa: E731
     return ("# written by scripts/mutation.py\n"
             "[mutmut]\n"
             "source_paths = probelib\n"
             f"only_mutate ={lines(sources)}\n"
+            + (f"also_copy ={lines(data)}\n" if data else "") +
             f"pytest_add_cli_args_test_selection ={lines(tests)}\n"
             "pytest_add_cli_args = -p no:cacheprovider\n"
             "process_isolation = forkserver\n"
@@ -129,11 +133,12 @@ def _prepare(module: str, fresh: bool) -> Path:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("probelib", "tests"):
+    for name in ("probelib", "tests", *DATA.get(module, ())):
         if (work / name).exists():
             shutil.rmtree(work / name)
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
-    (work / "setup.cfg").write_text(_setup_cfg(sources, [t for t in tests if t.startswith("-") or (ROOT / t).exists()]))
+    (work / "setup.cfg").write_text(_setup_cfg(sources, [t for t in tests if t.startswith("-") or (ROOT / t).exists()],
+                                               DATA.get(module, ())))
     return work
 
 
@@ -155,8 +160,8 @@ def run_module(module: str, max_children: int, fresh: bool, only: list[str] | No
     work = _prepare(module, fresh)
     if retest:   # mutmut maps tests to functions once per test name: an edited test keeps its old map
         (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-    # the mutants' copy of tests/ and setup.cfg must follow the sources: refresh them every run
-    for name in ("tests", "setup.cfg"):
+    # the mutants' copy of tests/, setup.cfg and data folders must follow the sources: refresh them every run
+    for name in ("tests", "setup.cfg", *DATA.get(module, ())):
         target = work / "mutants" / name
         if target.is_dir():
             shutil.rmtree(target)

@@ -685,6 +685,18 @@ def test_the_bar_of_a_resumed_or_restarted_download_starts_at_the_bytes_kept(fil
     assert f"| {start}/3.00k [" in shown[0]
 
 
+def test_a_finished_download_clears_its_bar_and_the_bar_over_the_files_stays(files_server, tmp_path, monkeypatch):
+    from probelib.data.nsd import fetch as fetch_module
+
+    made = []
+    real = fetch_module.progress_bar
+    monkeypatch.setattr(fetch_module, "progress_bar", lambda *a, **kw: made.append(kw) or real(*a, **kw))
+    _fetch(files_server, tmp_path)
+    files, *downloads = made
+    assert files["desc"] == "NSD files" and "leave" not in files                 # tqdm's default: left
+    assert len(downloads) == len(files_server.rels) and all(kw["leave"] is False for kw in downloads)
+
+
 def test_fetch_starts_over_when_the_server_sends_another_range(files_server, tmp_path):
     rel = files_server.rels[0]
     (tmp_path / rel).parent.mkdir(parents=True)

@@ -200,3 +200,19 @@ def test_a_gzip_stream_is_read_to_its_end_in_blocks_and_a_cut_one_says_truncated
     with gzip.open(path) as f, pytest.raises(EOFError) as e:
         _read_to_end(f)
     assert str(e.value).startswith("truncated: ")
+
+
+def test_fetch_joins_any_base_url_and_waits_60_s_by_default(tmp_path, monkeypatch):
+    from probelib.data.nsd import fetch as fetch_module
+    from probelib.data.nsd.paths import nsd_files
+
+    calls = []
+    monkeypatch.setattr(fetch_module, "_download", lambda url, rel, dest, timeout, progress: calls.append(
+        (url, rel, dest, timeout, progress)))
+    rels = nsd_files(1, sessions=1, include_stimuli=False)
+    for base in ("https://mirror.example/NSDX", "https://mirror.example/NSDX/"):
+        calls.clear()
+        got = fetch_module.fetch_nsd(tmp_path, 1, base_url=base, sessions=1, include_stimuli=False, progress=False)
+        assert got == [tmp_path / r for r in rels]
+        assert [c[0] for c in calls] == [f"https://mirror.example/NSDX/{r}" for r in rels]   # only slashes stripped
+        assert {c[3] for c in calls} == {60.0} and {c[4] for c in calls} == {False}
