@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -358,8 +360,10 @@ def build():
 '''
 
 
-def test_network_digests_follow_the_file_content(tmp_path, monkeypatch):
-    path = tmp_path / "nets.py"
+@pytest.mark.parametrize("folder", ["", "v1.py:old"])     # a folder whose name holds ".py:" too
+def test_network_digests_follow_the_file_content(tmp_path, monkeypatch, folder):
+    (tmp_path / folder).mkdir(exist_ok=True)
+    path = tmp_path / folder / "nets.py"
     path.write_text(NETWORK.format(width=2))
     spec = f"{path}:build@1"
     U._DIGESTS.clear()
@@ -652,12 +656,15 @@ def test_datasets_are_loaded_with_the_chapters_arguments_and_kept(tmp_path, monk
     import probelib.data as data
 
     calls = []
-    monkeypatch.setattr(data, "load_dataset", lambda name, **kw: calls.append((name, kw)) or object())
+    loaded = []
+    monkeypatch.setattr(data, "load_dataset", lambda name, **kw: calls.append((name, kw)) or loaded.append(object())
+                        or loaded[-1])
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
     U.clear_process_caches()
     demo = DatasetSpec("demo", 32, 2)
     first = U._dataset(demo)
-    assert U._dataset(demo) is first and calls == [("demo", {"nsd_root": None, "image_size": 32, "seed": 2})]
+    assert first is loaded[0] and U._dataset(demo) is first and U.Context().dataset(demo) is first
+    assert calls == [("demo", {"nsd_root": None, "image_size": 32, "seed": 2})]
     U._dataset(demo.variant(average_subjects=False))
     assert calls[-1] == ("demo", {"nsd_root": None, "image_size": 32, "seed": 2, "average_subjects": False})
     nsd = DatasetSpec("nsd", 224, 0, "/r", (1, 3))
@@ -711,3 +718,57 @@ def test_fits_are_made_with_the_fit_spec_and_extended_by_roi(tmp_path, monkeypat
         ctx.fit(DatasetSpec("demo", size, 0), f, ["alexnet"], ["FFA"])
     assert len(U._PANELS) == 4
     U.clear_process_caches()
+
+
+def test_a_task_runs_its_units_with_its_options_into_private_folders(double_kind, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "elsewhere"))
+    unit = double_kind(xs=[6])
+    outs = U.run_task([unit, unit], _options(tmp_path))          # the same record written twice
+    assert [o.status for o in outs] == ["computed", "computed"], outs[-1].traceback
+    assert all(Path(o.log) == tmp_path / "logs" / f"{unit.id}.log" for o in outs)
+    rec = record_path(unit, tmp_path / "cache")
+    assert json.loads(rec.read_text())["digest"] == outs[1].digest and not list(rec.parent.glob(".*"))
+    for folder in (rec.parent, tmp_path / "logs"):                # records and logs: the owner's only
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    lines = (tmp_path / "logs" / f"{unit.id}.log").read_text().splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d (start|done|hit|computed) ", line) for line in lines)
+    assert [line[9:14] for line in lines if " start " in line or " done " in line] == ["start", "done "] * 2
+    assert outs[0].to_dict() == {f.name: getattr(outs[0], f.name) for f in dataclasses.fields(outs[0])}
+
+
+def test_a_unit_log_shows_each_line_as_it_is_written(tmp_path):
+    log = U._UnitLog(tmp_path / "logs" / "u.log")
+    log("first step")
+    assert (tmp_path / "logs" / "u.log").read_text().endswith(" first step\n")    # line-buffered: tail -f works
+    log.close()
+    quiet = U._UnitLog(None)                                      # a lookup-only run: no log
+    quiet("nothing")
+    quiet.close()
+
+
+def test_network_digests_of_hub_networks_and_missing_files(tmp_path, monkeypatch):
+    from probelib import zoo
+
+    built = []
+
+    def build(spec, device):
+        built.append(spec)
+        torch.manual_seed(0)
+        return torch.nn.Linear(2, 2)
+
+    monkeypatch.setattr(zoo, "build_encoder", build)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".py").write_text("")                           # a file named like an empty path + .py
+    U._DIGESTS.clear()
+    first = U.network_digest("torchvision:resnet18@layer4")
+    os.utime(tmp_path / ".py", ns=(1, 10**18))
+    assert U.network_digest("torchvision:resnet18@layer4") == first and built == ["torchvision:resnet18@layer4"]
+    monkeypatch.undo()
+    with pytest.raises(FileNotFoundError, match="missing.py not found"):
+        U.network_digest(f"{tmp_path}/missing.py:build@1")
+
+
+def test_an_override_of_a_study_without_analyses_names_none(tmp_path):
+    raw = {k: v for k, v in _raw().items() if k != "analysis"}
+    with pytest.raises(StudyError, match=r"no analysis named 'fgsm'; analyses: $"):
+        apply_overrides(raw, ["analysis.fgsm.eps=1"])

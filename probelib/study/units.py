@@ -403,7 +403,6 @@ def result_digest(value: Any) -> str:
 
 class _UnitLog:
     def __init__(self, path: Path | None):
-        self.path = path
         self._fh = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
