@@ -16,8 +16,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 import re
 import stat
+import time
 from pathlib import Path
 
 import numpy as np
@@ -492,7 +494,8 @@ def double_kind(monkeypatch):
     from probelib.study import analyses
 
     kind = analyses.Analysis("double", "-", "stand-in", {}, expand=lambda a, d: [], needs=lambda u: [],
-                             run=_run_double, summarize=lambda u, v: {"n": len(v)})
+                             run=_run_double,   # a summary of numpy scalars too (not JSON types)
+                             summarize=lambda u, v: {"n": (np.int64 if u.parameters.get("numpy") else int)(len(v))})
     monkeypatch.setitem(analyses.KINDS, "double", kind)
     return lambda **params: make_unit("double", DatasetSpec(), params=params)
 
@@ -503,20 +506,30 @@ def _options(tmp_path, **kw):
 
 def test_a_unit_records_the_entries_it_used(double_kind, tmp_path):
     unit = double_kind(xs=[1, 2, 1])
+    t0, c0 = time.perf_counter(), time.process_time()
     out, values = run_unit(unit, _options(tmp_path, device="meta"), keep_values=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert out.status == "computed" and not out.error, out.traceback
     assert values == {"device": "meta", 1: 2, 2: 4}
     assert (out.computed, out.hits) == (2, 1) and out.unit_id == unit.id and out.label == unit.label
     assert out.digest == result_digest(values) and out.summary == {"n": 3}
-    assert out.seconds > 0 and out.pid == os.getpid() and out.started > 0
+    assert 0 < out.seconds <= wall and 0 <= out.cpu_seconds <= cpu and out.started > 0
+    assert out.pid == os.getpid() and out.host == platform.node()
     rec = read_record(unit, tmp_path / "cache")
     assert rec["unit"] == unit.describe() and rec["digest"] == out.digest and rec["summary"] == {"n": 3}
     assert (rec["hits"], rec["computed"]) == (1, 2) and len(rec["entries"]) == 2   # each entry once
+    assert (rec["label"], rec["host"], rec["seconds"], rec["cpu_seconds"]) == (unit.label, out.host, out.seconds,
+                                                                           out.cpu_seconds)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rec["finished"])
+    assert sorted(rec) == ["computed", "cpu_seconds", "digest", "entries", "finished", "hits", "host", "label",
+                           "seconds", "summary", "unit"]
     assert all((tmp_path / "cache" / e / "output.pkl").exists() for e in rec["entries"])
     assert unit_done(unit, tmp_path / "cache")
     log = Path(out.log).read_text()
     assert Path(out.log) == tmp_path / "logs" / f"{unit.id}.log"
     assert "start double" in log and "device meta" in log and "done in" in log and "2 computed, 1 from the cache" in log
+    calls = re.findall(r"^\d\d:\d\d:\d\d (hit     |computed) \S*_double ", log, re.M)   # each cached call
+    assert calls == ["computed", "computed", "hit     "]
     assert os.environ["PROBELIB_CACHE"] == str(tmp_path / "cache")
     # the same unit again: everything from the cache, the same digest
     again = run_unit(unit, _options(tmp_path, device="meta"))
@@ -539,7 +552,9 @@ def test_a_failed_unit_is_reported_and_never_recorded(double_kind, tmp_path):
     good = double_kind(xs=[4])
     assert run_unit(good, _options(tmp_path)).status == "computed"
     bad = double_kind(xs=[4], fail=True)
-    out = run_unit(bad, _options(tmp_path))
+    t0 = time.perf_counter()
+    out, values = run_unit(bad, _options(tmp_path), keep_values=True)
+    assert 0 < out.seconds <= time.perf_counter() - t0 and values == {}
     assert out.status == "failed" and out.error == "RuntimeError: the unit failed"
     assert "RuntimeError" in out.traceback and "FAILED after" in Path(out.log).read_text()
     assert out.digest == "" and not record_path(bad, tmp_path / "cache").exists()
@@ -549,11 +564,13 @@ def test_a_failed_unit_is_reported_and_never_recorded(double_kind, tmp_path):
 
 def test_a_unit_refuses_a_network_changed_since_its_plan(double_kind, tmp_path, monkeypatch):
     unit = dataclasses.replace(double_kind(xs=[1]), models=("x.py:f@l",), networks=(("x.py:f@l", "planned"),))
-    monkeypatch.setattr(U, "network_digest", lambda spec: "planned")
+    monkeypatch.setattr(U, "network_digest", lambda spec: {"x.py:f@l": "planned"}[spec])
     assert run_unit(unit, _options(tmp_path)).status == "computed"
-    monkeypatch.setattr(U, "network_digest", lambda spec: "edited")
+    monkeypatch.setattr(U, "network_digest", lambda spec: {"x.py:f@l": "edited"}[spec])
     out = run_unit(unit, _options(tmp_path))
-    assert out.status == "failed" and out.error.startswith("StudyError: the network 'x.py:f@l' is not the one")
+    assert out.status == "failed" and out.error == (
+        "StudyError: the network 'x.py:f@l' is not the one this study was planned with (its code or weights "
+        "changed since): run the study again to plan it anew")
 
 
 def test_units_run_with_their_options(double_kind, tmp_path, monkeypatch):
@@ -772,3 +789,24 @@ def test_an_override_of_a_study_without_analyses_names_none(tmp_path):
     raw = {k: v for k, v in _raw().items() if k != "analysis"}
     with pytest.raises(StudyError, match=r"no analysis named 'fgsm'; analyses: $"):
         apply_overrides(raw, ["analysis.fgsm.eps=1"])
+
+
+@pytest.mark.parametrize("env, where", [({}, ""), ({"SLURM_JOB_ID": "77"}, ", slurm job 77"),
+                                        ({"SLURM_JOB_ID": "77", "SLURM_ARRAY_JOB_ID": "70",
+                                          "SLURM_ARRAY_TASK_ID": "3"}, ", slurm job 70_3"),
+                                        ({"SLURM_ARRAY_JOB_ID": "70"}, "")])
+def test_a_unit_log_names_its_slurm_job(double_kind, tmp_path, monkeypatch, env, where):
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    out = run_unit(double_kind(xs=[]), _options(tmp_path))
+    start = Path(out.log).read_text().splitlines()[0]
+    assert f", pid {os.getpid()}{where}, device cpu, 1 thread(s)" in start
+
+
+def test_a_summary_of_numpy_scalars_is_recorded_as_text(double_kind, tmp_path):
+    unit = double_kind(xs=[1], numpy=True)
+    out = run_unit(unit, _options(tmp_path))
+    assert out.status == "computed", out.traceback
+    assert read_record(unit, tmp_path / "cache")["summary"] == {"n": "2"}
