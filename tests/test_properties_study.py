@@ -453,6 +453,11 @@ def test_a_unit_is_done_when_its_record_and_every_entry_exist(tmp_path):
     assert not unit_done(BASE, root) and read_record(BASE, root) is None
     _write_record(BASE, root, [])
     assert unit_done(BASE, root)
+    for entries in (None, "joblib/f/abc", [["joblib/f/abc"]]):   # not a list of entries: run it again
+        _write_record(BASE, root, entries)
+        assert not unit_done(BASE, root)
+    record_path(BASE, root).write_text(json.dumps({"unit": BASE.describe()}))
+    assert not unit_done(BASE, root)
     forget(BASE, root)
     assert not record_path(BASE, root).exists() and not unit_done(BASE, root)
     forget(BASE, root)                                        # forgetting twice is fine
@@ -605,6 +610,7 @@ def test_recording_and_noted_files(tmp_path, monkeypatch):
     assert [(c.hit, c.entry) for c in rec.calls] == [(False, entry), (True, "nsd/x.npz"), (True, "/elsewhere/y.npz"),
                                                     (True, entry)]
     assert rec.calls[1].function == "file" and rec.calls[1].seconds == 0.0
+    assert rec.calls[0].function.endswith("_double") and rec.calls[0].seconds >= 0.0
     assert (tmp_path / entry / "output.pkl").exists() and not os.path.isabs(entry)
     assert lines[0].startswith("computed ") and lines[1].startswith("hit      ") and entry in lines[1]
     assert getattr(U._local, "recorder", None) is None        # restored after the block
@@ -630,6 +636,12 @@ class _Q:
     c: object = 0
 
 
+@dataclasses.dataclass
+class _S:                                                    # _R's fields under another name
+    a: object
+    b: object = 0
+
+
 def test_result_digests_are_equal_exactly_for_equal_values():
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     base = {"r": _R(x, [1, 2.0, "s"]), "n": np.float64(1.5), "t": torch.ones(2)}
@@ -653,6 +665,12 @@ def test_result_digests_are_equal_exactly_for_equal_values():
     objects = np.array(["a", None], dtype=object)
     assert result_digest(objects) == result_digest(np.array(["a", None], dtype=object))
     assert result_digest(objects) != result_digest(np.array(["b", None], dtype=object))
+    lists = [np.empty(2, dtype=object) for _ in range(2)]   # equal values in distinct objects
+    for a in lists:
+        a[:] = [[1, 2], 10**30 + 1]
+    assert result_digest(lists[0]) == result_digest(lists[1])
+    assert result_digest(_R(x)) != result_digest(_S(x))     # the dataclass's type is part of it
+    assert result_digest(torch.ones(2, requires_grad=True)) == result_digest(np.ones(2, np.float32))
 
 
 def test_the_nsd_extraction_cache_is_one_folder_per_dataset(tmp_path):

@@ -296,12 +296,16 @@ def read_record(unit: Unit, root=None) -> dict | None:
 
 
 def unit_done(unit: Unit, root=None) -> bool:
-    """True when the unit's record exists and every cache entry it lists is still there."""
+    """True when the unit's record exists and every cache entry it lists is still there (a record
+    without its list of entries is not one :func:`run_unit` wrote: the unit is not done)."""
     rec = read_record(unit, root)
     if rec is None or rec.get("unit") != unit.describe():
         return False
+    entries = rec.get("entries")
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        return False                           # not a record this code wrote: run the unit again
     base = Path(root) if root is not None else records_dir().parents[1]
-    for entry in rec.get("entries", []):
+    for entry in entries:
         p = Path(entry) if os.path.isabs(entry) else base / entry
         if not ((p / "output.pkl").exists() or (p.is_file())):
             return False
