@@ -752,7 +752,47 @@ def test_fits_are_made_with_the_fit_spec_and_extended_by_roi(tmp_path, monkeypat
     for size in (40, 48):
         ctx.fit(DatasetSpec("demo", size, 0), f, ["alexnet"], ["FFA"])
     assert len(U._PANELS) == 4
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "other"))
+    ctx.fit(d, f, ["alexnet"], ["FFA"])                        # another cache: fitted into it again
+    assert len(calls) == 8
     U.clear_process_caches()
+
+
+def test_a_panel_extended_by_roi_counts_as_the_newest(tmp_path, monkeypatch):
+    import probelib.fitting as fitting
+    from probelib.fitting import PanelFit
+
+    calls = []
+
+    def fake_fit_panel(ds, models, rois, **kw):
+        calls.append((ds, tuple(rois)))
+        keys = [(m, r) for m in models for r in rois]
+        return PanelFit(dataset=ds, digest="d", kind=kw["kind"], options={}, models={k: k for k in keys},
+                        predictivity={k: 0.5 for k in keys}, predictions={k: None for k in keys})
+
+    monkeypatch.setattr(fitting, "fit_panel", fake_fit_panel)
+    monkeypatch.setattr(U, "_dataset", lambda spec: spec.image_size)
+    monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path))
+    U.clear_process_caches()
+    ctx, f = U.Context(), FitSpec("ridge", 1, 0, "{}")
+    for size in (32, 40, 48):                                  # panels A, B, C
+        ctx.fit(DatasetSpec("demo", size, 0), f, ["alexnet"], ["FFA"])
+    ctx.fit(DatasetSpec("demo", 32, 0), f, ["alexnet"], ["PPA"])   # A extended: now the newest
+    for size in (56, 64):                                      # D, then E: the oldest (B) goes
+        ctx.fit(DatasetSpec("demo", size, 0), f, ["alexnet"], ["FFA"])
+    n = len(calls)
+    ctx.fit(DatasetSpec("demo", 32, 0), f, ["alexnet"], ["FFA", "PPA"])
+    assert len(calls) == n                                     # A is still kept
+    ctx.fit(DatasetSpec("demo", 40, 0), f, ["alexnet"], ["FFA"])
+    assert calls[-1] == (40, ("FFA",))                         # B was not
+    U.clear_process_caches()
+
+
+def test_a_plan_without_units_has_no_stages():
+    import types
+
+    plan = U.build_plan(types.SimpleNamespace(analyses=(), datasets=(DatasetSpec(),)))
+    assert (len(plan), plan.stages, plan.deps) == (0, [], {})
 
 
 def test_a_task_runs_its_units_with_its_options_into_private_folders(double_kind, tmp_path, monkeypatch):
