@@ -250,6 +250,16 @@ def test_study_files(tmp_path):
     assert study.source == str(tmp_path / "ok.yml") and study.seed == 4 and study.raw["study"]["seed"] == 4
 
 
+def test_a_yaml_study_without_pyyaml_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "ok.yml").write_text("study: {name: y}\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)            # as if pyyaml were not installed
+    with pytest.raises(StudyError) as e:
+        read_study_file(tmp_path / "ok.yml")
+    assert str(e.value) == f"{tmp_path / 'ok.yml'}: reading YAML needs pyyaml (pip install pyyaml)"
+
+
 def test_overrides():
     assert parse_override("a.b=4") == (["a", "b"], 4)
     assert parse_override(" a . b = [1, 2] ") == (["a", "b"], [1, 2])

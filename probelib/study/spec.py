@@ -289,7 +289,7 @@ def read_study_file(path: str | Path) -> dict:
     if path.suffix in (".yaml", ".yml"):
         try:
             import yaml
-        except ImportError:  # pragma: no cover - pyyaml is in the [cluster] and [test] extras
+        except ImportError:  # pyyaml is in the [cluster] and [test] extras
             raise StudyError(f"{path}: reading YAML needs pyyaml (pip install pyyaml)") from None
         try:
             raw = yaml.safe_load(text)
