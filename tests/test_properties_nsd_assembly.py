@@ -111,3 +111,49 @@ def test_a_brick_of_another_layout_is_refused(tmp_path):
         f.create_dataset("imgBrick", data=np.zeros((10, 6, 6), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"imgBrick has shape \(10, 6, 6\)"):
         _load_stimuli(tmp_path, np.array([0]), 4, [3, 4])
+
+
+def _arguments_reaching_assembly(monkeypatch, **kw) -> dict:
+    """load_nsd's checked arguments as they reach the assembly (no NSD file is read)."""
+    from probelib.data.nsd import assembly
+
+    got = {}
+
+    def assemble(root, subjects, spec, t_threshold, average_subjects, betas_format, n_train, seed, image_size,
+                 counts, shared_subjects, zscore, chunk, progress):
+        got.update(locals())
+        return "dataset"
+
+    monkeypatch.setattr(assembly, "_assemble", assemble)
+    assert assembly.load_nsd("/nsd", **kw) == "dataset"
+    return got
+
+
+def test_load_nsd_defaults_are_the_papers(monkeypatch):
+    from probelib.data.nsd.paths import NSD_SESSIONS
+
+    got = _arguments_reaching_assembly(monkeypatch)
+    assert got["subjects"] == (1,) and set(got["spec"]) == {"FFA", "EBA", "PPA", "VWFA"}
+    assert (got["t_threshold"], got["average_subjects"], got["betas_format"], got["n_train"], got["seed"],
+            got["image_size"], got["zscore"], got["chunk"], got["progress"]) == (7.0, True, "auto", 400, 0, 224,
+                                                                               True, 32, True)
+    assert got["shared_subjects"] == tuple(range(1, 9)) and got["counts"] == dict(NSD_SESSIONS)
+    assert _arguments_reaching_assembly(monkeypatch, shared_subjects=None, subjects=2)["shared_subjects"] == (2,)
+
+
+def test_load_nsd_checks_its_arguments_at_their_edges(monkeypatch):
+    from probelib.data.nsd import load_nsd
+
+    got = _arguments_reaching_assembly(monkeypatch, image_size=1, chunk_trials=1, t_threshold=-1e300)
+    assert (got["image_size"], got["chunk"], got["t_threshold"]) == (1, 1, -1e300)
+    assert _arguments_reaching_assembly(monkeypatch, image_size=None)["image_size"] is None
+    for kw, message in [({"image_size": 0}, "image_size must be a positive int or None; got 0"),
+                        ({"chunk_trials": 0}, "chunk_trials must be >= 1; got 0"),
+                        ({"t_threshold": float("inf")}, "t_threshold must be finite; got inf"),
+                        ({"t_threshold": float("nan")}, "t_threshold must be finite; got nan"),
+                        ({"shared_subjects": [9]}, "shared_subjects must be NSD subject numbers 1-8; got [9]")]:
+        with pytest.raises(ValueError) as e:
+            load_nsd("/nsd", **kw)
+        assert str(e.value) == message
+    with pytest.raises(ValueError, match="^unknown betas_format 'mat'; valid: "):
+        load_nsd("/nsd", betas_format="mat")
