@@ -156,7 +156,14 @@ def test_model_lists_are_checked():
     assert load_study(_raw(panel={"models": ["mobilenet_v2", "alexnet"]})).models == ("mobilenet_v2", "alexnet")
     _error(_raw(panel={"models": ["alexnet", "alexnet"]}), "[panel] models: lists a model twice")
     _error(_raw(panel={"models": []}), "[panel] models: must not be empty")
-    _error(_raw(panel={"models": "mobilenet_v2"}), "'mobilenet_v2' is not a list of model specs nor one of")
+    assert _error(_raw(panel={"models": "mobilenet_v2"})) == (
+        "<study>: [panel] models: 'mobilenet_v2' is not a list of model specs nor one of 'demo_paper1', "
+        "'demo_paper2', 'paper1', 'paper2'")
+    assert _error(_raw(panel={"models": 5})) == "<study>: [panel] models: must be a list; got 5"
+    assert _error(_raw(panel={"models": "demo"})) == (
+        "<study>: [panel] models: 'demo' names no single panel: 'demo_paper1' (chapters 2-5: the networks, their "
+        "smoothed versions, untrained controls) or 'demo_paper2' (chapters 6-8: standard and adversarially "
+        "fine-tuned networks, untrained controls)")
     _error(_raw(panel={"models": ["mobilenet_v2"], "rois": ["FFA", "FFA"]}), "[panel] rois: lists a ROI twice")
     _error(_raw(panel={"models": ["mobilenet_v2"], "rois": []}), "[panel] rois: must not be empty")
     _error(_raw(panel={"models": ["mobilenet_v2"], "rois": ["FFA", "XYZ"]}),
@@ -173,6 +180,11 @@ def test_analyses_select_from_the_panel():
     assert by["all"].models == ("alexnet", "alexnet:untrained") and by["all"].rois == ("FFA", "PPA")
     assert by["trained"].models == ("alexnet",) and by["trained"].rois == ("PPA",)
     assert by["fe"].models == ("alexnet",)          # fixed_effect's default: the trained models
+    # within an analysis the named panels stay valid, beside "panel" and "trained"
+    demo = load_study(_raw(panel={"models": "demo_paper1"}, analysis=[{"kind": "l2_probe", "models": "demo_paper1"}]))
+    assert demo.analyses[0].models == demo.models
+    assert _error(_raw(analysis=[{"kind": "l2_probe", "models": "paper9"}])).endswith(
+        "'panel', 'trained' (did you mean 'paper2'?)")
     # "panel" and "trained" exist only within an analysis
     _error(_raw(panel={"models": "panel"}), "'panel' is not a list of model specs")
     # one table (YAML/TOML written as a table, not a list) is one analysis
