@@ -44,6 +44,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from ._checks import check_choice
 from .adversarial_training import AdvSchedule, curriculum
 from .encoders import REGISTRY, load_encoder, smooth
 
@@ -318,6 +319,7 @@ def model_panel(dataset: str = "demo", paper: int = 1) -> tuple[str, ...]:
     networks for paper 2)."""
     if paper not in (1, 2):
         raise ValueError(f"paper must be 1 (2024) or 2 (2025); got {paper!r}")
+    check_choice(dataset, ("demo", "nsd"), "dataset")
     if dataset == "demo":
         return DEMO_MODELS if paper == 1 else DEMO_PANEL2
     return PAPER1_MODELS if paper == 1 else PAPER2_MODELS

@@ -185,6 +185,9 @@ def test_analyses_select_from_the_panel():
     assert demo.analyses[0].models == demo.models
     assert _error(_raw(analysis=[{"kind": "l2_probe", "models": "paper9"}])).endswith(
         "'panel', 'trained' (did you mean 'paper2'?)")
+    assert _error(_raw(panel={"models": ["alexnet:untrained"]}, analysis=[{"kind": "l2_probe", "models": "trained"}])
+                  ) == "<study>: [[analysis]] 'l2_probe' models: selects no model"
+    assert U.Context().device == "cpu"
     # "panel" and "trained" exist only within an analysis
     _error(_raw(panel={"models": "panel"}), "'panel' is not a list of model specs")
     # one table (YAML/TOML written as a table, not a list) is one analysis
@@ -233,7 +236,15 @@ def test_network_files_are_found_from_the_study_folder(tmp_path, monkeypatch):
     (sub / "s.toml").write_text('[study]\nname = "s"\n[panel]\nmodels = ["nets.py:build@block2"]\n'
                                 'rois = ["FFA"]\n[[analysis]]\nkind = "l2_probe"\n')
     message = _error_file(sub / "s.toml", "models[0]: no network file", "(a relative path is found from")
-    assert str(sub) in message
+    assert message.endswith(f"models[0]: no network file {str(sub / 'nets.py')!r} (a relative path is found from "
+                            f"{str(sub.resolve())!r})")
+    assert _error(_raw(panel={"models": ["lab/none.py:build@1"]})) == (   # a mapping: from the working folder
+        f"<study>: [panel] models[0]: no network file {str(tmp_path / 'lab' / 'none.py')!r} (a relative path is "
+        f"found from {str(tmp_path)!r})")
+    odd = tmp_path / "v1.py:old"                               # a folder whose name holds ".py:" too
+    odd.mkdir()
+    (odd / "nets.py").write_text("")
+    assert load_study(_raw(panel={"models": [f"{odd}/nets.py:build@b"]})).models == (f"{odd / 'nets.py'}:build@b",)
     (sub / "nets.py").write_text("")
     assert load_study(sub / "s.toml").models == (f"{(sub / 'nets.py').resolve()}:build@block2",)
     # two spellings of one file are one model

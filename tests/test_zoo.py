@@ -112,3 +112,16 @@ def test_networks_outside_the_zoo_are_named_with_their_layer():
         check_model("timm:resnet18")
     with pytest.raises(ValueError, match="unknown model 'mobilenet_v3'.*'<model>@<layer>'"):
         check_model("mobilenet_v3")
+
+
+def test_model_panels_are_the_chapters_and_other_datasets_are_refused():
+    from probelib.zoo import DEMO_MODELS, DEMO_PANEL2, PAPER1_MODELS, PAPER2_MODELS, model_panel
+
+    assert [model_panel(d, paper=p) for d in ("demo", "nsd") for p in (1, 2)] == [
+        DEMO_MODELS, DEMO_PANEL2, PAPER1_MODELS, PAPER2_MODELS]
+    assert model_panel() == DEMO_MODELS
+    for bad in ("NSD", "nds", "imagenet"):
+        with pytest.raises(ValueError, match=f"^unknown dataset '{bad}'; valid: 'demo', 'nsd'"):
+            model_panel(bad)
+    with pytest.raises(ValueError, match=r"^paper must be 1 \(2024\) or 2 \(2025\); got 3$"):
+        model_panel("nsd", paper=3)
