@@ -4,7 +4,9 @@ stimuli read from an ``imgBrick`` HDF5 file in the real layout (N, H, W, 3) uint
 encoders' input, in any batch size, with errors that name what is wrong."""
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -157,3 +159,30 @@ def test_load_nsd_checks_its_arguments_at_their_edges(monkeypatch):
         assert str(e.value) == message
     with pytest.raises(ValueError, match="^unknown betas_format 'mat'; valid: "):
         load_nsd("/nsd", betas_format="mat")
+
+
+def test_the_cache_key_of_load_nsd_changes_with_every_argument_that_changes_the_dataset(tmp_path, monkeypatch):
+    from probelib.data.nsd import assembly
+
+    keys = []
+    monkeypatch.setattr(assembly, "_source_stamps", lambda *a: {"stamps": "of the files"})
+    monkeypatch.setattr(assembly, "_cache_file", lambda cache_dir, key: keys.append(key) or tmp_path / "entry.npz")
+    monkeypatch.setattr(assembly, "_load_dataset", lambda path, key: None)
+    monkeypatch.setattr(assembly, "_assemble", lambda *a: "dataset")
+    monkeypatch.setattr(assembly, "_save_dataset", lambda path, ds, key: None)
+
+    def key(root="/nsd/a", **kw):
+        assembly.load_nsd(root, cache_dir=tmp_path, **kw)
+        return keys[-1]
+
+    base = key()
+    assert base["root"] == str(Path("/nsd/a").resolve()) and base["files"] == {"stamps": "of the files"}
+    assert key(subjects=1, shared_subjects=range(1, 9), image_size=224.0) == base      # the same, spelled otherwise
+    changes = [dict(root="/nsd/b"), dict(subjects=2), dict(rois=("FFA",)), dict(t_threshold=7.5),
+               dict(average_subjects=False), dict(betas_format="hdf5"), dict(n_train=300), dict(seed=1),
+               dict(image_size=112), dict(image_size=None), dict(sessions=30), dict(shared_subjects=None),
+               dict(zscore=False)]
+    variants = [key(**c) for c in changes]
+    assert all(v != base for v in variants)
+    assert len({json.dumps(v, sort_keys=True) for v in variants}) == len(changes)
+    assert key(progress=False, chunk_trials=7) == base             # how it is read, not what is read
