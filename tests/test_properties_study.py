@@ -901,3 +901,35 @@ def test_a_summary_of_numpy_scalars_is_recorded_as_text(double_kind, tmp_path):
     out = run_unit(unit, _options(tmp_path))
     assert out.status == "computed", out.traceback
     assert read_record(unit, tmp_path / "cache")["summary"] == {"n": "2"}
+
+
+def test_every_study_error_names_its_place_in_full():
+    """The exact message of each kind of mistake: the file, the table or key, what is wrong, the valid values."""
+    kinds = "fgsm_sweep, l2_probe, voxel_probes, fixed_effect, transfer, subspaces"
+    cases = [
+        (_raw(study=5), "[study]: must be a table; got int"),
+        (_raw(panel=5), "[panel]: must be a table; got int"),
+        (_raw(readout=5), "[readout]: must be a table; got int"),
+        (_raw(execution=5), "[execution]: must be a table; got int"),
+        (_raw(dataset={"name": "demo", "imagesize": 3}), "[dataset]: unknown key 'imagesize' (did you mean "
+         "'image_size'?); valid keys: name, image_size, root, subjects, per_subject"),
+        (_raw(dataset={"name": "nds"}), "[dataset] name: 'nds' is not one of 'demo', 'nsd' (did you mean 'nsd'?)"),
+        (_raw(dataset={"name": "nsd"}), "[dataset] root: dataset nsd needs root, the local copy of the NSD bucket "
+         "(override it: --set dataset.root=/path/to/nsd)"),
+        ({k: v for k, v in _raw().items() if k != "analysis"},
+         f"[[analysis]]: a study needs at least one [[analysis]] table; kinds: {kinds}"),
+        (_raw(analysis=[{"steps": 1}]), f"[[analysis]] #1: needs a kind; kinds: {kinds}"),
+        (_raw(analysis=[{"kind": "l2_prob"}]), "[[analysis]] #1 kind: 'l2_prob' is not one of 'fgsm_sweep', "
+         "'l2_probe', 'voxel_probes', 'fixed_effect', 'transfer', 'subspaces' (did you mean 'l2_probe'?)"),
+        (_raw(analysis=[{"kind": "l2_probe"}, {"kind": "l2_probe"}]),
+         "[[analysis]] 'l2_probe': two analyses have this name; give each a distinct name"),
+        (_raw(analysis=[{"kind": "l2_probe", "rois": ["XYZ"]}]),
+         "[[analysis]] 'l2_probe' rois[0]: unknown demo ROI 'XYZ'; valid: FFA, EBA, PPA, VWFA"),
+        (_raw(analysis=[{"kind": "l2_probe", "steps": 0}]), "[[analysis]] 'l2_probe' steps: must be >= 1; got 0"),
+    ]
+    for raw, message in cases:
+        assert _error(raw) == f"<study>: {message}"
+    with pytest.raises(StudyError) as e:                       # parse_study's default name of the source
+        S.parse_study(_raw(study=5))
+    assert str(e.value) == "<study>: [study]: must be a table; got int"
+    assert load_study(_raw(study={"name": "t", "seed": 3})).datasets == (DatasetSpec("demo", 32, 3),)
