@@ -785,9 +785,12 @@ def test_fits_are_made_with_the_fit_spec_and_extended_by_roi(tmp_path, monkeypat
     for size in (40, 48):
         ctx.fit(DatasetSpec("demo", size, 0), f, ["alexnet"], ["FFA"])
     assert len(U._PANELS) == 4
+    n = len(calls)
+    ctx.fit(DatasetSpec("demo", 48, 0), f, ["alexnet"], ["FFA"])   # the newest: kept
+    assert len(calls) == n
     monkeypatch.setenv("PROBELIB_CACHE", str(tmp_path / "other"))
-    ctx.fit(d, f, ["alexnet"], ["FFA"])                        # another cache: fitted into it again
-    assert len(calls) == 8
+    ctx.fit(DatasetSpec("demo", 48, 0), f, ["alexnet"], ["FFA"])   # another cache: fitted into it again
+    assert len(calls) == n + 1
     U.clear_process_caches()
 
 
