@@ -182,6 +182,18 @@ def test_stimuli_and_split(mini, voxel_ds):
     assert full.stimuli.shape == (12, 3, 425, 425)
 
 
+def test_the_split_follows_the_seed_and_the_bar_counts_sessions(mini, capsys, monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    a, b = (_load(mini, rois=("FFA",), seed=0) for _ in range(2))
+    assert capsys.readouterr().err == ""                                      # progress=False: quiet
+    c = _load(mini, rois=("FFA",), seed=1, progress=True)
+    assert all(np.array_equal(a.split[k], b.split[k]) for k in ("train", "test"))
+    assert not np.array_equal(a.split["train"], c.split["train"])
+    n = sum(mini.sessions[s] for s in (1, 2))                                 # the sessions read
+    err = capsys.readouterr().err
+    assert "NSD sessions: 100%" in err and f"{n}/{n}" in err and "session/s]" in err
+
+
 def test_small_image_set_uses_proportional_split(mini):
     with pytest.warns(UserWarning, match="400/515"):
         ds = _load(mini, rois=("FFA",), n_train=400)
@@ -191,7 +203,8 @@ def test_small_image_set_uses_proportional_split(mini):
 def test_bad_arguments(mini):
     with pytest.raises(ValueError, match="unknown NSD ROI"):
         _load(mini, rois=("FFA", "V1"))
-    with pytest.raises(ValueError, match="no voxels with t > 100"):
+    with pytest.raises(ValueError, match=r"^ROI 'FFA' has no voxels with t > 100.0 in subjects \[1, 2\]; lower "
+                                         r"t_threshold or choose other subjects$"):
         _load(mini, rois=("FFA",), t_threshold=100)
     with pytest.raises(ValueError, match="betas_format"):
         _load(mini, betas_format="mat")
