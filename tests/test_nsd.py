@@ -194,6 +194,19 @@ def test_the_split_follows_the_seed_and_the_bar_counts_sessions(mini, capsys, mo
     assert "NSD sessions: 100%" in err and f"{n}/{n}" in err and "session/s]" in err
 
 
+def test_a_subject_without_voxels_is_left_out_of_the_average_with_a_warning(mini):
+    top = {s: max(t for _, name, t in mini.planted[(s, "faces")] if name == "OFA") for s in (1, 2)}
+    keep, drop = sorted(top, key=top.get, reverse=True)                      # the subject with the higher t
+    threshold = float((top[keep] + top[drop]) / 2)
+    with pytest.warns(UserWarning) as record:
+        ds = _load(mini, rois=("OFA",), t_threshold=threshold)
+    messages = [str(w.message) for w in record if "have no voxels" in str(w.message)]
+    assert messages == [f"ROI 'OFA': subjects [{drop}] have no voxels with t > {threshold}; the subject average "
+                        f"uses [{keep}]"]
+    alone = _load(mini, subjects=(keep,), rois=("OFA",), t_threshold=threshold, shared_subjects=(1, 2))
+    np.testing.assert_allclose(ds.responses["OFA"], alone.responses["OFA"], rtol=1e-6)
+
+
 def test_small_image_set_uses_proportional_split(mini):
     with pytest.warns(UserWarning, match="400/515"):
         ds = _load(mini, rois=("FFA",), n_train=400)
