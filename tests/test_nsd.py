@@ -283,6 +283,14 @@ def test_missing_files_name_path_and_fetch(mini_copy):
         load_nsd(mini_copy, subjects=1, rois=("PPA",), sessions=3, progress=False, n_train=8)
 
 
+@pytest.mark.parametrize("key", ["expdesign", "stim_info", "stimuli"])
+def test_a_missing_shared_file_names_the_subjects_asked_for_in_its_hint(mini_copy, key):
+    (mini_copy / nsd_path(key)).unlink()                                     # no subjNN in its path
+    with pytest.raises(FileNotFoundError) as err:
+        load_nsd(mini_copy, subjects=2, rois=("PPA",), sessions={1: 3, 2: 2}, progress=False, n_train=8)
+    assert f"fetch_nsd({str(mini_copy)!r}, subjects=[2])" in str(err.value)
+
+
 @pytest.mark.parametrize("fmt", ["nifti", "hdf5"])
 def test_truncated_betas(mini_copy, fmt):
     rel = nsd_path(f"betas_{fmt}", subject=2, session=2)
