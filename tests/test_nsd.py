@@ -182,13 +182,19 @@ def test_stimuli_and_split(mini, voxel_ds):
     assert full.stimuli.shape == (12, 3, 425, 425)
 
 
-def test_the_split_follows_the_seed_and_the_bar_counts_sessions(mini, capsys, monkeypatch):
+def test_the_split_follows_the_seed_and_the_bar_counts_sessions(mini, voxel_ds, capsys, monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     a, b = (_load(mini, rois=("FFA",), seed=0) for _ in range(2))
     assert capsys.readouterr().err == ""                                      # progress=False: quiet
     c = _load(mini, rois=("FFA",), seed=1, progress=True)
     assert all(np.array_equal(a.split[k], b.split[k]) for k in ("train", "test"))
     assert not np.array_equal(a.split["train"], c.split["train"])
+    assert a.name == "NSD subj01+02: ROI means averaged over subjects, fLoc t > 7"
+    assert _load(mini, rois=("FFA",), average_subjects=False, t_threshold=7.25).name == \
+        "NSD subj01+02: voxels, fLoc t > 7.25"
+    for ds in (a, voxel_ds):                                                  # float32 responses and ceilings
+        assert {ds.repeats["FFA"].dtype, ds.responses["FFA"].dtype, ds.noise_ceiling["FFA"].dtype} == {np.dtype(np.float32)}
+        assert ds.noise_ceiling["FFA"].ndim == 1
     n = sum(mini.sessions[s] for s in (1, 2))                                 # the sessions read
     err = capsys.readouterr().err
     assert "NSD sessions: 100%" in err and f"{n}/{n}" in err and "session/s]" in err
