@@ -55,6 +55,17 @@ def test_the_smallest_image_set_that_can_be_split():
     with pytest.raises(ValueError) as err:
         _split(1, 400, 0)
     assert str(err.value) == "only 1 image(s) were seen 3 times by every subject: cannot split"
+    with pytest.warns(UserWarning) as record:                  # n_train equal to the images: also rescaled
+        split = _split(12, 12, 0)
+    assert [str(w.message) for w in record] == [
+        "n_train=12 >= the 12 available images; using 9 training images (the papers' 400/515 proportion)"]
+    assert (len(split["train"]), len(split["test"])) == (9, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(_split(12, 11, 0)["train"]) == 11                  # one image fewer: kept, no warning
+    same, other = _split(12, 8, 0), _split(12, 8, 1)               # the split follows the seed
+    assert np.array_equal(same["train"], _split(12, 8, 0)["train"]) and not np.array_equal(same["train"],
+                                                                                             other["train"])
 
 
 # ------------------------------------------------------------------------------ stimuli
